@@ -1,0 +1,21 @@
+# Every target installs what it needs first (scripts/setup.sh is idempotent and pinned).
+PY := .venv/bin/python
+
+.PHONY: setup demo test lint bench fuzz
+
+setup:
+	./scripts/setup.sh
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+bench: setup
+	$(PY) bench/proofs.py
+
+fuzz: setup
+	$(PY) -m tests.fuzz.run --seconds 60

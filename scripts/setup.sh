@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything the project runs and tests with, pinned, into the repo itself:
+# .venv (pip, from pyproject.toml) and node_modules (npm, from package-lock.json).
+# Idempotent: a second run only checks. Needs python3.11+, node 20 + npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "[setup] creating .venv with $($PY --version)"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+if [ ! -f "$stamp" ]; then
+  echo "[setup] pip install -e '.[test]'"
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi
+
+if [ -f package-lock.json ]; then
+  lockstamp=node_modules/.installed-$(sha256sum package-lock.json | cut -c1-16)
+  if [ ! -f "$lockstamp" ]; then
+    echo "[setup] npm ci (pinned by package-lock.json)"
+    npm ci --no-audit --no-fund --loglevel=error
+    touch "$lockstamp"
+  fi
+fi
+echo "[setup] ready"
