@@ -12,7 +12,7 @@ class ProofError(Exception):
 
 
 class MalformedEncodingError(ProofError):
-    """Bytes that do not decode strictly (non-canonical RLP or SCALE, wrong lengths, trailing data)."""
+    """Bytes that do not decode strictly: non-canonical RLP or SCALE, bad lengths, extra bytes."""
 
 
 class HashMismatchError(ProofError):
