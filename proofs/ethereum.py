@@ -22,6 +22,7 @@ __all__ = [
     "Account",
     "Log",
     "Receipt",
+    "decode_header",
     "decode_receipt",
     "encode_header",
     "encode_receipt",
@@ -150,6 +151,29 @@ def encode_header(block: Mapping[str, Any]) -> bytes:
     """The RLP header of a JSON-RPC block object, with the fields its fork defines."""
     encoded: bytes = rlp.encode(_header_fields(block))
     return encoded
+
+
+def decode_header(encoded: bytes) -> dict[str, str]:
+    """A raw RLP header (``debug_getRawHeader``) as a JSON-RPC block object, strictly.
+
+    Strict means that ``encode_header(decode_header(x)) == x`` for every accepted ``x``: field
+    counts of a real fork, exact lengths, canonical integers. ``hash`` is added, computed.
+    """
+    fields = _as_list(_rlp_decode(encoded, "header"), "header")
+    layout = _BASE_FIELDS + _FORK_FIELDS
+    valid_counts = {len(_BASE_FIELDS) + n for n in (0, 1, 2, 5, 6)}
+    if len(fields) not in valid_counts:
+        raise MalformedEncodingError(
+            f"header has {len(fields)} fields; forks define {sorted(valid_counts)}"
+        )
+    block: dict[str, str] = {}
+    for (name, kind, length), item in zip(layout, fields, strict=False):
+        if kind == "i":
+            block[name] = hex(_as_int(item, name))
+        else:
+            block[name] = "0x" + _as_bytes(item, name, length).hex()
+    block["hash"] = "0x" + keccak256(encoded).hex()
+    return block
 
 
 def header_hash(block: Mapping[str, Any]) -> bytes:
