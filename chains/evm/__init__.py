@@ -1,0 +1,1 @@
+"""EVM chain plugin: watcher, submitter and the Solidity gateway it talks to (see contracts/)."""
