@@ -1,65 +1,36 @@
-"""Local anvil chains for integration tests.
+"""Local anvil chains for integration tests (the processes are ``chains.evm.anvil``'s).
 
-``start_anvil(chain_id)`` runs the anvil binary that ``npm ci`` put in the repo's node_modules on a
-free 127.0.0.1 port and returns once it answers ``eth_chainId``. Without the binary the calling
-test is skipped, except in CI (``CI=true``), where a missing binary is a failure.
-
-In a test, use the fixtures of ``tests/integration/conftest.py`` (``anvil_factory``,
-``module_anvil_factory``) or make a dedicated one with ``anvil_fixture``; they stop every chain they
-started, whatever the test's outcome.
+Without the binary the calling test is skipped, except in CI (``CI=true``), where a missing
+binary is a failure. Use the fixtures of ``tests/integration/conftest.py`` (``anvil_factory``,
+``module_anvil_factory``) or make a dedicated one with ``anvil_fixture``; they stop every chain
+they started, whatever the test's outcome.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import socket
-import subprocess
-import tempfile
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-_NODE_MODULES = REPO_ROOT / "node_modules"
-# The platform package holds the real binary; .bin/anvil is a node wrapper that spawns it.
-_CANDIDATES = (
-    _NODE_MODULES / "@foundry-rs" / "anvil-linux-amd64" / "bin" / "anvil",
-    _NODE_MODULES / "@foundry-rs" / "anvil-linux-arm64" / "bin" / "anvil",
-    _NODE_MODULES / "@foundry-rs" / "anvil-darwin-arm64" / "bin" / "anvil",
-    _NODE_MODULES / "@foundry-rs" / "anvil-darwin-amd64" / "bin" / "anvil",
-)
+from chains.evm import anvil as _runtime
+from chains.evm.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, AnvilError, AnvilNode, anvil_binary
 
-# anvil's default dev accounts (mnemonic "test test test test test test test test test test test
-# junk"): funded with 10,000 ETH each and unlocked, so eth_sendTransaction works from them.
-DEV_PRIVATE_KEYS = (
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-)
+__all__ = [
+    "DEV_PRIVATE_KEYS",
+    "REPO_ROOT",
+    "AnvilError",
+    "AnvilFactory",
+    "AnvilNode",
+    "anvil_factory_fixture",
+    "anvil_fixture",
+    "require_anvil",
+    "start_anvil",
+]
 
 Scope = Literal["session", "package", "module", "class", "function"]
-
-_START_TIMEOUT_S = 15.0
-_START_ATTEMPTS = 3
-
-
-class AnvilError(RuntimeError):
-    """anvil did not start or did not answer."""
-
-
-def anvil_binary() -> Path | None:
-    """The anvil binary in this repo's node_modules, or None if ``npm ci`` has not put it there."""
-    for candidate in _CANDIDATES:
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
 
 
 def require_anvil() -> Path:
@@ -67,146 +38,17 @@ def require_anvil() -> Path:
     binary = anvil_binary()
     if binary is not None:
         return binary
-    reason = f"anvil not found under {_NODE_MODULES} (run `npm ci` or `make setup`)"
+    reason = "anvil not found in node_modules (run `npm ci` or `make setup`)"
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
 
 
-@dataclass
-class AnvilNode:
-    """A running anvil process; ``stop()`` ends it (idempotent)."""
-
-    url: str
-    ws_url: str
-    chain_id: int
-    port: int
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    _log: IO[bytes] = field(repr=False)
-
-    def rpc(self, method: str, params: Sequence[Any] = (), timeout: float = 5.0) -> Any:
-        """One JSON-RPC call with the standard library (no web3 needed)."""
-        return _rpc(self.url, method, params, timeout)
-
-    def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
-        if not self._log.closed:
-            self._log.close()
-        self.log_path.unlink(missing_ok=True)
-
-    def __enter__(self) -> AnvilNode:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-
-def _rpc(url: str, method: str, params: Sequence[Any], timeout: float) -> Any:
-    payload = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    request = urllib.request.Request(
-        url, data=payload.encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # loopback only
-        body = json.load(response)
-    if "error" in body:
-        raise AnvilError(f"{method}: {body['error']}")
-    return body["result"]
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def start_anvil(
-    chain_id: int = 31337,
-    *,
-    block_time: float | None = None,
-    extra_args: Sequence[str] = (),
-    timeout: float = _START_TIMEOUT_S,
+    chain_id: int = 31337, *, block_time: float | None = None, extra_args: Sequence[str] = ()
 ) -> AnvilNode:
-    """Start anvil on a free 127.0.0.1 port and wait until it answers ``eth_chainId``.
-
-    ``block_time`` (seconds) switches from mining each transaction at once to interval mining.
-    Skips the calling test if anvil is not installed (fails in CI). Retries on another port if the
-    chosen one was taken between choosing and binding.
-    """
-    binary = require_anvil()
-    last_error = ""
-    for _ in range(_START_ATTEMPTS):
-        node = _spawn(binary, chain_id, block_time, extra_args)
-        try:
-            _wait_ready(node, timeout)
-        except AnvilError as exc:
-            last_error = f"{exc}\n--- anvil output ---\n{node.log_tail()}"
-            node.stop()
-            continue
-        return node
-    raise AnvilError(f"anvil (chain id {chain_id}) did not start: {last_error}")
-
-
-def _spawn(
-    binary: Path, chain_id: int, block_time: float | None, extra_args: Sequence[str]
-) -> AnvilNode:
-    port = _free_port()
-    args = [
-        str(binary),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--chain-id",
-        str(chain_id),
-        "--silent",
-    ]
-    if block_time is not None:
-        args += ["--block-time", f"{block_time:g}"]
-    args += list(extra_args)
-    fd, log_name = tempfile.mkstemp(prefix=f"anvil-{chain_id}-", suffix=".log")
-    log = os.fdopen(fd, "wb")
-    process = subprocess.Popen(
-        args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
-    )
-    return AnvilNode(
-        url=f"http://127.0.0.1:{port}",
-        ws_url=f"ws://127.0.0.1:{port}",
-        chain_id=chain_id,
-        port=port,
-        process=process,
-        log_path=Path(log_name),
-        _log=log,
-    )
-
-
-def _wait_ready(node: AnvilNode, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        code = node.process.poll()
-        if code is not None:
-            raise AnvilError(f"anvil exited with code {code}")
-        try:
-            answered = int(node.rpc("eth_chainId", timeout=1.0), 16)
-        except (OSError, urllib.error.URLError, AnvilError, ValueError):
-            time.sleep(0.05)
-            continue
-        if answered != node.chain_id:
-            raise AnvilError(f"port {node.port} answers chain id {answered}, not {node.chain_id}")
-        return
-    raise AnvilError(f"no answer to eth_chainId on {node.url} within {timeout:g} s")
+    require_anvil()
+    return _runtime.start_anvil(chain_id, block_time=block_time, extra_args=extra_args)
 
 
 class AnvilFactory:
