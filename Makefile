@@ -6,6 +6,9 @@ PY := .venv/bin/python
 setup:
 	./scripts/setup.sh
 
+demo: setup
+	$(PY) -m relayer.cli devnet -c config.toml --messages 100
+
 test: setup
 	$(PY) -m pytest -q
 
