@@ -75,6 +75,7 @@ def _register_substrate() -> None:
         from tests.fuzz import fuzz_grandpa  # noqa: PLC0415
     except ImportError:
         return
+
     def scale_justification(data: bytes) -> None:
         try:
             fuzz_grandpa.fuzz_once(data)

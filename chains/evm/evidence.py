@@ -1,0 +1,149 @@
+"""Evidence that a Gateway ``Dispatch`` happened: the block header, and the receipt proof.
+
+Built by watchers from what an RPC endpoint answered, verified by the core (and by every
+attester) with ``proofs/`` alone: keccak(header) is the block hash, the receipt is under the
+header's ``receiptsRoot``, the log in it is the Gateway's ``Dispatch`` of exactly these bytes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import msgspec
+import rlp
+from eth_abi.abi import decode as abi_decode
+from eth_abi.exceptions import DecodingError
+
+from proofs import ProofError
+from proofs.ethereum import decode_header, encode_header, receipt_trie, verify_header, verify_log
+from proofs.hashing import keccak256
+from relayer.errors import EvidenceRejectedError
+from relayer.message import Message, MessageFormatError
+from relayer.plugin import Observation, VerifiedMessage
+
+__all__ = [
+    "DISPATCH_TOPIC",
+    "EvmEvidence",
+    "build_observations",
+    "verify_evidence",
+]
+
+DISPATCH_TOPIC = keccak256(b"Dispatch(bytes32,uint32,bytes)")
+
+
+class EvmEvidence(msgspec.Struct, frozen=True, kw_only=True):
+    header_rlp: bytes
+    tx_index: int
+    # Position of the log inside its receipt (not the block-wide JSON-RPC logIndex).
+    log_index: int
+    proof: list[bytes]
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(EvmEvidence)
+
+
+def _hex(value: Any) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise EvidenceRejectedError(f"expected 0x-hex, got {value!r}")
+    return bytes.fromhex(value[2:])
+
+
+def build_observations(
+    chain_name: str,
+    gateway: bytes,
+    block: Mapping[str, Any],
+    receipts: Sequence[Mapping[str, Any]],
+) -> list[Observation]:
+    """Every Gateway Dispatch in one block, with its evidence.
+
+    Checks what an honest node's answer must satisfy (header hash, receipts root), so that a
+    lying endpoint is caught here, at the watcher, before anything is persisted as observed.
+    Raises ``ProofError`` if the endpoint's answers do not hang together.
+    """
+    verify_header(block)
+    trie = receipt_trie(receipts)
+    receipts_root = _hex(block["receiptsRoot"])
+    if trie.root != receipts_root:
+        raise ProofError(
+            f"block {int(block['number'], 16)}: its {len(receipts)} receipts give root "
+            f"0x{trie.root.hex()}, the header says 0x{receipts_root.hex()}"
+        )
+    header_rlp = encode_header(block)
+    block_hash = keccak256(header_rlp)
+    number = int(block["number"], 16)
+    out: list[Observation] = []
+    for tx_index, receipt in enumerate(receipts):
+        logs = receipt.get("logs") or []
+        for log_index, log in enumerate(logs):
+            topics = log.get("topics") or []
+            if _hex(log["address"]) != gateway or not topics or _hex(topics[0]) != DISPATCH_TOPIC:
+                continue
+            (message,) = abi_decode(["bytes"], _hex(log["data"]))
+            evidence = EvmEvidence(
+                header_rlp=header_rlp,
+                tx_index=tx_index,
+                log_index=log_index,
+                proof=trie.proof(rlp.encode(tx_index)),
+            )
+            out.append(
+                Observation(
+                    origin_chain=chain_name,
+                    message=bytes(message),
+                    block_number=number,
+                    block_hash=block_hash,
+                    evidence=_encoder.encode(evidence),
+                )
+            )
+    return out
+
+
+def verify_evidence(observation: Observation, *, gateway: bytes, domain: int) -> VerifiedMessage:
+    """Re-verify an observation from its evidence alone. Raises ``EvidenceRejectedError``."""
+    try:
+        evidence = _decoder.decode(observation.evidence)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise EvidenceRejectedError(f"evidence does not decode: {exc}") from None
+    try:
+        if keccak256(evidence.header_rlp) != observation.block_hash:
+            raise ProofError("header does not hash to the observed block hash")
+        header = decode_header(evidence.header_rlp)
+        if int(header["number"], 16) != observation.block_number:
+            raise ProofError("header number differs from the observed block number")
+        log = verify_log(
+            bytes.fromhex(header["receiptsRoot"][2:]),
+            evidence.tx_index,
+            evidence.log_index,
+            evidence.proof,
+        )
+    except ProofError as exc:
+        raise EvidenceRejectedError(f"proof rejected: {exc}") from None
+    message = observation.message
+    if log.address != gateway:
+        raise EvidenceRejectedError(
+            f"log was emitted by 0x{log.address.hex()}, not the gateway 0x{gateway.hex()}"
+        )
+    if len(log.topics) != 3 or log.topics[0] != DISPATCH_TOPIC:
+        raise EvidenceRejectedError("proven log is not a Dispatch event")
+    if log.topics[1] != keccak256(message):
+        raise EvidenceRejectedError("Dispatch id topic is not keccak256 of the message")
+    try:
+        (logged,) = abi_decode(["bytes"], log.data)
+    except DecodingError as exc:
+        raise EvidenceRejectedError(f"Dispatch data does not decode: {exc}") from None
+    if bytes(logged) != message:
+        raise EvidenceRejectedError("Dispatch carries other message bytes than observed")
+    try:
+        decoded = Message.decode(message)
+    except MessageFormatError as exc:
+        raise EvidenceRejectedError(str(exc)) from None
+    if decoded.origin != domain:
+        raise EvidenceRejectedError(
+            f"message claims origin domain {decoded.origin}, the chain's domain is {domain}"
+        )
+    if log.topics[2] != decoded.destination.to_bytes(32, "big"):
+        raise EvidenceRejectedError("Dispatch destination topic differs from the message")
+    return VerifiedMessage(
+        message=message, block_number=observation.block_number, block_hash=observation.block_hash
+    )

@@ -1,0 +1,189 @@
+"""JSON-RPC access to one EVM endpoint, with every library failure mapped to our errors.
+
+Answers come back as the node's raw JSON (hex strings): evidence is hashed from exactly what the
+node said, never from a library's re-formatting of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import aiohttp
+from web3 import AsyncHTTPProvider, AsyncWeb3
+from web3.types import RPCEndpoint
+
+from relayer.errors import PermanentChainError, TransientChainError
+from relayer.retry import RpcErrorKind, classify_rpc_error
+
+__all__ = ["EvmRpc", "RpcError"]
+
+
+class RpcError(TransientChainError):
+    """The node answered with a JSON-RPC error; ``kind`` says which, ``retryable`` whether
+    trying again can help."""
+
+    def __init__(self, endpoint: str, method: str, message: str, kind: RpcErrorKind) -> None:
+        super().__init__(f"{endpoint} {method}: {message}")
+        self.kind = kind
+        self.rpc_message = message
+        self.retryable = kind not in _PERMANENT
+
+    @property
+    def is_permanent(self) -> bool:
+        return not self.retryable
+
+
+_PERMANENT = frozenset({RpcErrorKind.REVERTED, RpcErrorKind.INSUFFICIENT_FUNDS, RpcErrorKind.OTHER})
+
+
+def _redact(url: str) -> str:
+    # Endpoint URLs often carry an API key in the path or query: log scheme, host and port only.
+    head, sep, rest = url.partition("://")
+    return f"{head}{sep}{rest.split('/', 1)[0].split('?', 1)[0]}" if sep else url
+
+
+class EvmRpc:
+    """One endpoint. Every call has a timeout; failures raise Transient/PermanentChainError."""
+
+    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+        self.url = url
+        self.endpoint = _redact(url)
+        self._timeout = timeout
+        self._provider = AsyncHTTPProvider(
+            url,
+            request_kwargs={"timeout": aiohttp.ClientTimeout(total=timeout)},
+            exception_retry_configuration=None,
+        )
+        self.w3 = AsyncWeb3(self._provider)
+
+    async def close(self) -> None:
+        await self._provider.disconnect()
+
+    @contextmanager
+    def _mapped(self, method: str) -> Iterator[None]:
+        try:
+            yield
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise TransientChainError(
+                f"{self.endpoint} {method}: {type(exc).__name__}: {exc}"
+            ) from None
+        except ValueError as exc:  # undecodable answer (not JSON, not JSON-RPC)
+            raise TransientChainError(f"{self.endpoint} {method}: bad answer: {exc}") from None
+
+    async def request(self, method: str, *params: Any) -> Any:
+        with self._mapped(method):
+            async with asyncio.timeout(self._timeout):
+                response = await self._provider.make_request(RPCEndpoint(method), list(params))
+        return self._result(method, response)
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Several calls in one HTTP round trip; results in call order."""
+        if not calls:
+            return []
+        with self._mapped("batch"):
+            async with asyncio.timeout(self._timeout * 2):
+                responses = await self._provider.make_batch_request(
+                    [(RPCEndpoint(m), p) for m, p in calls]
+                )
+        if not isinstance(responses, list) or len(responses) != len(calls):
+            raise TransientChainError(f"{self.endpoint} batch: answer does not match the request")
+        return [self._result(m, r) for (m, _), r in zip(calls, responses, strict=True)]
+
+    def _result(self, method: str, response: Any) -> Any:
+        if not isinstance(response, dict):
+            raise TransientChainError(f"{self.endpoint} {method}: answer is not a JSON object")
+        error = response.get("error")
+        if error is not None:
+            message = str(error.get("message", error)) if isinstance(error, dict) else str(error)
+            data = error.get("data") if isinstance(error, dict) else None
+            if data:
+                message = f"{message} (data: {data})"
+            raise RpcError(self.endpoint, method, message, classify_rpc_error(message))
+        if "result" not in response:
+            raise TransientChainError(f"{self.endpoint} {method}: answer has no result")
+        return response["result"]
+
+    # --- typed helpers -------------------------------------------------------------------------
+
+    async def chain_id(self) -> int:
+        return _quantity(await self.request("eth_chainId"), "eth_chainId")
+
+    async def block_number(self) -> int:
+        return _quantity(await self.request("eth_blockNumber"), "eth_blockNumber")
+
+    async def block(self, number: int | str) -> dict[str, Any] | None:
+        tag = hex(number) if isinstance(number, int) else number
+        result = await self.request("eth_getBlockByNumber", tag, False)
+        if result is not None and not isinstance(result, dict):
+            raise TransientChainError(f"{self.endpoint} eth_getBlockByNumber: not an object")
+        return cast("dict[str, Any] | None", result)
+
+    async def block_receipts(self, number: int) -> list[dict[str, Any]]:
+        result = await self.request("eth_getBlockReceipts", hex(number))
+        if not isinstance(result, list):
+            raise TransientChainError(f"{self.endpoint} eth_getBlockReceipts: not a list")
+        return result
+
+    async def logs(
+        self, from_block: int, to_block: int, address: str, topics: list[Any]
+    ) -> list[dict[str, Any]]:
+        result = await self.request(
+            "eth_getLogs",
+            {
+                "fromBlock": hex(from_block),
+                "toBlock": hex(to_block),
+                "address": address,
+                "topics": topics,
+            },
+        )
+        if not isinstance(result, list):
+            raise TransientChainError(f"{self.endpoint} eth_getLogs: not a list")
+        return result
+
+    async def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
+        tx: dict[str, Any] = {"to": to, "data": "0x" + data.hex()}
+        if sender:
+            tx["from"] = sender
+        return _data(await self.request("eth_call", tx, "latest"), "eth_call")
+
+    async def estimate_gas(self, sender: str, to: str, data: bytes) -> int:
+        tx = {"from": sender, "to": to, "data": "0x" + data.hex()}
+        return _quantity(await self.request("eth_estimateGas", tx), "eth_estimateGas")
+
+    async def nonce(self, address: str, tag: str = "pending") -> int:
+        return _quantity(
+            await self.request("eth_getTransactionCount", address, tag), "eth_getTransactionCount"
+        )
+
+    async def send_raw(self, raw_tx: bytes) -> bytes:
+        return _data(
+            await self.request("eth_sendRawTransaction", "0x" + raw_tx.hex()),
+            "eth_sendRawTransaction",
+        )
+
+    async def receipt(self, tx_hash: bytes) -> dict[str, Any] | None:
+        result = await self.request("eth_getTransactionReceipt", "0x" + tx_hash.hex())
+        if result is not None and not isinstance(result, dict):
+            raise TransientChainError(f"{self.endpoint} eth_getTransactionReceipt: not an object")
+        return cast("dict[str, Any] | None", result)
+
+
+def _quantity(value: Any, method: str) -> int:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise PermanentChainError(f"{method} answered {value!r}, not a hex quantity")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise PermanentChainError(f"{method} answered {value!r}, not a hex quantity") from None
+
+
+def _data(value: Any, method: str) -> bytes:
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise PermanentChainError(f"{method} answered {value!r}, not hex data")
+    try:
+        return bytes.fromhex(value[2:])
+    except ValueError:
+        raise PermanentChainError(f"{method} answered {value!r}, not hex data") from None

@@ -1,0 +1,299 @@
+"""Delivers attested messages to one EVM Gateway: batches, local signing, nonces, fee bumps.
+
+The core drives the steps so that it can commit each one to the ledger before the next side
+effect: ``prepare`` signs (nothing leaves the process), the core records the signed transaction,
+``broadcast`` sends it, ``outcome`` reads its receipt. A crash anywhere in between leaves a
+signed transaction in the ledger that ``broadcast`` can send again: the Gateway refuses replays,
+so sending twice never delivers twice.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+import structlog
+from eth_abi.abi import decode as abi_decode
+from eth_abi.abi import encode as abi_encode
+from eth_typing import HexStr
+
+from chains.evm.config import EvmChainConfig
+from chains.evm.rpc import EvmRpc, RpcError
+from proofs.hashing import keccak256
+from relayer.errors import PermanentChainError, TransientChainError
+from relayer.keys import LocalKey
+from relayer.plugin import Delivery, DeliveryOutcome
+from relayer.retry import RpcErrorKind
+
+__all__ = ["EvmSubmitter", "SignedBatch"]
+
+_GWEI = 10**9
+_BATCH_SIGNATURE = "deliverBatch((bytes,bytes32,bytes[],uint64)[])"
+_BATCH_SELECTOR = keccak256(_BATCH_SIGNATURE.encode())[:4]
+_DELIVERED_SELECTOR = keccak256(b"delivered(bytes32)")[:4]
+_DELIVERED_TOPIC = keccak256(b"Delivered(bytes32)")
+_FAILED_TOPIC = keccak256(b"DeliveryFailed(bytes32,bytes)")
+# A replacement must raise both fee fields by at least 10% (geth's default price bump); 12.5%
+# leaves room for rounding and for nodes that ask for a little more.
+_BUMP_NUM, _BUMP_DEN = 9, 8
+
+
+class SignedBatch(msgspec.Struct, frozen=True, kw_only=True):
+    """A signed deliverBatch transaction; stored whole in the ledger while it is in flight."""
+
+    nonce: int
+    raw: bytes
+    tx_hash: bytes
+    max_fee: int
+    priority_fee: int
+    gas: int
+    calldata: bytes
+    message_ids: tuple[bytes, ...]
+    # Every hash signed at this nonce: after a fee bump either one may be the one that is mined.
+    hashes: tuple[bytes, ...] = ()
+    signed_at: float = 0.0
+
+    def encode(self) -> bytes:
+        return _pending_encoder.encode(self)
+
+    @staticmethod
+    def decode(raw: bytes) -> SignedBatch:
+        return _pending_decoder.decode(raw)
+
+
+_pending_encoder = msgspec.msgpack.Encoder()
+_pending_decoder = msgspec.msgpack.Decoder(SignedBatch)
+
+
+def encode_batch(deliveries: Sequence[Delivery], gas_limit: int) -> bytes:
+    items = [(d.message, d.origin_block_hash, list(d.signatures), gas_limit) for d in deliveries]
+    return _BATCH_SELECTOR + abi_encode(["(bytes,bytes32,bytes[],uint64)[]"], [items])
+
+
+class EvmSubmitter:
+    def __init__(
+        self,
+        *,
+        chain_name: str,
+        config: EvmChainConfig,
+        rpc: EvmRpc,
+        key: LocalKey,
+        log: Any = None,
+    ) -> None:
+        self.chain = chain_name
+        self.config = config
+        self.rpc = rpc
+        self.key = key
+        self.sender = key.checksum_address
+        self.gateway = config.gateway
+        self.log = (log or structlog.get_logger()).bind(chain=chain_name)
+        self._next_nonce: int | None = None
+
+    async def start(self) -> None:
+        chain_id = await self.rpc.chain_id()
+        if chain_id != self.config.chain_id:
+            raise PermanentChainError(
+                f"chain {self.chain}: endpoint {self.rpc.endpoint} serves chain id {chain_id}, "
+                f"the config says {self.config.chain_id}; refusing to sign for the wrong chain"
+            )
+
+    # --- nonces --------------------------------------------------------------------------------
+
+    async def resync_nonce(self, at_least: int = 0) -> int:
+        """Take the node's pending nonce (after a gap, an outside transaction, a restart)."""
+        pending = await self.rpc.nonce(self.sender, "pending")
+        self._next_nonce = max(pending, at_least)
+        return self._next_nonce
+
+    async def _take_nonce(self) -> int:
+        if self._next_nonce is None:
+            await self.resync_nonce()
+        assert self._next_nonce is not None
+        nonce = self._next_nonce
+        self._next_nonce += 1
+        return nonce
+
+    def release_nonce(self, nonce: int) -> None:
+        """A nonce taken but never sent: hand it out again (only the latest one can be)."""
+        if self._next_nonce == nonce + 1:
+            self._next_nonce = nonce
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def delivered_flags(self, message_ids: Sequence[bytes]) -> list[bool]:
+        calls = [
+            (
+                "eth_call",
+                [{"to": self.gateway, "data": "0x" + (_DELIVERED_SELECTOR + mid).hex()}, "latest"],
+            )
+            for mid in message_ids
+        ]
+        out: list[bool] = []
+        for start in range(0, len(calls), 100):
+            results = await self.rpc.batch(calls[start : start + 100])
+            for value in results:
+                if not isinstance(value, str) or len(value) != 66:
+                    raise TransientChainError(f"delivered() answered {value!r}")
+                out.append(int(value, 16) == 1)
+        return out
+
+    async def simulate(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Run the batch with eth_call: which items the recipient would accept under the cap."""
+        data = encode_batch(deliveries, self.config.recipient_gas_limit)
+        result = await self.rpc.call(self.gateway, data, sender=self.sender)
+        (flags,) = abi_decode(["bool[]"], result)
+        if len(flags) != len(deliveries):
+            raise PermanentChainError("deliverBatch simulation returned a wrong number of flags")
+        return [bool(f) for f in flags]
+
+    # --- transactions --------------------------------------------------------------------------
+
+    async def _fees(self) -> tuple[int, int]:
+        latest = await self.rpc.block("latest")
+        if latest is None or "baseFeePerGas" not in latest:
+            raise TransientChainError("latest block has no base fee")
+        base = int(latest["baseFeePerGas"], 16)
+        cap = int(self.config.max_fee_gwei * _GWEI)
+        priority = min(int(self.config.priority_fee_gwei * _GWEI), cap)
+        max_fee = min(cap, 2 * base + priority)
+        if max_fee < base:
+            raise TransientChainError(
+                f"base fee {base / _GWEI:.2f} gwei is above the configured cap "
+                f"{self.config.max_fee_gwei} gwei; waiting for it to fall"
+            )
+        return max_fee, priority
+
+    async def prepare(self, deliveries: Sequence[Delivery]) -> SignedBatch:
+        """Sign one deliverBatch transaction at the next nonce (nothing is sent)."""
+        data = encode_batch(deliveries, self.config.recipient_gas_limit)
+        estimate = await self.rpc.estimate_gas(self.sender, self.gateway, data)
+        max_fee, priority = await self._fees()
+        nonce = await self._take_nonce()
+        return self._sign(
+            nonce=nonce,
+            calldata=data,
+            gas=estimate + estimate // 5,
+            max_fee=max_fee,
+            priority=priority,
+            message_ids=tuple(d.message_id for d in deliveries),
+            previous=(),
+        )
+
+    def _sign(
+        self,
+        *,
+        nonce: int,
+        calldata: bytes,
+        gas: int,
+        max_fee: int,
+        priority: int,
+        message_ids: tuple[bytes, ...],
+        previous: tuple[bytes, ...],
+    ) -> SignedBatch:
+        signed = self.key.account.sign_transaction(
+            {
+                "type": 2,
+                "chainId": self.config.chain_id,
+                "nonce": nonce,
+                "to": HexStr(self.gateway),
+                "value": 0,
+                "data": calldata,
+                "gas": gas,
+                "maxFeePerGas": max_fee,
+                "maxPriorityFeePerGas": priority,
+            }
+        )
+        tx_hash = bytes(signed.hash)
+        return SignedBatch(
+            nonce=nonce,
+            raw=bytes(signed.raw_transaction),
+            tx_hash=tx_hash,
+            max_fee=max_fee,
+            priority_fee=priority,
+            gas=gas,
+            calldata=calldata,
+            message_ids=message_ids,
+            hashes=(*previous, tx_hash),
+            signed_at=time.time(),
+        )
+
+    def bump(self, batch: SignedBatch) -> SignedBatch | None:
+        """The same transaction at the same nonce with fees raised 12.5%, or None at the cap."""
+        cap = int(self.config.max_fee_gwei * _GWEI)
+        priority = max(
+            math.ceil(batch.priority_fee * _BUMP_NUM / _BUMP_DEN), batch.priority_fee + 1
+        )
+        max_fee = min(cap, max(math.ceil(batch.max_fee * _BUMP_NUM / _BUMP_DEN), priority))
+        if max_fee * 10 < batch.max_fee * 11 or priority > max_fee:
+            return None
+        return self._sign(
+            nonce=batch.nonce,
+            calldata=batch.calldata,
+            gas=batch.gas,
+            max_fee=max_fee,
+            priority=priority,
+            message_ids=batch.message_ids,
+            previous=batch.hashes or (batch.tx_hash,),
+        )
+
+    async def broadcast(self, batch: SignedBatch) -> RpcErrorKind | None:
+        """Send; returns None when the node took it (or already had it), else the error kind
+        the caller must act on (NONCE_TOO_LOW: mined or replaced; UNDERPRICED: bump)."""
+        try:
+            await self.rpc.send_raw(batch.raw)
+        except RpcError as exc:
+            if exc.kind is RpcErrorKind.ALREADY_KNOWN:
+                return None
+            if exc.kind in (
+                RpcErrorKind.NONCE_TOO_LOW,
+                RpcErrorKind.REPLACEMENT_UNDERPRICED,
+                RpcErrorKind.UNDERPRICED,
+            ):
+                return exc.kind
+            raise
+        return None
+
+    async def outcome(self, batch: SignedBatch) -> list[DeliveryOutcome] | None:
+        """Per-message outcomes once one of the batch's transactions is mined, else None."""
+        for tx_hash in reversed(batch.hashes or (batch.tx_hash,)):
+            receipt = await self.rpc.receipt(tx_hash)
+            if receipt is not None and receipt.get("blockNumber"):
+                return self._outcomes(batch, tx_hash, receipt)
+        return None
+
+    def _outcomes(
+        self, batch: SignedBatch, tx_hash: bytes, receipt: dict[str, Any]
+    ) -> list[DeliveryOutcome]:
+        if int(receipt.get("status", "0x0"), 16) != 1:
+            return [
+                DeliveryOutcome(mid, delivered=False, tx_hash=tx_hash, error="transaction reverted")
+                for mid in batch.message_ids
+            ]
+        delivered: set[bytes] = set()
+        failed: dict[bytes, str] = {}
+        gateway = self.gateway.lower()
+        for entry in receipt.get("logs") or []:
+            if str(entry.get("address", "")).lower() != gateway:
+                continue
+            topics = [bytes.fromhex(t[2:]) for t in entry.get("topics") or []]
+            if len(topics) != 2:
+                continue
+            if topics[0] == _DELIVERED_TOPIC:
+                delivered.add(topics[1])
+            elif topics[0] == _FAILED_TOPIC:
+                (reason,) = abi_decode(["bytes"], bytes.fromhex(entry["data"][2:]))
+                failed[topics[1]] = "recipient failed: 0x" + bytes(reason).hex()
+        return [
+            DeliveryOutcome(
+                mid,
+                delivered=mid in delivered,
+                tx_hash=tx_hash,
+                # Neither event: the Gateway skipped it as already delivered (by another
+                # relayer or an earlier transaction of ours); the core confirms with delivered().
+                error=None if mid in delivered else failed.get(mid, "skipped: already delivered"),
+            )
+            for mid in batch.message_ids
+        ]

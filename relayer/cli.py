@@ -1,0 +1,256 @@
+"""The ``relayer`` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Coroutine
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+
+from relayer.config import Config, check_config, load_config
+from relayer.errors import RelayerError
+from relayer.log import configure_logging, get_logger
+from relayer.store import Ledger, State
+
+_config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="config.toml",
+    show_default=True,
+    help="Path to the TOML configuration.",
+)
+
+
+def _load(path: Path) -> Config:
+    try:
+        return load_config(path)
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _run_until_stopped(coro: Coroutine[Any, Any, None], log: Any, role: str) -> None:
+    """Run a role's TaskGroup; Ctrl-C / SIGINT is a clean stop, a RelayerError a fatal one."""
+    try:
+        asyncio.run(coro)
+    except KeyboardInterrupt:
+        log.info(f"{role}.stopped")
+    except (RelayerError, ExceptionGroup) as exc:
+        errors = exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)
+        for error in errors:
+            log.error(f"{role}.fatal", error=str(error), kind=type(error).__name__)
+        if any(not isinstance(e, RelayerError) for e in errors):
+            raise
+        sys.exit(1)
+
+
+@click.group()
+def main() -> None:
+    """A cross-chain message relayer that verifies every proof itself."""
+
+
+@main.command()
+@_config_option
+def start(config_path: Path) -> None:
+    """Run the relayer daemon (watchers, core, submitters) until interrupted."""
+    from relayer.daemon import run_daemon  # noqa: PLC0415  (keeps `relayer status` light)
+
+    config = _load(config_path)
+    configure_logging(config.relayer.log_level)
+    log = get_logger()
+    try:
+        warnings = check_config(config, resolve_keys=False)
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in warnings:
+        log.warning("config.warning", detail=warning)
+    _run_until_stopped(run_daemon(config, log), log, "relayer")
+
+
+@main.group("config")
+def config_group() -> None:
+    """Configuration commands."""
+
+
+@config_group.command("check")
+@_config_option
+def config_check(config_path: Path) -> None:
+    """Validate a configuration; refuse unsafe settings with the table and key at fault."""
+    config = _load(config_path)
+    try:
+        warnings = check_config(config)
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    for warning in warnings:
+        click.echo(f"warning: {warning}")
+    click.echo(f"config {config_path}: ok ({len(config.chains)} chains)")
+
+
+@main.command()
+@_config_option
+@click.option("--name", required=True, help="The [[attesters]] table to run as.")
+def attest(config_path: Path, name: str) -> None:
+    """Run one attester: watch its origins with its own RPC, verify, sign, publish."""
+    from relayer.attester import Attester  # noqa: PLC0415
+    from relayer.checkpoints import DirectoryCheckpointStore  # noqa: PLC0415
+    from relayer.keys import load_key  # noqa: PLC0415
+
+    config = _load(config_path)
+    configure_logging(config.relayer.log_level)
+    log = get_logger()
+    spec = next((a for a in config.attesters if a.name == name), None)
+    if spec is None:
+        raise click.ClickException(f"no [[attesters]] table named {name!r}")
+    try:
+        key = load_key(spec.key, config.base_dir)
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    # Its own cursor database beside the relayer's, so attesters and daemon never share state.
+    ledger = Ledger.open(config.relayer.database.parent / f"attester-{name}.db")
+    attester = Attester(
+        config=config,
+        name=name,
+        key=key,
+        ledger=ledger,
+        checkpoints=DirectoryCheckpointStore(config.relayer.checkpoints),
+        log=log,
+    )
+    try:
+        _run_until_stopped(attester.run(), log, "attester")
+    finally:
+        ledger.close()
+
+
+@main.command()
+@_config_option
+def status(config_path: Path) -> None:
+    """Messages per route and state."""
+    config = _load(config_path)
+    with Ledger.open(config.relayer.database) as ledger:
+        counts = ledger.counts()
+    if not counts:
+        click.echo("no messages in the ledger")
+        return
+    routes = sorted({route for route, _ in counts})
+    states = list(State)
+    click.echo(f"{'route':<28}" + "".join(f"{s.value:>11}" for s in states))
+    for route in routes:
+        click.echo(f"{route:<28}" + "".join(f"{counts.get((route, s), 0):>11}" for s in states))
+
+
+def _fmt_time(at: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at)) + f".{int(at * 1000) % 1000:03d}Z"
+
+
+@main.command()
+@_config_option
+@click.argument("message_id")
+def explain(config_path: Path, message_id: str) -> None:
+    """A message's whole history and why it is where it is."""
+    config = _load(config_path)
+    with Ledger.open(config.relayer.database) as ledger:
+        matches = ledger.find(message_id.removeprefix("0x").lower())
+        if not matches:
+            raise click.ClickException(f"no message with id starting {message_id}")
+        if len(matches) > 1:
+            raise click.ClickException(
+                f"{len(matches)} messages start with {message_id}; give more digits"
+            )
+        record = matches[0]
+        history = ledger.history(record.id)
+    click.echo(f"message 0x{record.id.hex()}")
+    click.echo(f"  route      {record.route} (nonce {record.nonce})")
+    click.echo(f"  state      {record.state.value}")
+    click.echo(f"  origin     block {record.block_number} 0x{record.block_hash.hex()}")
+    click.echo(f"  attempts   {record.attempts}")
+    if record.last_error:
+        click.echo(f"  last error {record.last_error}")
+    if record.state in (State.ATTESTED, State.VERIFIED) and record.next_attempt_at > time.time():
+        click.echo(f"  next try   {_fmt_time(record.next_attempt_at)}")
+    if record.tx_hash:
+        click.echo(f"  tx         0x{record.tx_hash.hex()} (nonce {record.tx_nonce})")
+    click.echo(f"  signatures {len(record.signatures)}")
+    click.echo("history:")
+    for entry in history:
+        line = f"  {_fmt_time(entry.at)}  {entry.from_state or '-':>9} -> {entry.to_state}"
+        if entry.detail:
+            line += f"  {entry.detail}"
+        if entry.error:
+            line += f"  error: {entry.error}"
+        click.echo(line)
+    click.echo(f"why: {_why(record.state)}")
+
+
+def _why(state: State) -> str:
+    return {
+        State.OBSERVED: "seen on the origin chain; its evidence is being verified",
+        State.VERIFIED: "evidence verified; waiting for a quorum of attester signatures",
+        State.ATTESTED: "attested; waiting for its turn (or its retry time) to be submitted",
+        State.SUBMITTED: "in a transaction on the destination; waiting for it to be mined",
+        State.DELIVERED: "delivered on the destination chain",
+        State.REJECTED: "its evidence failed verification; it will never be submitted",
+        State.FAILED: "the retry budget ran out; `relayer clear` re-queues it",
+    }[state]
+
+
+@main.command()
+@_config_option
+@click.option("--route", default=None, help="Only this route (e.g. chain-a->chain-b).")
+def clear(config_path: Path, route: str | None) -> None:
+    """Re-queue failed messages for delivery."""
+    config = _load(config_path)
+    with Ledger.open(config.relayer.database) as ledger:
+        count = ledger.clear_failed(route=route)
+    click.echo(f"re-queued {count} failed message(s)")
+
+
+def _devtool(name: str) -> Any:
+    found = [ep for ep in entry_points(group="relayer.devtools") if ep.name == name]
+    if not found:
+        raise click.ClickException(f"no dev tool {name!r} is installed")
+    return found[0].load()
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@_config_option
+@click.option("--from", "origin", required=True, help="Origin chain name.")
+@click.option("--to", "destination", required=True, help="Destination chain name.")
+@click.option("--recipient", required=True, help="Recipient address on the destination.")
+@click.option("--body", default="hello", show_default=True)
+@click.option("--count", default=1, show_default=True)
+@click.option("--key-env", required=True, help="Environment variable holding the sender key.")
+def send(
+    config_path: Path,
+    origin: str,
+    destination: str,
+    recipient: str,
+    body: str,
+    count: int,
+    key_env: str,
+) -> None:
+    """Dev helper: send messages through the origin gateway."""
+    config = _load(config_path)
+    sender = _devtool("send")
+    ids = asyncio.run(sender(config, origin, destination, recipient, body.encode(), count, key_env))
+    for message_id in ids:
+        click.echo("0x" + message_id.hex())
+
+
+@main.command()
+@click.option("--messages", default=100, show_default=True, help="Messages each way.")
+@click.option("--workdir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@_config_option
+def devnet(messages: int, workdir: Path | None, config_path: Path) -> None:
+    """Start local chains, deploy, run attesters and the daemon, relay, report, stop."""
+    run = _devtool("devnet")
+    sys.exit(run(config_path=config_path, messages=messages, workdir=workdir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,869 @@
+"""The operator's configuration: one TOML file, decoded into frozen, typed values.
+
+``load_config`` reads the file, refuses raw private keys, expands ``${VAR}`` /
+``${VAR:-default}`` in string values, and decodes every table: the keys every chain shares here,
+the rest of a ``[[chains]]`` table by its plugin's ``config_model`` (Hermes ``config.rs``).
+``check_config`` adds the checks that need keys, and the warnings. Every refusal names the table
+and key (``chains[name="chain-a"].committee.threshold: ...``); all problems of a file are reported
+together, in one ``ConfigError``, and no message ever carries a secret or a raw input value.
+"""
+
+from __future__ import annotations
+
+import builtins
+import difflib
+import ipaddress
+import json
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
+from urllib.parse import urlsplit
+
+from eth_utils.address import to_checksum_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from proofs.committee import check_threshold
+from proofs.errors import QuorumError
+from relayer.errors import ConfigError, UnknownChainError
+from relayer.keys import KeyRef, KeyUnavailableError, LocalKey, load_key
+from relayer.plugin import load_plugin
+
+__all__ = [
+    "RAW_KEY_REFUSAL",
+    "AttesterConfig",
+    "ChainConfig",
+    "Committee",
+    "Config",
+    "ConfigRefusedError",
+    "EthAddress",
+    "HttpEndpoint",
+    "RelayerSettings",
+    "WsEndpoint",
+    "check_config",
+    "load_config",
+]
+
+RAW_KEY_REFUSAL = (
+    "raw private keys are not allowed in the config: use { env = ... } or { keystore = ... }"
+)
+
+M = TypeVar("M", bound=BaseModel)
+Loc = tuple[str | int, ...]
+
+
+class ConfigRefusedError(ConfigError):
+    """The configuration has problems; ``problems`` lists them, each as ``table.key: reason``."""
+
+    def __init__(self, source: str, problems: Sequence[str]) -> None:
+        self.problems = tuple(problems)
+        count = len(self.problems)
+        lines = "".join(f"\n  - {problem}" for problem in self.problems)
+        super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''}:{lines}")
+
+
+# --- value types ---------------------------------------------------------------------------------
+
+
+def _parse_address(value: object) -> str:
+    if isinstance(value, bytes):
+        raw = value
+    elif isinstance(value, str):
+        if not re.fullmatch(r"0x[0-9a-fA-F]{40}", value):
+            raise ValueError("must be a 20-byte hex address: 0x and 40 hex digits")
+        digits = value[2:]
+        # Mixed case is an EIP-55 checksum; a wrong one is a typo in an address we would trust.
+        mixed = digits not in (digits.lower(), digits.upper())
+        if mixed and to_checksum_address(value) != value:
+            raise ValueError(
+                "has an invalid EIP-55 checksum (a typo?); write it checksummed or all lowercase"
+            )
+        raw = bytes.fromhex(digits)
+    else:
+        # pydantic turns only ValueError into a validation error, so no TypeError here.
+        raise ValueError("must be a hex address string")  # noqa: TRY004
+    if len(raw) != 20:
+        raise ValueError("must be a 20-byte address")
+    if raw == bytes(20):
+        raise ValueError("is the zero address, which no one controls")
+    return to_checksum_address(raw)
+
+
+#: a non-zero 20-byte Ethereum address, normalized to its EIP-55 checksummed hex form (the form
+#: every consumer compares, logs and hands to web3); ``bytes.fromhex(a[2:])`` for the raw bytes
+EthAddress = Annotated[str, PlainValidator(_parse_address)]
+
+
+def _url_checker(schemes: tuple[str, ...]) -> Callable[[str], str]:
+    def check(value: str) -> str:
+        # Never echo the URL: endpoints often carry an API key in their path or query.
+        parts = urlsplit(value)
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be a {' or '.join(schemes)} URL with a host")
+        return value
+
+    return check
+
+
+#: an http(s) JSON-RPC endpoint
+HttpEndpoint = Annotated[str, AfterValidator(_url_checker(("http", "https")))]
+#: a websocket endpoint
+WsEndpoint = Annotated[str, AfterValidator(_url_checker(("ws", "wss")))]
+
+
+def _split_host_port(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError("must be host:port, e.g. 127.0.0.1:9464")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("write an IPv6 address in brackets, e.g. [::1]:9464")
+    if not 0 < int(port) < 65536:
+        raise ValueError("port must be between 1 and 65535")
+    return host, int(port)
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+    if base is None or value.is_absolute():
+        return value
+    return Path(base) / value
+
+
+class _Table(BaseModel):
+    # TOML has inf and nan floats; no setting of ours means either.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+# --- tables --------------------------------------------------------------------------------------
+
+
+class RelayerSettings(_Table):
+    """``[relayer]``: the daemon's own files and listeners."""
+
+    database: Path = Field(default=Path("relayer.db"), validate_default=True)
+    checkpoints: Path = Field(default=Path("checkpoints"), validate_default=True)
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    health: str = "127.0.0.1:9464"
+
+    @field_validator("database", "checkpoints")
+    @classmethod
+    def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
+        return _resolve_path(value, info)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lowercase(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("health")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        _split_host_port(value)
+        return value
+
+    @property
+    def health_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the /healthz + /metrics listener."""
+        return _split_host_port(self.health)
+
+
+class Committee(_Table):
+    """``[chains.committee]``: the attesters trusted for messages originating on a chain."""
+
+    attesters: tuple[EthAddress, ...] = Field(min_length=1)
+    threshold: int
+
+    @field_validator("attesters")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        seen: set[str] = set()
+        for address in value:  # checksummed, so equal addresses are equal strings
+            if address in seen:
+                # One key counted twice would let fewer attesters than the threshold sign.
+                raise ValueError(f"attester {address} is listed twice")
+            seen.add(address)
+        return value
+
+    @field_validator("threshold")
+    @classmethod
+    def _quorum(cls, value: int, info: ValidationInfo) -> int:
+        attesters = info.data.get("attesters")
+        if attesters is not None:  # otherwise the attesters' own error is reported
+            try:
+                check_threshold(value, len(attesters))
+            except QuorumError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
+class _Unparsed(BaseModel):
+    """Stands in for a plugin model that failed, so the shared keys are still checked."""
+
+
+class ChainConfig(_Table):
+    """One ``[[chains]]`` table: the keys every chain has, and ``plugin``, the plugin's model."""
+
+    name: str
+    type: str = Field(min_length=1)
+    domain: int = Field(ge=0, lt=2**32)
+    finality: Literal["committee", "confirmations"] = "committee"
+    committee: Committee | None = None
+    plugin: SerializeAsAny[BaseModel]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9-]+", value):
+            raise ValueError("must be lowercase letters, digits and '-' ([a-z0-9-]+)")
+        return value
+
+    def plugin_config(self, model: builtins.type[M]) -> M:
+        """``plugin`` as the type its plugin expects (``chain.plugin_config(EvmChainConfig)``)."""
+        if not isinstance(self.plugin, model):
+            raise ConfigError(
+                f"chain {self.name!r} of type {self.type!r} has a {type(self.plugin).__name__} "
+                f"config, not a {model.__name__}"
+            )
+        return self.plugin
+
+
+_CHAIN_KEYS = frozenset(ChainConfig.model_fields) - {"plugin"}
+
+
+class AttesterConfig(_Table):
+    """One ``[[attesters]]`` table: an attester process (``relayer attest --name ...``)."""
+
+    name: str
+    key: KeyRef
+    origins: tuple[str, ...] = Field(min_length=1)
+    rpc: dict[str, HttpEndpoint] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+            raise ValueError("must be letters, digits, '_', '.' and '-'")
+        return value
+
+    @field_validator("origins")
+    @classmethod
+    def _distinct(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in value:
+            if value.count(origin) > 1:
+                raise ValueError(f"chain {origin!r} is listed twice")
+        return value
+
+    @field_validator("rpc")
+    @classmethod
+    def _for_origins(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        origins = info.data.get("origins")
+        if origins is not None:
+            for chain in value:
+                if chain not in origins:
+                    raise ValueError(f"has an endpoint for {chain!r}, which is not in origins")
+        return value
+
+
+class Config(_Table):
+    """The whole configuration, as ``load_config`` decoded it."""
+
+    relayer: RelayerSettings
+    chains: tuple[ChainConfig, ...]
+    attesters: tuple[AttesterConfig, ...] = ()
+    #: the config file's folder; relative paths in the file are relative to it
+    base_dir: Path
+
+    def chain(self, name: str) -> ChainConfig:
+        """Raises ``UnknownChainError`` listing the configured chains."""
+        for chain in self.chains:
+            if chain.name == name:
+                return chain
+        known = ", ".join(chain.name for chain in self.chains) or "none"
+        raise UnknownChainError(f"no chain named {name!r} is configured (configured: {known})")
+
+    def chain_by_domain(self, domain: int) -> ChainConfig:
+        """Raises ``UnknownChainError`` listing the configured domains."""
+        for chain in self.chains:
+            if chain.domain == domain:
+                return chain
+        known = ", ".join(f"{chain.domain} ({chain.name})" for chain in self.chains) or "none"
+        raise UnknownChainError(f"no chain has domain {domain} (configured: {known})")
+
+    def attester(self, name: str) -> AttesterConfig:
+        """Raises ``ConfigError`` listing the configured attesters."""
+        for attester in self.attesters:
+            if attester.name == name:
+                return attester
+        known = ", ".join(attester.name for attester in self.attesters) or "none"
+        raise ConfigError(f"no [[attesters]] table is named {name!r} (configured: {known})")
+
+    def attester_rpc(self, attester: AttesterConfig, origin: str) -> str:
+        """The endpoint ``attester`` uses for ``origin``: its own, else the chain's ``rpc``."""
+        if origin in attester.rpc:
+            return attester.rpc[origin]
+        rpc = getattr(self.chain(origin).plugin, "rpc", None)
+        if not isinstance(rpc, str):
+            raise ConfigError(
+                f'attesters[name="{attester.name}"].rpc: chain {origin!r} has no rpc of its own; '
+                f"give the attester one"
+            )
+        return rpc
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+_TOP_LEVEL = ("relayer", "chains", "attesters")
+_VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
+# A field whose name says it holds key material; everything below it is key-ish too.
+_KEYISH = re.compile(r"key|secret|priv|seed|mnemonic|passw|signer|wallet", re.I)
+# Names that only ever hold a raw secret, wherever they appear.
+_SECRET_FIELDS = frozenset({"private_key", "privkey", "priv_key", "secret_key", "mnemonic"})
+# Names that hold a raw secret inside a key table (``submitter_key = { hex = ... }``).
+_SECRET_IN_KEY_TABLE = frozenset({"raw", "hex"})
+# 64 hex digits anywhere in the value: also a key given as a ${VAR:-default}.
+_HEX_SECRET = re.compile(r"(?<![0-9a-fA-F])[0-9a-fA-F]{64}(?![0-9a-fA-F])")
+
+
+class _Problems:
+    def __init__(self) -> None:
+        self.items: list[tuple[Loc, str]] = []
+
+    def add(self, loc: Loc, message: str) -> None:
+        if (loc, message) not in self.items:
+            self.items.append((loc, message))
+
+    def covers(self, loc: Loc) -> bool:
+        """Whether a problem is already reported at, above or below ``loc``: a value refused
+        before decoding is not reported again by the decoder."""
+        return any(loc[: len(seen)] == seen or seen[: len(loc)] == loc for seen, _ in self.items)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+def load_config(
+    path: str | os.PathLike[str],
+    *,
+    plugin_models: Mapping[str, type[BaseModel]] | None = None,
+    env: Mapping[str, str] = os.environ,
+) -> Config:
+    """Read, expand and decode the config file; raise one ``ConfigError`` listing every problem.
+
+    ``plugin_models`` maps a chain ``type`` to the model decoding the rest of its table; ``None``
+    asks the installed plugin (``load_plugin(type).config_model``). Keys are not loaded here:
+    ``check_config`` does that."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # The decoder's message gives line and column, never the offending text.
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+    base_dir = path.resolve().parent
+    problems = _Problems()
+    doc = _expand(raw, (), env, problems)
+    _scan_raw_keys(raw, (), False, problems)
+    render = _renderer(doc)
+    config = _decode(doc, base_dir, plugin_models, problems, render)
+    if problems or config is None:
+        raise ConfigRefusedError(
+            str(path), [f"{render(loc)}: {msg}" for loc, msg in problems.items]
+        )
+    return config
+
+
+def check_config(
+    config: Config, *, env: Mapping[str, str] = os.environ, resolve_keys: bool = True
+) -> list[str]:
+    """Refuse unsafe settings (one ``ConfigError`` listing all); return the warnings.
+
+    With ``resolve_keys`` every key is loaded: a malformed key or wrong password is refused, a
+    variable or keystore absent on this host only warned about (the key may live elsewhere), and
+    keys that resolve are compared by address as well as by reference."""
+    render = _renderer(
+        {
+            "chains": [{"name": chain.name} for chain in config.chains],
+            "attesters": [{"name": attester.name} for attester in config.attesters],
+        }
+    )
+    chains = list(enumerate(config.chains))
+    attesters = list(enumerate(config.attesters))
+    problems = _Problems()
+    _cross_check(chains, attesters, {chain.name for chain in config.chains}, problems, render)
+    warnings = _warnings(config, chains)
+    if resolve_keys:
+        _check_keys(
+            config, chains, attesters, env=env, problems=problems, warnings=warnings, render=render
+        )
+    if problems:
+        raise ConfigRefusedError(
+            "configuration", [f"{render(loc)}: {msg}" for loc, msg in problems.items]
+        )
+    return [f"{render(loc)}: {msg}" for loc, msg in warnings]
+
+
+def _expand(node: Any, loc: Loc, env: Mapping[str, str], problems: _Problems) -> Any:
+    if isinstance(node, dict):
+        return {key: _expand(value, (*loc, key), env, problems) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_expand(value, (*loc, i), env, problems) for i, value in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        value = env.get(name)
+        if default is not None and not value:  # as in the shell: unset or empty
+            return default
+        if value is None:
+            problems.add(
+                loc,
+                f"environment variable {name} is not set "
+                f"(set it, or give a default: ${{{name}:-...}})",
+            )
+            return match.group(0)
+        return value
+
+    expanded = _VARIABLE.sub(substitute, node)
+    if "${" in _VARIABLE.sub("", node):
+        problems.add(loc, "malformed variable reference: write ${NAME} or ${NAME:-default}")
+    return expanded
+
+
+def _scan_raw_keys(node: Any, loc: Loc, keyish: bool, problems: _Problems) -> None:
+    # Runs on the file as written, before expansion: a key that arrives through ${VAR} is not in
+    # the file, and one that is in the file must be refused whatever field it sits in.
+    if isinstance(node, dict):
+        for key, value in node.items():
+            name = key.lower()
+            if name in _SECRET_FIELDS or (keyish and name in _SECRET_IN_KEY_TABLE):
+                problems.add((*loc, key), RAW_KEY_REFUSAL)
+                continue
+            _scan_raw_keys(value, (*loc, key), keyish or bool(_KEYISH.search(key)), problems)
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _scan_raw_keys(value, (*loc, i), keyish, problems)
+    elif isinstance(node, str) and keyish and _HEX_SECRET.search(node):
+        problems.add(loc, RAW_KEY_REFUSAL)
+
+
+def _renderer(doc: Mapping[str, Any]) -> Callable[[Loc], str]:
+    """``("chains", 0, "committee", "threshold")`` → ``chains[name="a"].committee.threshold``."""
+
+    def render(loc: Loc) -> str:
+        parts: list[str] = []
+        rest: Sequence[str | int] = loc
+        if len(loc) >= 2 and loc[0] in ("chains", "attesters") and isinstance(loc[1], int):
+            tables = doc.get(str(loc[0]))
+            table = tables[loc[1]] if isinstance(tables, list) and loc[1] < len(tables) else None
+            name = table.get("name") if isinstance(table, dict) else None
+            if isinstance(name, str) and name:
+                parts.append(f"{loc[0]}[name={json.dumps(name)}]")
+            else:
+                parts.append(f"{loc[0]}[{loc[1]}]")
+            rest = loc[2:]
+        for part in rest:
+            if isinstance(part, int) and parts:
+                parts[-1] += f"[{part}]"
+            else:
+                parts.append(str(part))
+        return ".".join(parts) or "(top level)"
+
+    return render
+
+
+class _PluginModels:
+    def __init__(self, given: Mapping[str, type[BaseModel]] | None) -> None:
+        self.given = given
+        self.loaded: dict[str, type[BaseModel]] = {}
+
+    def model(self, kind: str) -> type[BaseModel]:
+        """Raises ``ConfigError`` / ``UnknownChainError`` naming the type."""
+        if self.given is not None:
+            model = self.given.get(kind)
+            if model is None:
+                known = ", ".join(sorted(self.given)) or "none"
+                raise UnknownChainError(
+                    f"no chain plugin of type {kind!r} is installed (installed: {known})"
+                )
+            return model
+        if kind not in self.loaded:
+            try:
+                plugin = load_plugin(kind)
+            except (ImportError, AttributeError) as exc:
+                raise ConfigError(
+                    f"chain plugin {kind!r} is installed but fails to load: {exc}"
+                ) from None
+            model = getattr(plugin, "config_model", None)
+            if not (isinstance(model, type) and issubclass(model, BaseModel)):
+                raise ConfigError(f"chain plugin {kind!r} has no pydantic config_model")
+            self.loaded[kind] = model
+        return self.loaded[kind]
+
+
+def _decode(
+    doc: dict[str, Any],
+    base_dir: Path,
+    plugin_models: Mapping[str, type[BaseModel]] | None,
+    problems: _Problems,
+    render: Callable[[Loc], str],
+) -> Config | None:
+    context = {"base_dir": base_dir}
+    for key in doc:
+        if key not in _TOP_LEVEL:
+            problems.add((key,), _unknown_key(key, _TOP_LEVEL))
+
+    relayer: RelayerSettings | None = None
+    section = doc.get("relayer", {})
+    if not isinstance(section, dict):
+        problems.add(("relayer",), "expected a [relayer] table")
+    else:
+        relayer = _validate(RelayerSettings, section, context, ("relayer",), problems)
+
+    chain_tables = _tables(doc, "chains", problems)
+    if doc.get("chains") in (None, []):
+        problems.add(("chains",), "no [[chains]] table: configure at least one chain")
+    models = _PluginModels(plugin_models)
+    chains: list[tuple[int, ChainConfig]] = []
+    for i, table in chain_tables:
+        chain = _decode_chain(i, table, models, context, problems)
+        if chain is not None:
+            chains.append((i, chain))
+
+    attesters: list[tuple[int, AttesterConfig]] = []
+    for i, table in _tables(doc, "attesters", problems):
+        attester = _validate(AttesterConfig, table, context, ("attesters", i), problems)
+        if attester is not None:
+            attesters.append((i, attester))
+
+    named = {t.get("name") for _, t in chain_tables}
+    _cross_check(chains, attesters, {n for n in named if isinstance(n, str)}, problems, render)
+    if problems or relayer is None:
+        return None
+    return Config(
+        relayer=relayer,
+        chains=tuple(chain for _, chain in chains),
+        attesters=tuple(attester for _, attester in attesters),
+        base_dir=base_dir,
+    )
+
+
+def _tables(
+    doc: dict[str, Any], section: str, problems: _Problems
+) -> list[tuple[int, dict[str, Any]]]:
+    value = doc.get(section, [])
+    if not isinstance(value, list):
+        problems.add((section,), f"expected [[{section}]] tables")
+        return []
+    tables: list[tuple[int, dict[str, Any]]] = []
+    for i, table in enumerate(value):
+        if isinstance(table, dict):
+            tables.append((i, table))
+        else:
+            problems.add((section, i), f"expected a [[{section}]] table")
+    return tables
+
+
+def _decode_chain(
+    index: int,
+    table: dict[str, Any],
+    models: _PluginModels,
+    context: dict[str, Any],
+    problems: _Problems,
+) -> ChainConfig | None:
+    loc: Loc = ("chains", index)
+    shared = {key: value for key, value in table.items() if key in _CHAIN_KEYS}
+    own = {key: value for key, value in table.items() if key not in _CHAIN_KEYS}
+    model: type[BaseModel] | None = None
+    kind = table.get("type")
+    if isinstance(kind, str) and kind:
+        try:
+            model = models.model(kind)
+        except (UnknownChainError, ConfigError) as exc:
+            problems.add((*loc, "type"), str(exc))
+    plugin: BaseModel | None = None
+    if model is not None:
+        plugin = _validate(model, own, context, loc, problems, also_known=_CHAIN_KEYS)
+        if plugin is not None and model.model_config.get("extra") != "forbid":
+            # A third-party model that ignores unknown keys would hide typos; we do not.
+            for key in sorted(set(own) - set(model.model_fields)):
+                problems.add((*loc, key), _unknown_key(key, [*_CHAIN_KEYS, *model.model_fields]))
+    chain = _validate(
+        ChainConfig, {**shared, "plugin": plugin or _Unparsed()}, context, loc, problems
+    )
+    return chain if plugin is not None else None
+
+
+def _validate(
+    model: type[M],
+    data: Mapping[str, Any],
+    context: dict[str, Any],
+    loc: Loc,
+    problems: _Problems,
+    *,
+    also_known: Iterable[str] = (),
+) -> M | None:
+    try:
+        return model.model_validate(data, context=context)
+    except ValidationError as exc:
+        for error in exc.errors(include_url=False, include_input=False):
+            where: Loc = (*loc, *error["loc"])
+            if problems.covers(where):
+                continue
+            problems.add(where, _message(model, error, also_known))
+        return None
+
+
+def _message(model: type[BaseModel], error: Any, also_known: Iterable[str]) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        key_loc = tuple(error["loc"])
+        known = _fields_at(model, key_loc[:-1])
+        if len(key_loc) == 1:
+            known = [*also_known, *known]
+        return _unknown_key(str(key_loc[-1]), known)
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "expected a table"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    return str(error["msg"])
+
+
+def _unknown_key(key: str, known: Iterable[str]) -> str:
+    known = sorted(set(known))
+    close = difflib.get_close_matches(key, known, n=1)
+    if close:
+        return f"unknown key; did you mean {close[0]!r}?"
+    return f"unknown key (known keys: {', '.join(known) or 'none'})"
+
+
+def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The keys allowed in the table at ``loc`` inside ``model``, for "unknown key" messages."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            args = [a for a in get_args(current) if a is not Ellipsis]
+            current = args[0] if args else None
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        field = current.model_fields.get(part)
+        if field is None:
+            return []
+        current = field.annotation
+        if get_origin(current) in (Union, type(int | None)):
+            members = [a for a in get_args(current) if a is not type(None)]
+            current = members[0] if len(members) == 1 else None
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+# --- checks --------------------------------------------------------------------------------------
+
+
+def _key_refs(
+    chains: Sequence[tuple[int, ChainConfig]], attesters: Sequence[tuple[int, AttesterConfig]]
+) -> list[tuple[Loc, bool, KeyRef]]:
+    """Every key reference, with its location and whether it is an attester's; submitters
+    first, so that a shared key is reported at the attester, which must change it."""
+    refs: list[tuple[Loc, bool, KeyRef]] = [
+        (("chains", i, field), False, value)
+        for i, chain in chains
+        for field, value in chain.plugin
+        if isinstance(value, KeyRef)
+    ]
+    refs.extend((("attesters", i, "key"), True, attester.key) for i, attester in attesters)
+    return refs
+
+
+def _cross_check(
+    chains: Sequence[tuple[int, ChainConfig]],
+    attesters: Sequence[tuple[int, AttesterConfig]],
+    chain_names: set[str],
+    problems: _Problems,
+    render: Callable[[Loc], str],
+) -> None:
+    """Refusals that look across tables and need no key."""
+    by_name: dict[str, int] = {}
+    by_domain: dict[int, ChainConfig] = {}
+    for i, chain in chains:
+        if chain.name in by_name:
+            problems.add(("chains", i, "name"), f"another [[chains]] table is named {chain.name!r}")
+        by_name.setdefault(chain.name, i)
+        first = by_domain.setdefault(chain.domain, chain)
+        if first is not chain:
+            problems.add(
+                ("chains", i, "domain"),
+                f"domain {chain.domain} is already used by chain {first.name!r}; "
+                "domains must be unique",
+            )
+        if chain.finality == "committee" and chain.committee is None:
+            problems.add(
+                ("chains", i, "committee"),
+                'required with finality = "committee": a [chains.committee] table with the '
+                "attesters trusted for messages from this chain and their threshold",
+            )
+
+    attester_names: set[str] = set()
+    for i, attester in attesters:
+        if attester.name in attester_names:
+            problems.add(
+                ("attesters", i, "name"), f"another [[attesters]] table is named {attester.name!r}"
+            )
+        attester_names.add(attester.name)
+        for origin in attester.origins:
+            if origin not in chain_names:
+                known = ", ".join(sorted(chain_names)) or "none"
+                problems.add(
+                    ("attesters", i, "origins"),
+                    f"unknown chain {origin!r} (configured chains: {known})",
+                )
+
+    # An attester's key must be its own: shared with a submitter, one compromise forges and
+    # delivers at once; shared with another attester, one key counts twice toward the threshold.
+    first_by_identity: dict[str, tuple[Loc, bool]] = {}
+    for loc, is_attester, ref in _key_refs(chains, attesters):
+        seen = first_by_identity.get(ref.identity)
+        if seen is None:
+            first_by_identity[ref.identity] = (loc, is_attester)
+        elif is_attester or seen[1]:
+            problems.add(loc, f"the same key ({ref.identity}) as {render(seen[0])}; {_OWN_KEY}")
+
+
+_OWN_KEY = "an attester needs a key of its own, shared with no submitter and no other attester"
+
+
+def _warnings(config: Config, chains: Sequence[tuple[int, ChainConfig]]) -> list[tuple[Loc, str]]:
+    warnings: list[tuple[Loc, str]] = []
+    host, _ = config.relayer.health_address
+    if not _is_loopback(host):
+        warnings.append(
+            (
+                ("relayer", "health"),
+                "listens beyond loopback: /metrics and /healthz are reachable from the network",
+            )
+        )
+    for i, chain in chains:
+        if chain.finality == "confirmations":
+            warnings.append(
+                (
+                    ("chains", i, "finality"),
+                    '"confirmations" trusts the RPC endpoint\'s view of the chain; INSECURE, '
+                    "for development only",
+                )
+            )
+        if "submitter_key" in type(chain.plugin).model_fields and (
+            getattr(chain.plugin, "submitter_key", None) is None
+        ):
+            warnings.append(
+                (
+                    ("chains", i),
+                    "no submitter_key: this chain cannot be a destination; messages to it will "
+                    "wait undelivered",
+                )
+            )
+    return warnings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_keys(
+    config: Config,
+    chains: Sequence[tuple[int, ChainConfig]],
+    attesters: Sequence[tuple[int, AttesterConfig]],
+    *,
+    env: Mapping[str, str],
+    problems: _Problems,
+    warnings: list[tuple[Loc, str]],
+    render: Callable[[Loc], str],
+) -> None:
+    loaded: dict[str, LocalKey | None] = {}
+    address_of: dict[Loc, bytes] = {}
+    first_by_address: dict[bytes, tuple[Loc, bool, str]] = {}
+    for loc, is_attester, ref in _key_refs(chains, attesters):
+        if ref.identity not in loaded:
+            try:
+                loaded[ref.identity] = load_key(ref, config.base_dir, env=env)
+            except KeyUnavailableError as exc:
+                loaded[ref.identity] = None
+                warnings.append((loc, f"key not checked on this host: {exc}"))
+            except ConfigError as exc:
+                loaded[ref.identity] = None
+                problems.add(loc, str(exc))
+        key = loaded[ref.identity]
+        if key is None:
+            continue
+        address_of[loc] = key.address
+        seen = first_by_address.get(key.address)
+        if seen is None:
+            first_by_address[key.address] = (loc, is_attester, ref.identity)
+        elif (is_attester or seen[1]) and seen[2] != ref.identity:  # same identity: reported
+            problems.add(
+                loc,
+                f"resolves to the same address ({key.checksum_address}) as the key of "
+                f"{render(seen[0])}; {_OWN_KEY}",
+            )
+
+    # Attesters may run on other hosts, so a committee that differs from the attesters
+    # configured here is worth a warning, not a refusal.
+    attesters_by_index = {j: attester.name for j, attester in attesters}
+    for i, chain in chains:
+        if chain.committee is None:
+            continue
+        watching = [j for j, attester in attesters if chain.name in attester.origins]
+        local = {
+            address_of[("attesters", j, "key")]: attesters_by_index[j]
+            for j in watching
+            if ("attesters", j, "key") in address_of
+        }
+        if not local:
+            continue
+        members = {bytes.fromhex(a[2:]) for a in chain.committee.attesters}
+        outside = [
+            f"{name} ({to_checksum_address(a)})" for a, name in local.items() if a not in members
+        ]
+        # With a key not resolved here, a member may well be that attester: do not guess.
+        absent = [
+            a
+            for a in chain.committee.attesters
+            if len(local) == len(watching) and bytes.fromhex(a[2:]) not in local
+        ]
+        if outside or absent:
+            notes = []
+            if outside:
+                notes.append(f"configured attesters outside the committee: {', '.join(outside)}")
+            if absent:
+                notes.append(f"members with no [[attesters]] table here: {', '.join(absent)}")
+            warnings.append(
+                (("chains", i, "committee", "attesters"), "; ".join(notes) + " (may run elsewhere)")
+            )

@@ -1,0 +1,300 @@
+"""Delivery to one destination chain: batches, pipelined transactions, confirmation, retries.
+
+Order of effects per batch, each committed before the next so that a crash at any point
+resumes without loss or double delivery:
+
+1. skip ids the destination already delivered (another relayer, or us before a crash);
+2. simulate the batch; set aside messages whose recipient would fail (retried on a schedule);
+3. sign (``failpoint after_sign``), record the signed transaction as SUBMITTED
+   (``after_record``), broadcast it (``after_send``);
+4. read receipts until mined; bump fees at the same nonce when it is stuck.
+
+After a restart, SUBMITTED rows carry their signed transaction and are broadcast again: the
+node answers "already known" or "nonce too low", or mines it; the Gateway refuses replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from relayer.errors import ChainError
+from relayer.failpoints import failpoint
+from relayer.plugin import Delivery, DeliveryOutcome, PendingTx, Submitter
+from relayer.retry import RpcErrorKind, backoff_delay
+from relayer.store import Ledger, MessageRecord, State
+
+__all__ = ["DeliveryWorker"]
+
+
+class DeliveryWorker:
+    def __init__(
+        self,
+        *,
+        chain: str,
+        submitter: Submitter,
+        ledger: Ledger,
+        log: Any,
+        batch_size: int = 40,
+        max_in_flight: int = 4,
+        max_attempts: int = 8,
+        submit_timeout: float = 30.0,
+        poll_interval: float = 0.2,
+    ) -> None:
+        self.chain = chain
+        self.submitter = submitter
+        self.ledger = ledger
+        self.log = log.bind(chain=chain)
+        self.batch_size = batch_size
+        self.max_in_flight = max_in_flight
+        self.max_attempts = max_attempts
+        self.submit_timeout = submit_timeout
+        self.poll_interval = poll_interval
+        self.in_flight: dict[int, PendingTx] = {}
+        self._down_since: float | None = None
+        self._outage_attempt = 0
+
+    async def run(self) -> None:
+        await self._until_up(self.submitter.start)
+        await self._until_up(self._recover)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._submit_loop(), name=f"submit:{self.chain}")
+            group.create_task(self._confirm_loop(), name=f"confirm:{self.chain}")
+
+    # --- outage handling -----------------------------------------------------------------------
+
+    async def _until_up(self, step: Any) -> None:
+        while True:
+            try:
+                await step()
+            except ChainError as exc:
+                if not exc.retryable:
+                    raise
+                await self._outage(exc)
+                continue
+            self._recovered()
+            return
+
+    async def _outage(self, exc: Exception) -> None:
+        self._outage_attempt += 1
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            self.log.warning("chain.unavailable", error=str(exc))
+        await asyncio.sleep(backoff_delay(self._outage_attempt, base=0.5, cap=10.0))
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            down = time.monotonic() - self._down_since
+            self.log.info("chain.recovered", down_s=round(down, 1))
+            self._down_since = None
+        self._outage_attempt = 0
+
+    # --- recovery ------------------------------------------------------------------------------
+
+    async def _recover(self) -> None:
+        rows = self.ledger.in_state(State.SUBMITTED, destination_chain=self.chain)
+        by_nonce: dict[int, PendingTx] = {}
+        for row in rows:
+            if row.raw_tx is None or row.tx_nonce is None or row.tx_nonce in by_nonce:
+                continue
+            by_nonce[row.tx_nonce] = self.submitter.decode_pending(row.raw_tx)
+        top = max(by_nonce, default=-1)
+        await self.submitter.resync_nonce(at_least=top + 1)
+        for nonce in sorted(by_nonce):
+            pending = by_nonce[nonce]
+            kind = await self.submitter.broadcast(pending)
+            self.log.info(
+                "submit.resumed", nonce=nonce, tx="0x" + pending.tx_hash.hex(), answer=str(kind)
+            )
+            self.in_flight[nonce] = pending
+
+    # --- submission ----------------------------------------------------------------------------
+
+    async def _submit_loop(self) -> None:
+        while True:
+            if len(self.in_flight) >= self.max_in_flight:
+                await asyncio.sleep(self.poll_interval / 2)
+                continue
+            records = self.ledger.due(
+                State.ATTESTED, destination_chain=self.chain, limit=self.batch_size
+            )
+            if not records:
+                await asyncio.sleep(self.poll_interval)
+                continue
+            try:
+                await self._submit(records)
+            except ChainError as exc:
+                if not exc.retryable:
+                    self._retry_all(records, str(exc))
+                    continue
+                await self._outage(exc)
+                continue
+            self._recovered()
+
+    async def _submit(self, records: Sequence[MessageRecord]) -> None:
+        flags = await self.submitter.delivered_flags([r.id for r in records])
+        already = [r.id for r, done in zip(records, flags, strict=True) if done]
+        if already:
+            self.ledger.transition_many(
+                already, State.DELIVERED, expect=State.ATTESTED, detail="found delivered on chain"
+            )
+        todo = [r for r, done in zip(records, flags, strict=True) if not done]
+        if not todo:
+            return
+        deliveries = [
+            Delivery(
+                message_id=r.id,
+                message=r.message,
+                origin_block_hash=r.block_hash,
+                signatures=r.signatures,
+            )
+            for r in todo
+        ]
+        ok = await self._simulate(deliveries)
+        for record, good in zip(todo, ok, strict=True):
+            if not good:
+                self._retry(
+                    record, "recipient call fails in simulation (reverts or exceeds its gas cap)"
+                )
+        deliveries = [d for d, good in zip(deliveries, ok, strict=True) if good]
+        if not deliveries:
+            return
+        pending = await self.submitter.prepare(deliveries)
+        failpoint("after_sign")
+        self.ledger.mark_submitted(
+            [d.message_id for d in deliveries],
+            tx_hash=pending.tx_hash,
+            tx_nonce=pending.nonce,
+            raw_tx=pending.encode(),
+        )
+        failpoint("after_record")
+        self.in_flight[pending.nonce] = pending
+        self.log.info(
+            "submit.started",
+            nonce=pending.nonce,
+            tx="0x" + pending.tx_hash.hex(),
+            messages=len(deliveries),
+        )
+        kind = await self.submitter.broadcast(pending)
+        failpoint("after_send")
+        if kind is RpcErrorKind.NONCE_TOO_LOW:
+            # An outside transaction took the nonce (or ours was mined already): the confirm
+            # loop settles these ids from receipts/delivered(); new batches use a fresh nonce.
+            await self.submitter.resync_nonce()
+
+    async def _simulate(self, deliveries: list[Delivery]) -> list[bool]:
+        try:
+            return await self.submitter.simulate(deliveries)
+        except ChainError as exc:
+            if exc.retryable:
+                raise
+            if len(deliveries) == 1:
+                return [False]
+        # The whole batch reverts (e.g. one message's signatures no longer match the attester
+        # set): find the culprits one by one rather than stalling everyone behind them.
+        return [(await self._simulate([d]))[0] for d in deliveries]
+
+    def _retry(self, record: MessageRecord, error: str) -> None:
+        if record.attempts + 1 >= self.max_attempts:
+            self.ledger.transition(record.id, State.FAILED, error=error)
+            self.log.error(
+                "submit.failed",
+                message_id="0x" + record.id.hex(),
+                error=error,
+                attempts=record.attempts + 1,
+            )
+            return
+        delay = backoff_delay(record.attempts + 1, base=2.0, cap=300.0)
+        self.ledger.schedule_retry(record.id, error=error, delay=delay)
+        self.log.warning(
+            "retry.scheduled",
+            message_id="0x" + record.id.hex(),
+            attempt=record.attempts + 1,
+            delay_s=round(delay, 1),
+            error=error,
+        )
+
+    def _retry_all(self, records: Sequence[MessageRecord], error: str) -> None:
+        for record in records:
+            current = self.ledger.get(record.id)
+            if current is not None and current.state is State.ATTESTED:
+                self._retry(current, error)
+
+    # --- confirmation --------------------------------------------------------------------------
+
+    async def _confirm_loop(self) -> None:
+        while True:
+            if not self.in_flight:
+                await asyncio.sleep(self.poll_interval / 2)
+                continue
+            for nonce in sorted(self.in_flight):
+                pending = self.in_flight[nonce]
+                try:
+                    outcomes = await self.submitter.outcome(pending)
+                except ChainError as exc:
+                    if not exc.retryable:
+                        raise
+                    await self._outage(exc)
+                    break
+                if outcomes is not None:
+                    del self.in_flight[nonce]
+                    await self._settle(pending, outcomes)
+                elif time.time() - pending.signed_at > self.submit_timeout:
+                    await self._replace(pending)
+            await asyncio.sleep(self.poll_interval / 2)
+
+    async def _replace(self, pending: PendingTx) -> None:
+        bumped = self.submitter.bump(pending)
+        if bumped is None:
+            self.log.warning("submit.stuck_at_fee_cap", nonce=pending.nonce)
+            return
+        self.ledger.mark_submitted(
+            list(bumped.message_ids),
+            tx_hash=bumped.tx_hash,
+            tx_nonce=bumped.nonce,
+            raw_tx=bumped.encode(),
+        )
+        self.in_flight[bumped.nonce] = bumped
+        kind = await self.submitter.broadcast(bumped)
+        self.log.info(
+            "submit.replaced", nonce=bumped.nonce, tx="0x" + bumped.tx_hash.hex(), answer=str(kind)
+        )
+
+    async def _settle(self, pending: PendingTx, outcomes: list[DeliveryOutcome]) -> None:
+        delivered = [o.message_id for o in outcomes if o.delivered]
+        if delivered:
+            self.ledger.transition_many(
+                delivered,
+                State.DELIVERED,
+                expect=State.SUBMITTED,
+                detail=f"tx 0x{pending.tx_hash.hex()}",
+            )
+        self.log.info(
+            "submit.complete",
+            nonce=pending.nonce,
+            tx="0x" + pending.tx_hash.hex(),
+            delivered=len(delivered),
+            messages=len(outcomes),
+        )
+        undelivered = [o for o in outcomes if not o.delivered]
+        if not undelivered:
+            return
+        flags = await self.submitter.delivered_flags([o.message_id for o in undelivered])
+        for outcome, done in zip(undelivered, flags, strict=True):
+            if done:
+                self.ledger.transition(
+                    outcome.message_id,
+                    State.DELIVERED,
+                    expect=State.SUBMITTED,
+                    detail="delivered by an earlier transaction",
+                )
+                continue
+            record = self.ledger.transition(
+                outcome.message_id,
+                State.ATTESTED,
+                expect=State.SUBMITTED,
+                error=outcome.error,
+            )
+            self._retry(record, outcome.error or "not delivered")

@@ -1,0 +1,25 @@
+"""The relayer's durable state: the message ledger (SQLite), cursors, block hashes and nonces."""
+
+from __future__ import annotations
+
+from relayer.store.ledger import (
+    ALLOWED_TRANSITIONS,
+    REOBSERVABLE,
+    Cursor,
+    HistoryEntry,
+    Ledger,
+    MessageRecord,
+    ObservedRow,
+    State,
+)
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "REOBSERVABLE",
+    "Cursor",
+    "HistoryEntry",
+    "Ledger",
+    "MessageRecord",
+    "ObservedRow",
+    "State",
+]

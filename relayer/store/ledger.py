@@ -1,0 +1,946 @@
+"""The durable message ledger: every message's state, its history, cursors, block hashes, nonces.
+
+SQLite in WAL mode with ``synchronous=FULL``. Each state change is one committed transaction that
+also appends a history row, so a process killed at any instant leaves every message in a state its
+history explains, and a restart resumes from exactly what was committed (DESIGN.md, "The flow").
+
+The API is synchronous. One connection serves the whole process; a lock makes it usable from one
+thread at a time, so callers may use it from the event loop or from a worker thread.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+
+from relayer.errors import StoreError
+from relayer.store.schema import migrate
+
+__all__ = [
+    "ALLOWED_TRANSITIONS",
+    "REOBSERVABLE",
+    "Cursor",
+    "HistoryEntry",
+    "Ledger",
+    "MessageRecord",
+    "ObservedRow",
+    "State",
+]
+
+Clock = Callable[[], float]
+SIGNATURE_LEN = 65
+
+
+class State(StrEnum):
+    """A message's place in the pipeline.
+
+    Stored in the ledger: the values must never be renamed (a rename strands every row written
+    with the old spelling); add new members instead."""
+
+    OBSERVED = "observed"
+    VERIFIED = "verified"
+    ATTESTED = "attested"
+    SUBMITTED = "submitted"
+    DELIVERED = "delivered"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+ALLOWED_TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType(
+    {
+        State.OBSERVED: frozenset({State.VERIFIED, State.REJECTED}),
+        State.VERIFIED: frozenset({State.ATTESTED, State.REJECTED}),
+        State.ATTESTED: frozenset({State.SUBMITTED, State.DELIVERED, State.FAILED}),
+        # back to attested: the transaction was dropped or reverted and must be re-submitted
+        State.SUBMITTED: frozenset({State.DELIVERED, State.ATTESTED, State.FAILED}),
+        # back to attested: the operator's `relayer clear`
+        State.FAILED: frozenset({State.ATTESTED}),
+        # back to attested: a destination reorg dropped the delivery (rare)
+        State.DELIVERED: frozenset({State.ATTESTED}),
+        State.REJECTED: frozenset(),
+    }
+)
+
+#: States from which an origin reorg sends a message back to OBSERVED (``Ledger.reobserve``).
+#: Not SUBMITTED/DELIVERED: a transaction may be in flight or mined; the destination contract
+#: refuses replays, so such a message is kept and the new block only noted.
+REOBSERVABLE = frozenset({State.OBSERVED, State.VERIFIED, State.ATTESTED, State.FAILED})
+
+
+@dataclass(frozen=True, slots=True)
+class MessageRecord:
+    id: bytes
+    origin_chain: str
+    destination_chain: str
+    route: str
+    nonce: int
+    message: bytes
+    block_number: int
+    block_hash: bytes
+    evidence: bytes
+    state: State
+    attempts: int
+    last_error: str | None
+    next_attempt_at: float
+    signatures: tuple[bytes, ...]
+    tx_hash: bytes | None
+    tx_nonce: int | None
+    raw_tx: bytes | None
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedRow:
+    """One observed message as ``record_observed_many`` and ``advance`` take it."""
+
+    id: bytes
+    origin_chain: str
+    destination_chain: str
+    route: str
+    nonce: int
+    message: bytes
+    block_number: int
+    block_hash: bytes
+    evidence: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryEntry:
+    at: float
+    from_state: State | None  # None for the first observation
+    to_state: State
+    detail: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    block_number: int
+    block_hash: bytes
+
+
+_COLUMNS = tuple(f.name for f in fields(MessageRecord))
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM messages"  # noqa: S608 -- constant column names
+_ROW_FIELDS = frozenset(f.name for f in fields(ObservedRow))
+# SQLite's default limit on host parameters is 32766 since 3.32, 999 before: stay below both.
+_CHUNK = 500
+
+
+def _record(row: Sequence[Any]) -> MessageRecord:
+    values = dict(zip(_COLUMNS, row, strict=True))
+    raw_sigs: bytes = values["signatures"]
+    values["state"] = State(values["state"])
+    values["signatures"] = tuple(
+        raw_sigs[i : i + SIGNATURE_LEN] for i in range(0, len(raw_sigs), SIGNATURE_LEN)
+    )
+    return MessageRecord(**values)
+
+
+def _states(expect: State | Collection[State] | None) -> frozenset[State] | None:
+    if expect is None:
+        return None
+    if isinstance(expect, State):
+        return frozenset({expect})
+    return frozenset(State(s) for s in expect)
+
+
+def _describe(states: Iterable[State]) -> str:
+    return "|".join(sorted(s.value for s in states))
+
+
+def _short(value: bytes) -> str:
+    return "0x" + value.hex()
+
+
+def _as_row(row: ObservedRow | Mapping[str, Any]) -> ObservedRow:
+    if isinstance(row, ObservedRow):
+        return row
+    unknown = set(row) - _ROW_FIELDS
+    if unknown:
+        raise StoreError(f"observed row has unknown fields {sorted(unknown)}")
+    return ObservedRow(**row)
+
+
+def _pack_signatures(signatures: Sequence[bytes]) -> bytes:
+    for signature in signatures:
+        if len(signature) != SIGNATURE_LEN:
+            raise StoreError(
+                f"a signature of {len(signature)} bytes cannot be stored; "
+                f"attestations are {SIGNATURE_LEN}-byte (r, s, v) ECDSA signatures"
+            )
+    return b"".join(signatures)
+
+
+def _configure(conn: sqlite3.Connection, target: str, busy_timeout: float) -> None:
+    mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+    if target != ":memory:" and str(mode).lower() != "wal":
+        raise StoreError(
+            f"the ledger at {target} cannot use WAL journaling (SQLite chose {mode!r}); "
+            "put it on a local filesystem, not a network share"
+        )
+    # FULL: a commit is on disk before COMMIT returns, so "recorded" survives power loss, not
+    # only a killed process.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+class Ledger:
+    """The ledger. Create with ``Ledger.open(path)``; close with ``close()`` or ``with``.
+
+    Every method raises ``StoreError`` when the ledger refuses an operation (unknown message,
+    illegal transition, bad field) or when SQLite fails (the original error is chained)."""
+
+    def __init__(self, conn: sqlite3.Connection, *, path: str, clock: Clock = time.time) -> None:
+        self._conn: sqlite3.Connection | None = conn
+        self._lock = threading.Lock()
+        self._clock = clock
+        self.path = path
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, path: str | Path, clock: Clock = time.time, *, busy_timeout: float = 5.0
+    ) -> Ledger:
+        """Open (creating the file, its directory and the schema if needed) the ledger at
+        ``path``; ``":memory:"`` gives a private in-memory ledger for tests."""
+        target = str(path)
+        if target != ":memory:":
+            Path(target).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a transaction
+            # spans exactly the statements of one operation and nothing commits implicitly.
+            conn = sqlite3.connect(
+                target, timeout=busy_timeout, isolation_level=None, check_same_thread=False
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the ledger at {target}: {exc}") from exc
+        try:
+            _configure(conn, target, busy_timeout)
+            migrate(conn)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreError(f"cannot initialise the ledger at {target}: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        return cls(conn, path=target, clock=clock)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- transaction plumbing --------------------------------------------------------------------
+
+    def _live(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"the ledger at {self.path} is closed")
+        return self._conn
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One committed transaction; on any exception (ours, SQLite's, a cancellation) nothing
+        of it is kept."""
+        with self._lock:
+            conn = self._live()
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StoreError(f"ledger {self.path}: {exc}") from exc
+                raise
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            conn = self._live()
+            try:
+                yield conn
+            except sqlite3.Error as exc:
+                raise StoreError(f"ledger {self.path}: {exc}") from exc
+
+    def _history(
+        self,
+        conn: sqlite3.Connection,
+        message_id: bytes,
+        now: float,
+        *,
+        from_state: State | None,
+        to_state: State,
+        detail: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO history (message_id, at, from_state, to_state, detail, error)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (message_id, now, from_state, to_state, detail, error),
+        )
+
+    @staticmethod
+    def _fetch(conn: sqlite3.Connection, message_id: bytes) -> MessageRecord:
+        row = conn.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"message {_short(message_id)} is not in the ledger")
+        return _record(row)
+
+    @staticmethod
+    def _check(record: MessageRecord, to: State, expect: frozenset[State] | None) -> None:
+        if expect is not None and record.state not in expect:
+            raise StoreError(
+                f"message {_short(record.id)} is {record.state}, expected {_describe(expect)} "
+                f"before moving it to {to}"
+            )
+        if to not in ALLOWED_TRANSITIONS[record.state]:
+            raise StoreError(
+                f"message {_short(record.id)}: transition {record.state} -> {to} is not allowed"
+            )
+
+    # --- observations ----------------------------------------------------------------------------
+
+    def record_observed(
+        self,
+        *,
+        id: bytes,
+        origin_chain: str,
+        destination_chain: str,
+        route: str,
+        nonce: int,
+        message: bytes,
+        block_number: int,
+        block_hash: bytes,
+        evidence: bytes,
+    ) -> bool:
+        """Record a message seen on its origin chain, idempotently by id.
+
+        True when the ledger changed: a new message (OBSERVED), or a known one re-included in
+        another block after an origin reorg (back to OBSERVED with the new block and evidence,
+        unless it is already submitted, delivered or rejected: then it is kept and the new block
+        only noted in its history). False when nothing changed."""
+        row = ObservedRow(
+            id=id,
+            origin_chain=origin_chain,
+            destination_chain=destination_chain,
+            route=route,
+            nonce=nonce,
+            message=message,
+            block_number=block_number,
+            block_hash=block_hash,
+            evidence=evidence,
+        )
+        with self._write() as conn:
+            return self._observe(conn, row, self._clock())
+
+    def record_observed_many(self, rows: Sequence[ObservedRow | Mapping[str, Any]]) -> int:
+        """``record_observed`` for many messages (a block's) in one transaction; returns how
+        many were new or changed."""
+        batch = [_as_row(r) for r in rows]
+        with self._write() as conn:
+            now = self._clock()
+            return sum(self._observe(conn, row, now) for row in batch)
+
+    def _observe(self, conn: sqlite3.Connection, row: ObservedRow, now: float) -> bool:
+        if len(row.id) != 32:
+            raise StoreError(f"message id {_short(row.id)} is {len(row.id)} bytes, not 32")
+        existing = conn.execute(
+            "SELECT state, block_number, block_hash FROM messages WHERE id = ?", (row.id,)
+        ).fetchone()
+        if existing is None:
+            conn.execute(
+                "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
+                " block_number, block_hash, evidence, state, attempts, next_attempt_at,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                (
+                    row.id,
+                    row.origin_chain,
+                    row.destination_chain,
+                    row.route,
+                    row.nonce,
+                    row.message,
+                    row.block_number,
+                    row.block_hash,
+                    row.evidence,
+                    State.OBSERVED,
+                    now,
+                    now,
+                    now,
+                ),
+            )
+            detail = f"observed in block {row.block_number} ({_short(row.block_hash)})"
+            self._history(
+                conn, row.id, now, from_state=None, to_state=State.OBSERVED, detail=detail
+            )
+            return True
+        state, old_number, old_hash = State(existing[0]), existing[1], existing[2]
+        if old_hash == row.block_hash:
+            return False
+        if state in REOBSERVABLE:
+            self._reobserve(
+                conn,
+                row.id,
+                state,
+                now,
+                block_number=row.block_number,
+                block_hash=row.block_hash,
+                evidence=row.evidence,
+                detail=(
+                    f"reobserved after reorg: {_short(old_hash)} -> {_short(row.block_hash)}"
+                    f" (block {old_number} -> {row.block_number})"
+                ),
+            )
+            return True
+        # Submitted or delivered (a transaction may be in flight or mined, and the destination
+        # refuses replays) or rejected (terminal): keep it, but leave a trace for `explain`.
+        detail = (
+            f"seen again in block {row.block_number} ({_short(row.block_hash)}) after an origin"
+            f" reorg; kept as {state} from block {old_number} ({_short(old_hash)})"
+        )
+        conn.execute("UPDATE messages SET updated_at = ? WHERE id = ?", (now, row.id))
+        self._history(conn, row.id, now, from_state=state, to_state=state, detail=detail)
+        return False
+
+    def reobserve(
+        self,
+        id: bytes,
+        *,
+        block_number: int,
+        block_hash: bytes,
+        evidence: bytes,
+        detail: str | None = None,
+    ) -> MessageRecord:
+        """Send a message in observed/verified/attested/failed back to OBSERVED with new block
+        fields and evidence (its signatures no longer apply: they bind the old block hash)."""
+        with self._write() as conn:
+            record = self._fetch(conn, id)
+            if record.state not in REOBSERVABLE:
+                raise StoreError(
+                    f"message {_short(id)} is {record.state}; only "
+                    f"{_describe(REOBSERVABLE)} messages can be reobserved"
+                )
+            self._reobserve(
+                conn,
+                id,
+                record.state,
+                self._clock(),
+                block_number=block_number,
+                block_hash=block_hash,
+                evidence=evidence,
+                detail=detail or f"reobserved: {_short(record.block_hash)} -> {_short(block_hash)}",
+            )
+            return self._fetch(conn, id)
+
+    def _reobserve(
+        self,
+        conn: sqlite3.Connection,
+        message_id: bytes,
+        state: State,
+        now: float,
+        *,
+        block_number: int,
+        block_hash: bytes,
+        evidence: bytes,
+        detail: str,
+    ) -> None:
+        conn.execute(
+            "UPDATE messages SET block_number = ?, block_hash = ?, evidence = ?, state = ?,"
+            " signatures = x'', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE id = ?",
+            (block_number, block_hash, evidence, State.OBSERVED, now, now, message_id),
+        )
+        self._history(
+            conn, message_id, now, from_state=state, to_state=State.OBSERVED, detail=detail
+        )
+
+    # --- transitions -----------------------------------------------------------------------------
+
+    def transition(
+        self,
+        id: bytes,
+        to: State,
+        *,
+        expect: State | Collection[State] | None = None,
+        detail: str | None = None,
+        error: str | None = None,
+        signatures: Sequence[bytes] | None = None,
+        tx_hash: bytes | None = None,
+        tx_nonce: int | None = None,
+        raw_tx: bytes | None = None,
+        clear_tx: bool = False,
+        next_attempt_at: float | None = None,
+        reset_attempts: bool = False,
+    ) -> MessageRecord:
+        """Move one message to ``to`` and return it as committed.
+
+        Refused (``StoreError``) when the id is unknown, its state is not in ``expect`` (when
+        given) or the transition is not in ``ALLOWED_TRANSITIONS``. Fields given are written;
+        ``error`` also becomes ``last_error``; ``clear_tx`` empties tx_hash/tx_nonce/raw_tx
+        (before the given ones are written). ``next_attempt_at`` defaults to now, so a message
+        that enters a new state is due at once rather than after the previous state's backoff."""
+        wanted = _states(expect)
+        to = State(to)
+        packed = None if signatures is None else _pack_signatures(signatures)
+        with self._write() as conn:
+            now = self._clock()
+            record = self._fetch(conn, id)
+            self._check(record, to, wanted)
+            sets = ["state = ?", "updated_at = ?", "next_attempt_at = ?"]
+            args: list[Any] = [to, now, now if next_attempt_at is None else next_attempt_at]
+            if clear_tx:
+                sets += ["tx_hash = NULL", "tx_nonce = NULL", "raw_tx = NULL"]
+            for column, value in (
+                ("last_error", error),
+                ("signatures", packed),
+                ("tx_hash", tx_hash),
+                ("tx_nonce", tx_nonce),
+                ("raw_tx", raw_tx),
+            ):
+                if value is not None:
+                    sets.append(f"{column} = ?")
+                    args.append(value)
+            if reset_attempts:
+                sets.append("attempts = 0")
+            conn.execute(
+                f"UPDATE messages SET {', '.join(sets)} WHERE id = ?",  # noqa: S608 -- fixed names
+                (*args, id),
+            )
+            self._history(
+                conn, id, now, from_state=record.state, to_state=to, detail=detail, error=error
+            )
+            return self._fetch(conn, id)
+
+    def transition_many(
+        self,
+        ids: Iterable[bytes],
+        to: State,
+        *,
+        expect: State | Collection[State] | None,
+        detail: str | None = None,
+    ) -> int:
+        """``transition`` for many messages in one transaction, all or nothing: one unknown id
+        or refused transition raises ``StoreError`` and changes none. Returns how many moved."""
+        wanted = _states(expect)
+        to = State(to)
+        unique = list(dict.fromkeys(ids))
+        with self._write() as conn:
+            now = self._clock()
+            for message_id in unique:
+                record = self._fetch(conn, message_id)
+                self._check(record, to, wanted)
+                conn.execute(
+                    "UPDATE messages SET state = ?, updated_at = ?, next_attempt_at = ?"
+                    " WHERE id = ?",
+                    (to, now, now, message_id),
+                )
+                self._history(
+                    conn, message_id, now, from_state=record.state, to_state=to, detail=detail
+                )
+            return len(unique)
+
+    def mark_submitted(
+        self,
+        ids: Iterable[bytes],
+        *,
+        tx_hash: bytes,
+        tx_nonce: int,
+        raw_tx: bytes,
+        detail: str | None = None,
+    ) -> int:
+        """Record that one signed transaction carries ``ids``, in one transaction, all or
+        nothing: attested messages move to SUBMITTED; messages already SUBMITTED (a fee-bumped
+        replacement of their transaction) stay there with the new tx fields. Anything else
+        raises ``StoreError``. The signed bytes are stored before they are broadcast, so a
+        restart can re-broadcast or replace the very transaction that may be in a mempool."""
+        unique = list(dict.fromkeys(ids))
+        with self._write() as conn:
+            now = self._clock()
+            for message_id in unique:
+                record = self._fetch(conn, message_id)
+                if record.state not in {State.ATTESTED, State.SUBMITTED}:
+                    raise StoreError(
+                        f"message {_short(message_id)} is {record.state}; only attested or "
+                        "submitted messages can be put in a transaction"
+                    )
+                verb = "replaced by" if record.state is State.SUBMITTED else "submitted in"
+                conn.execute(
+                    "UPDATE messages SET state = ?, tx_hash = ?, tx_nonce = ?, raw_tx = ?,"
+                    " next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                    (State.SUBMITTED, tx_hash, tx_nonce, raw_tx, now, now, message_id),
+                )
+                self._history(
+                    conn,
+                    message_id,
+                    now,
+                    from_state=record.state,
+                    to_state=State.SUBMITTED,
+                    detail=detail or f"{verb} tx {_short(tx_hash)} (nonce {tx_nonce})",
+                )
+            return len(unique)
+
+    def schedule_retry(
+        self,
+        id: bytes,
+        *,
+        error: str,
+        delay: float,
+        to: State | None = None,
+        expect: State | Collection[State] | None = None,
+    ) -> MessageRecord:
+        """Count a failed attempt: attempts + 1, ``last_error``, due again in ``delay`` seconds,
+        and, with ``to``, move the message (allowed transitions only). The schedule is in the
+        ledger, so a restart keeps the backoff instead of hammering a failing endpoint."""
+        if delay < 0:
+            raise StoreError(f"retry delay must not be negative, got {delay}")
+        wanted = _states(expect)
+        with self._write() as conn:
+            now = self._clock()
+            record = self._fetch(conn, id)
+            target = record.state if to is None else State(to)
+            if to is not None:
+                self._check(record, target, wanted)
+            elif wanted is not None and record.state not in wanted:
+                raise StoreError(
+                    f"message {_short(id)} is {record.state}, expected {_describe(wanted)} "
+                    "before scheduling its retry"
+                )
+            attempts = record.attempts + 1
+            conn.execute(
+                "UPDATE messages SET state = ?, attempts = ?, last_error = ?,"
+                " next_attempt_at = ?, updated_at = ? WHERE id = ?",
+                (target, attempts, error, now + delay, now, id),
+            )
+            self._history(
+                conn,
+                id,
+                now,
+                from_state=record.state,
+                to_state=target,
+                detail=f"retry {attempts} in {delay:g}s",
+                error=error,
+            )
+            return self._fetch(conn, id)
+
+    def clear_failed(self, route: str | None = None, ids: Iterable[bytes] | None = None) -> int:
+        """The operator's ``relayer clear``: failed messages (of ``route``, or only ``ids``) go
+        back to attested with a fresh retry budget, due now. Ids that are not failed are left
+        alone. Returns how many were cleared."""
+        with self._write() as conn:
+            now = self._clock()
+            if ids is not None:
+                chosen = []
+                for message_id in dict.fromkeys(ids):
+                    row = conn.execute(
+                        "SELECT route FROM messages WHERE id = ? AND state = ?",
+                        (message_id, State.FAILED),
+                    ).fetchone()
+                    if row is not None and (route is None or row[0] == route):
+                        chosen.append(message_id)
+            elif route is not None:
+                chosen = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM messages WHERE route = ? AND state = ?",
+                        (route, State.FAILED),
+                    )
+                ]
+            else:
+                chosen = [
+                    r[0]
+                    for r in conn.execute(
+                        "SELECT id FROM messages WHERE state = ?", (State.FAILED,)
+                    )
+                ]
+            for message_id in chosen:
+                conn.execute(
+                    "UPDATE messages SET state = ?, attempts = 0, next_attempt_at = ?,"
+                    " updated_at = ? WHERE id = ?",
+                    (State.ATTESTED, now, now, message_id),
+                )
+                self._history(
+                    conn,
+                    message_id,
+                    now,
+                    from_state=State.FAILED,
+                    to_state=State.ATTESTED,
+                    detail="cleared by operator",
+                )
+            return len(chosen)
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def get(self, id: bytes) -> MessageRecord | None:
+        with self._read() as conn:
+            row = conn.execute(f"{_SELECT} WHERE id = ?", (id,)).fetchone()
+        return None if row is None else _record(row)
+
+    def find(self, prefix_hex: str, *, limit: int = 20) -> list[MessageRecord]:
+        """Messages whose id starts with ``prefix_hex`` (``0x`` optional, any case): what
+        ``relayer explain`` resolves a short id with."""
+        prefix = prefix_hex.strip().lower().removeprefix("0x")
+        if not prefix or len(prefix) > 64 or any(c not in "0123456789abcdef" for c in prefix):
+            raise StoreError(f"{prefix_hex!r} is not a hex message id or prefix of one")
+        low = bytes.fromhex(prefix.ljust(64, "0"))
+        high = bytes.fromhex(prefix.ljust(64, "f"))
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{_SELECT} WHERE id BETWEEN ? AND ? ORDER BY id LIMIT ?", (low, high, limit)
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def history(self, id: bytes) -> list[HistoryEntry]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT at, from_state, to_state, detail, error FROM history"
+                " WHERE message_id = ? ORDER BY seq",
+                (id,),
+            ).fetchall()
+        return [
+            HistoryEntry(
+                at=at,
+                from_state=None if from_state is None else State(from_state),
+                to_state=State(to_state),
+                detail=detail,
+                error=error,
+            )
+            for at, from_state, to_state, detail, error in rows
+        ]
+
+    def due(
+        self,
+        state: State,
+        *,
+        destination_chain: str | None = None,
+        origin_chain: str | None = None,
+        limit: int = 500,
+    ) -> list[MessageRecord]:
+        """Messages in ``state`` whose next attempt is due, oldest schedule first, then by
+        origin chain and nonce (so a destination sees one origin's messages in order)."""
+        where = ["state = ?", "next_attempt_at <= ?"]
+        with self._read() as conn:
+            args: list[Any] = [State(state), self._clock()]
+            if destination_chain is not None:
+                where.append("destination_chain = ?")
+                args.append(destination_chain)
+            if origin_chain is not None:
+                where.append("origin_chain = ?")
+                args.append(origin_chain)
+            rows = conn.execute(
+                f"{_SELECT} WHERE {' AND '.join(where)}"
+                " ORDER BY next_attempt_at, origin_chain, nonce LIMIT ?",
+                (*args, limit),
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def in_state(
+        self,
+        state: State,
+        *,
+        destination_chain: str | None = None,
+        origin_chain: str | None = None,
+    ) -> list[MessageRecord]:
+        """Every message in ``state``, due or not (recovery at start-up: e.g. all SUBMITTED
+        transactions of a destination), in ``due`` order."""
+        where = ["state = ?"]
+        args: list[Any] = [State(state)]
+        if destination_chain is not None:
+            where.append("destination_chain = ?")
+            args.append(destination_chain)
+        if origin_chain is not None:
+            where.append("origin_chain = ?")
+            args.append(origin_chain)
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{_SELECT} WHERE {' AND '.join(where)}"
+                " ORDER BY next_attempt_at, origin_chain, nonce",
+                args,
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def counts(self) -> dict[tuple[str, State], int]:
+        """How many messages each route has in each state (states with none are absent)."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT route, state, count(*) FROM messages GROUP BY route, state"
+            ).fetchall()
+        return {(route, State(state)): n for route, state, n in rows}
+
+    # --- cursors and block hashes ----------------------------------------------------------------
+
+    def get_cursor(self, chain: str, owner: str) -> Cursor | None:
+        """Where ``owner`` ("relayer", "attester:<name>") stopped following ``chain``."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT block_number, block_hash FROM cursors WHERE chain = ? AND owner = ?",
+                (chain, owner),
+            ).fetchone()
+        return None if row is None else Cursor(block_number=row[0], block_hash=row[1])
+
+    def set_cursor(self, chain: str, owner: str, block_number: int, block_hash: bytes) -> None:
+        with self._write() as conn:
+            self._set_cursor(
+                conn,
+                chain,
+                owner,
+                block_number=block_number,
+                block_hash=block_hash,
+                now=self._clock(),
+            )
+
+    @staticmethod
+    def _set_cursor(
+        conn: sqlite3.Connection,
+        chain: str,
+        owner: str,
+        *,
+        block_number: int,
+        block_hash: bytes,
+        now: float,
+    ) -> None:
+        conn.execute(
+            "INSERT INTO cursors (chain, owner, block_number, block_hash, updated_at)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain, owner) DO UPDATE SET"
+            " block_number = excluded.block_number, block_hash = excluded.block_hash,"
+            " updated_at = excluded.updated_at",
+            (chain, owner, block_number, block_hash, now),
+        )
+
+    def remember_blocks(self, chain: str, owner: str, blocks: Sequence[tuple[int, bytes]]) -> None:
+        """Keep (number, hash) of recent blocks, so a reorg can be found by comparing them with
+        the chain's parent hashes; a number seen again gets its new hash."""
+        with self._write() as conn:
+            self._remember(conn, chain, owner, blocks)
+
+    @staticmethod
+    def _remember(
+        conn: sqlite3.Connection, chain: str, owner: str, blocks: Sequence[tuple[int, bytes]]
+    ) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO blocks (chain, owner, block_number, block_hash)"
+            " VALUES (?, ?, ?, ?)",
+            [(chain, owner, number, block_hash) for number, block_hash in blocks],
+        )
+
+    def block_hash(self, chain: str, owner: str, number: int) -> bytes | None:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT block_hash FROM blocks WHERE chain = ? AND owner = ? AND block_number = ?",
+                (chain, owner, number),
+            ).fetchone()
+        return None if row is None else bytes(row[0])
+
+    def remembered_blocks(
+        self, chain: str, owner: str, *, below: int | None = None
+    ) -> list[tuple[int, bytes]]:
+        """The remembered (number, hash) pairs, lowest first; with ``below``, only those under
+        it (the candidates for a fork point under a block whose parent does not match)."""
+        query = "SELECT block_number, block_hash FROM blocks WHERE chain = ? AND owner = ?"
+        args: list[Any] = [chain, owner]
+        if below is not None:
+            query += " AND block_number < ?"
+            args.append(below)
+        with self._read() as conn:
+            rows = conn.execute(query + " ORDER BY block_number", args).fetchall()
+        return [(int(number), bytes(block_hash)) for number, block_hash in rows]
+
+    def forget_blocks_from(self, chain: str, owner: str, number: int) -> int:
+        """Drop remembered blocks at and above ``number`` (they were reorged out)."""
+        with self._write() as conn:
+            return conn.execute(
+                "DELETE FROM blocks WHERE chain = ? AND owner = ? AND block_number >= ?",
+                (chain, owner, number),
+            ).rowcount
+
+    def prune_blocks(self, chain: str, owner: str, below: int) -> int:
+        """Drop remembered blocks below ``below`` (final: no reorg can reach them)."""
+        with self._write() as conn:
+            return conn.execute(
+                "DELETE FROM blocks WHERE chain = ? AND owner = ? AND block_number < ?",
+                (chain, owner, below),
+            ).rowcount
+
+    def rewind(self, chain: str, owner: str, block_number: int, block_hash: bytes) -> None:
+        """After a reorg: forget blocks above the common ancestor and move the cursor back to
+        it, in one transaction."""
+        with self._write() as conn:
+            conn.execute(
+                "DELETE FROM blocks WHERE chain = ? AND owner = ? AND block_number > ?",
+                (chain, owner, block_number),
+            )
+            self._remember(conn, chain, owner, [(block_number, block_hash)])
+            self._set_cursor(
+                conn,
+                chain,
+                owner,
+                block_number=block_number,
+                block_hash=block_hash,
+                now=self._clock(),
+            )
+
+    def advance(
+        self,
+        chain: str,
+        owner: str,
+        blocks: Sequence[tuple[int, bytes]],
+        observed_rows: Sequence[ObservedRow | Mapping[str, Any]] = (),
+    ) -> int:
+        """Record the observations found in ``blocks``, remember the blocks and move the cursor
+        to the highest of them, in ONE transaction: the cursor can never pass an observation
+        that is not durable, and a crash replays the blocks (``record_observed`` is
+        idempotent). Returns how many observations were new or changed."""
+        if not blocks:
+            raise StoreError(f"advance on {chain} for {owner} needs at least one block")
+        batch = [_as_row(r) for r in observed_rows]
+        last_number, last_hash = max(blocks, key=lambda b: b[0])
+        with self._write() as conn:
+            now = self._clock()
+            changed = sum(self._observe(conn, row, now) for row in batch)
+            self._remember(conn, chain, owner, blocks)
+            self._set_cursor(
+                conn, chain, owner, block_number=last_number, block_hash=last_hash, now=now
+            )
+            return changed
+
+    # --- transaction nonces ----------------------------------------------------------------------
+
+    def get_nonce(self, chain: str, address: bytes) -> int | None:
+        """The next nonce this relayer will use for ``address`` on ``chain``, if it knows one."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT nonce FROM nonces WHERE chain = ? AND address = ?", (chain, address)
+            ).fetchone()
+        return None if row is None else int(row[0])
+
+    def set_nonce(self, chain: str, address: bytes, nonce: int) -> None:
+        if nonce < 0:
+            raise StoreError(f"nonce for {_short(address)} on {chain} must not be negative")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO nonces (chain, address, nonce, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (chain, address) DO UPDATE SET nonce = excluded.nonce,"
+                " updated_at = excluded.updated_at",
+                (chain, address, nonce, self._clock()),
+            )

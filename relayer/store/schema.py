@@ -1,0 +1,123 @@
+"""The ledger's SQLite schema, versioned with ``PRAGMA user_version``.
+
+Each migration is frozen once released: a ledger on an operator's disk was created by exactly
+that text, so a change is a new migration appended to ``MIGRATIONS``, never an edit of an old one.
+That is also why the state names are spelled out here rather than taken from ``State``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from relayer.errors import StoreError
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+_V1 = (
+    """
+    CREATE TABLE messages (
+        id                BLOB    PRIMARY KEY CHECK (length(id) = 32),
+        origin_chain      TEXT    NOT NULL,
+        destination_chain TEXT    NOT NULL,
+        route             TEXT    NOT NULL,
+        nonce             INTEGER NOT NULL,
+        message           BLOB    NOT NULL,
+        block_number      INTEGER NOT NULL,
+        block_hash        BLOB    NOT NULL,
+        evidence          BLOB    NOT NULL,
+        state             TEXT    NOT NULL CHECK (state IN (
+            'observed', 'verified', 'attested', 'submitted', 'delivered', 'rejected', 'failed')),
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        last_error        TEXT,
+        next_attempt_at   REAL    NOT NULL,
+        -- the committee signatures, 65 bytes each, concatenated in order
+        signatures        BLOB    NOT NULL DEFAULT x'' CHECK (length(signatures) % 65 = 0),
+        tx_hash           BLOB,
+        tx_nonce          INTEGER,
+        raw_tx            BLOB,
+        created_at        REAL    NOT NULL,
+        updated_at        REAL    NOT NULL
+    )
+    """,
+    # The hot query: due(state) ordered by next_attempt_at then (origin_chain, nonce); the index
+    # order matches the ORDER BY so SQLite walks it and stops at LIMIT without sorting.
+    "CREATE INDEX messages_due ON messages (state, next_attempt_at, origin_chain, nonce)",
+    # The same per destination: each submitter asks only for its own chain's work.
+    """CREATE INDEX messages_due_by_destination
+       ON messages (destination_chain, state, next_attempt_at, origin_chain, nonce)""",
+    "CREATE INDEX messages_by_route_state ON messages (route, state)",
+    """
+    CREATE TABLE history (
+        seq        INTEGER PRIMARY KEY,
+        message_id BLOB    NOT NULL REFERENCES messages (id) ON DELETE CASCADE,
+        at         REAL    NOT NULL,
+        from_state TEXT,
+        to_state   TEXT    NOT NULL,
+        detail     TEXT,
+        error      TEXT
+    )
+    """,
+    "CREATE INDEX history_by_message ON history (message_id, seq)",
+    """
+    CREATE TABLE cursors (
+        chain        TEXT    NOT NULL,
+        owner        TEXT    NOT NULL,
+        block_number INTEGER NOT NULL,
+        block_hash   BLOB    NOT NULL,
+        updated_at   REAL    NOT NULL,
+        PRIMARY KEY (chain, owner)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE blocks (
+        chain        TEXT    NOT NULL,
+        owner        TEXT    NOT NULL,
+        block_number INTEGER NOT NULL,
+        block_hash   BLOB    NOT NULL,
+        PRIMARY KEY (chain, owner, block_number)
+    ) WITHOUT ROWID
+    """,
+    """
+    CREATE TABLE nonces (
+        chain      TEXT    NOT NULL,
+        address    BLOB    NOT NULL,
+        nonce      INTEGER NOT NULL CHECK (nonce >= 0),
+        updated_at REAL    NOT NULL,
+        PRIMARY KEY (chain, address)
+    ) WITHOUT ROWID
+    """,
+)
+
+#: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the ledger to ``SCHEMA_VERSION``; returns the version it was at.
+
+    Each step runs in its own ``BEGIN IMMEDIATE`` transaction together with the ``user_version``
+    bump (both live in the same file and commit together), so a crash mid-migration leaves the
+    previous version intact. ``conn`` must be in autocommit mode (``isolation_level=None``).
+    Raises ``StoreError`` for a ledger written by a newer relayer."""
+    found = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise StoreError(
+            f"the ledger has schema version {found} but this relayer knows only up to "
+            f"{SCHEMA_VERSION}; upgrade the relayer (a downgrade cannot read a newer ledger)"
+        )
+    for version in range(found, SCHEMA_VERSION):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated between our read and our lock.
+            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+            if current == version:
+                for statement in MIGRATIONS[version]:
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+    return found

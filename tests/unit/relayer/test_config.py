@@ -1,0 +1,698 @@
+"""The config file: the example works, and every unsafe setting is refused by table and key.
+
+Every refusal test also checks that no private key appears in the message: an operator pastes
+these errors into issues and chats.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from collections.abc import Mapping
+from pathlib import Path
+
+import pytest
+import rlp
+from eth_account import Account
+from eth_utils import keccak, to_checksum_address
+
+from chains.evm.config import EvmChainConfig
+from relayer.config import (
+    RAW_KEY_REFUSAL,
+    Config,
+    ConfigRefusedError,
+    check_config,
+    load_config,
+)
+from relayer.errors import ConfigError, UnknownChainError
+from relayer.keys import KeyRef, KeyUnavailableError, LocalKey, load_key
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+EXAMPLE = REPO_ROOT / "config.toml"
+PLUGINS = {"evm": EvmChainConfig}
+
+# anvil's dev accounts #0-#7 (mnemonic "test test ... junk", m/44'/60'/0'/0/i): public test keys.
+ANVIL_KEYS = (
+    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
+    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
+    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
+    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
+    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
+    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
+    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
+    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+)
+ANVIL_ADDRESSES = (
+    "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
+    "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+    "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+    "0x90F79bf6EB2c4f870365E785982E1f101E93b906",
+    "0x15d34AAf54267DB7D7c367839AAf71A00a2C6A65",
+    "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
+    "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
+    "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955",
+)
+FIRST_DEPLOYMENT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # account #0, nonce 0
+
+DEV_ENV = {
+    "RELAYER_KEY_CHAIN_A": ANVIL_KEYS[1],
+    "RELAYER_KEY_CHAIN_B": ANVIL_KEYS[2],
+    "ATTESTER_KEY_1": ANVIL_KEYS[5],
+    "ATTESTER_KEY_2": ANVIL_KEYS[6],
+    "ATTESTER_KEY_3": ANVIL_KEYS[7],
+}
+
+A5, A6, A7 = (f'"{address}"' for address in ANVIL_ADDRESSES[5:8])
+
+# A small valid config; tests edit it with str.replace (first occurrence = chain-a / att-1).
+BASE = f"""
+[[chains]]
+name = "chain-a"
+type = "evm"
+domain = 1000
+chain_id = 31337
+rpc = "http://127.0.0.1:8545"
+gateway = "{FIRST_DEPLOYMENT}"
+submitter_key = {{ env = "RELAYER_KEY_CHAIN_A" }}
+  [chains.committee]
+  attesters = [{A5}, {A6}, {A7}]
+  threshold = 2
+
+[[chains]]
+name = "chain-b"
+type = "evm"
+domain = 2000
+chain_id = 31338
+rpc = "http://127.0.0.1:8546"
+gateway = "{FIRST_DEPLOYMENT}"
+submitter_key = {{ env = "RELAYER_KEY_CHAIN_B" }}
+  [chains.committee]
+  attesters = [{A5}, {A6}, {A7}]
+  threshold = 2
+
+[[attesters]]
+name = "att-1"
+key = {{ env = "ATTESTER_KEY_1" }}
+origins = ["chain-a", "chain-b"]
+
+[[attesters]]
+name = "att-2"
+key = {{ env = "ATTESTER_KEY_2" }}
+origins = ["chain-a", "chain-b"]
+
+[[attesters]]
+name = "att-3"
+key = {{ env = "ATTESTER_KEY_3" }}
+origins = ["chain-a", "chain-b"]
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def _load(path: Path, env: Mapping[str, str] = DEV_ENV) -> Config:
+    return load_config(path, plugin_models=PLUGINS, env=env)
+
+
+def _edit(old: str, new: str, text: str = BASE) -> str:
+    assert old in text, old
+    return text.replace(old, new, 1)
+
+
+def _assert_no_secret(message: str, *extra: str) -> None:
+    lowered = message.lower()
+    for secret in (*ANVIL_KEYS, *extra):
+        assert secret.lower().removeprefix("0x") not in lowered
+
+
+def _refusal(
+    tmp_path: Path, text: str, env: Mapping[str, str] = DEV_ENV, *, resolve_keys: bool = True
+) -> str:
+    """The message of the ConfigError that loading + checking ``text`` raises."""
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        check_config(_load(path, env), env=env, resolve_keys=resolve_keys)
+    message = str(info.value)
+    _assert_no_secret(message)
+    # Pydantic's own rendering (input values, doc links) must never reach the operator.
+    assert "pydantic" not in message
+    assert "input_value" not in message
+    return message
+
+
+# --- the example --------------------------------------------------------------------------------
+
+
+def test_dev_keys_are_the_anvil_mnemonic_accounts() -> None:
+    Account.enable_unaudited_hdwallet_features()
+    mnemonic = "test test test test test test test test test test test junk"
+    for i, (key, address) in enumerate(zip(ANVIL_KEYS, ANVIL_ADDRESSES, strict=True)):
+        account = Account.from_mnemonic(mnemonic, account_path=f"m/44'/60'/0'/0/{i}")
+        assert account.key.hex() == key.removeprefix("0x")
+        assert account.address == address
+
+
+def test_example_config_loads_and_checks_clean_with_dev_keys() -> None:
+    config = _load(EXAMPLE)
+    assert check_config(config, env=DEV_ENV) == []
+
+    assert config.base_dir == REPO_ROOT
+    assert config.relayer.database == REPO_ROOT / "relayer.db"
+    assert config.relayer.checkpoints == REPO_ROOT / "checkpoints"
+    assert config.relayer.health_address == ("127.0.0.1", 9464)
+    assert [(c.name, c.type, c.domain, c.finality) for c in config.chains] == [
+        ("chain-a", "evm", 1000, "committee"),
+        ("chain-b", "evm", 2000, "committee"),
+    ]
+    for chain, chain_id, port in ((config.chains[0], 31337, 8545), (config.chains[1], 31338, 8546)):
+        evm = chain.plugin_config(EvmChainConfig)
+        assert evm.chain_id == chain_id
+        assert evm.rpc == f"http://127.0.0.1:{port}"
+        assert evm.gateway == FIRST_DEPLOYMENT
+        assert evm.confirmations == 2
+        assert chain.committee is not None
+        assert chain.committee.attesters == ANVIL_ADDRESSES[5:8]
+        assert chain.committee.threshold == 2
+    assert [a.name for a in config.attesters] == ["att-1", "att-2", "att-3"]
+    assert all(a.origins == ("chain-a", "chain-b") for a in config.attesters)
+    assert config.attester_rpc(config.attesters[0], "chain-b") == "http://127.0.0.1:8546"
+
+
+def test_example_config_gateway_default_is_the_first_anvil_deployment() -> None:
+    deployer = bytes.fromhex(ANVIL_ADDRESSES[0][2:])
+    assert to_checksum_address(keccak(rlp.encode([deployer, 0]))[12:]) == FIRST_DEPLOYMENT
+
+
+def test_example_config_points_at_the_devnet_through_variables() -> None:
+    env = {
+        **DEV_ENV,
+        "CHAIN_A_RPC": "http://127.0.0.1:40001",
+        "CHAIN_B_GATEWAY": ANVIL_ADDRESSES[4].lower(),
+    }
+    config = _load(EXAMPLE, env)
+    assert config.chain("chain-a").plugin_config(EvmChainConfig).rpc == "http://127.0.0.1:40001"
+    # Lowercase in, checksummed out: every consumer compares one form.
+    assert config.chain("chain-b").plugin_config(EvmChainConfig).gateway == ANVIL_ADDRESSES[4]
+
+
+def test_lookups_name_the_configured_chains() -> None:
+    config = _load(EXAMPLE)
+    assert config.chain_by_domain(2000).name == "chain-b"
+    with pytest.raises(UnknownChainError, match="chain-a, chain-b"):
+        config.chain("chain-z")
+    with pytest.raises(UnknownChainError, match=r"1000 \(chain-a\), 2000 \(chain-b\)"):
+        config.chain_by_domain(3000)
+    with pytest.raises(ConfigError, match="att-1, att-2, att-3"):
+        config.attester("att-9")
+
+
+# --- ${VAR} expansion ---------------------------------------------------------------------------
+
+
+def test_variables_expand_and_defaults_apply_when_unset_or_empty(tmp_path: Path) -> None:
+    text = _edit('rpc = "http://127.0.0.1:8545"', 'rpc = "${RPC_A:-http://127.0.0.1:9999}"')
+    text = _edit("chain_id = 31338", 'chain_id = "${CHAIN_B_ID}"', text)
+    path = _write(tmp_path, text)
+
+    config = _load(path, {**DEV_ENV, "CHAIN_B_ID": "777"})
+    assert config.chain("chain-a").plugin_config(EvmChainConfig).rpc == "http://127.0.0.1:9999"
+    assert config.chain("chain-b").plugin_config(EvmChainConfig).chain_id == 777
+
+    config = _load(path, {**DEV_ENV, "CHAIN_B_ID": "777", "RPC_A": ""})
+    assert config.chain("chain-a").plugin_config(EvmChainConfig).rpc == "http://127.0.0.1:9999"
+
+    config = _load(path, {**DEV_ENV, "CHAIN_B_ID": "777", "RPC_A": "https://node.example:8545"})
+    assert config.chain("chain-a").plugin_config(EvmChainConfig).rpc == "https://node.example:8545"
+
+
+def test_unset_variable_without_default_names_table_key_and_variable(tmp_path: Path) -> None:
+    text = _edit('rpc = "http://127.0.0.1:8546"', 'rpc = "${CHAIN_B_RPC}"')
+    message = _refusal(tmp_path, text)
+    assert 'chains[name="chain-b"].rpc: environment variable CHAIN_B_RPC is not set' in message
+    # The unexpanded value is not reported a second time as a bad URL.
+    assert "1 problem" in message
+
+
+def test_malformed_variable_reference_is_refused(tmp_path: Path) -> None:
+    text = _edit('rpc = "http://127.0.0.1:8545"', 'rpc = "${CHAIN_A_RPC"')
+    message = _refusal(tmp_path, text)
+    assert 'chains[name="chain-a"].rpc: malformed variable reference' in message
+
+
+# --- refusals -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("threshold", "reason"),
+    [
+        (0, "threshold must be positive, got 0"),
+        (1, "threshold 1 of 3 attesters is not above half"),
+        (4, "threshold 4 exceeds the 3 attesters"),
+    ],
+)
+def test_unsafe_threshold_is_refused(tmp_path: Path, threshold: int, reason: str) -> None:
+    message = _refusal(tmp_path, _edit("threshold = 2", f"threshold = {threshold}"))
+    assert f'chains[name="chain-a"].committee.threshold: {reason}' in message
+
+
+def test_threshold_of_half_an_even_committee_is_refused(tmp_path: Path) -> None:
+    text = _edit(
+        f"attesters = [{A5}, {A6}, {A7}]", f'attesters = [{A5}, {A6}, {A7}, "{ANVIL_ADDRESSES[4]}"]'
+    )
+    message = _refusal(tmp_path, text)
+    assert 'chains[name="chain-a"].committee.threshold: threshold 2 of 4' in message
+
+
+@pytest.mark.parametrize(
+    ("gateway", "reason"),
+    [
+        ('"0x5FbDB2315678afecb367f032d93F642f64180a"', "20-byte hex address"),
+        ('"5FbDB2315678afecb367f032d93F642f64180aa3"', "20-byte hex address"),
+        ('"0x5FbDB2315678afecb367f032d93f642f64180aa3"', "invalid EIP-55 checksum"),
+        ('"0x0000000000000000000000000000000000000000"', "zero address"),
+        ("42", "hex address string"),
+    ],
+)
+def test_malformed_or_zero_gateway_is_refused(tmp_path: Path, gateway: str, reason: str) -> None:
+    message = _refusal(tmp_path, _edit(f'gateway = "{FIRST_DEPLOYMENT}"', f"gateway = {gateway}"))
+    assert 'chains[name="chain-a"].gateway: ' in message
+    assert reason in message
+
+
+def test_missing_gateway_is_refused(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, _edit(f'gateway = "{FIRST_DEPLOYMENT}"\n', ""))
+    assert 'chains[name="chain-a"].gateway: required key is missing' in message
+
+
+@pytest.mark.parametrize(
+    ("attester", "reason"),
+    [
+        ('"0x0000000000000000000000000000000000000000"', "zero address"),
+        ('"0x1234"', "20-byte hex address"),
+    ],
+)
+def test_zero_or_malformed_attester_address_is_refused(
+    tmp_path: Path, attester: str, reason: str
+) -> None:
+    text = _edit(f"attesters = [{A5}, {A6}, {A7}]", f"attesters = [{A5}, {attester}, {A7}]")
+    message = _refusal(tmp_path, text)
+    assert 'chains[name="chain-a"].committee.attesters[1]: ' in message
+    assert reason in message
+
+
+def test_duplicate_attester_addresses_are_refused(tmp_path: Path) -> None:
+    # The same address twice, once checksummed and once lowercase.
+    text = _edit(f"attesters = [{A5}, {A6}, {A7}]", f"attesters = [{A5}, {A6}, {A5.lower()}]")
+    message = _refusal(tmp_path, text)
+    assert (
+        f'chains[name="chain-a"].committee.attesters: attester {ANVIL_ADDRESSES[5]} is listed twice'
+        in message
+    )
+
+
+def test_committee_is_required_with_committee_finality(tmp_path: Path) -> None:
+    text = _edit(f"  [chains.committee]\n  attesters = [{A5}, {A6}, {A7}]\n  threshold = 2\n", "")
+    message = _refusal(tmp_path, text)
+    assert 'chains[name="chain-a"].committee: required with finality = "committee"' in message
+
+
+def test_duplicate_chain_names_are_refused(tmp_path: Path) -> None:
+    text = _edit('name = "chain-b"', 'name = "chain-a"')
+    text = text.replace('"chain-b"', '"chain-a"')
+    message = _refusal(tmp_path, text)
+    assert "chains[name=\"chain-a\"].name: another [[chains]] table is named 'chain-a'" in message
+
+
+def test_duplicate_domains_are_refused(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, _edit("domain = 2000", "domain = 1000"))
+    assert (
+        "chains[name=\"chain-b\"].domain: domain 1000 is already used by chain 'chain-a'" in message
+    )
+
+
+def test_unknown_chain_in_attester_origins_is_refused(tmp_path: Path) -> None:
+    text = _edit('origins = ["chain-a", "chain-b"]', 'origins = ["chain-a", "chain-c"]')
+    message = _refusal(tmp_path, text)
+    assert "attesters[name=\"att-1\"].origins: unknown chain 'chain-c'" in message
+    assert "configured chains: chain-a, chain-b" in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "hint"),
+    [
+        (
+            'rpc = "http://127.0.0.1:8545"',
+            'rpc_url = "http://127.0.0.1:8545"',
+            'chains[name="chain-a"].rpc_url',
+            "did you mean 'rpc'?",
+        ),
+        (
+            "threshold = 2",
+            "threshold = 2\n  quorum = 3",
+            'chains[name="chain-a"].committee.quorum',
+            "",
+        ),
+        (
+            '[[attesters]]\nname = "att-1"',
+            '[[attesters]]\nname = "att-1"\nport = 1',
+            'attesters[name="att-1"].port',
+            "",
+        ),
+        (
+            '{ env = "ATTESTER_KEY_1" }',
+            '{ env = "ATTESTER_KEY_1", pasword_env = "X" }',
+            'attesters[name="att-1"].key.pasword_env',
+            "did you mean 'password_env'?",
+        ),
+        ("[[chains]]", "[relayer]\nlog_lvl = 'info'\n\n[[chains]]", "relayer.log_lvl", ""),
+        ("[[chains]]", "[relayr]\n\n[[chains]]", "relayr", "did you mean 'relayer'?"),
+    ],
+)
+def test_unknown_key_is_refused_with_its_path(
+    tmp_path: Path, old: str, new: str, where: str, hint: str
+) -> None:
+    message = _refusal(tmp_path, _edit(old, new))
+    assert f"{where}: unknown key" in message
+    assert hint in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        # the key itself instead of a reference
+        (
+            '{ env = "RELAYER_KEY_CHAIN_A" }',
+            f'"{ANVIL_KEYS[1]}"',
+            'chains[name="chain-a"].submitter_key',
+        ),
+        # without 0x, in an attester
+        (
+            '{ env = "ATTESTER_KEY_1" }',
+            f'"{ANVIL_KEYS[5][2:]}"',
+            'attesters[name="att-1"].key',
+        ),
+        # as the default of a variable reference
+        (
+            '{ env = "RELAYER_KEY_CHAIN_A" }',
+            f'"${{KEY_A:-{ANVIL_KEYS[1]}}}"',
+            'chains[name="chain-a"].submitter_key',
+        ),
+        # pasted where the variable's name belongs
+        (
+            '{ env = "ATTESTER_KEY_1" }',
+            f'{{ env = "{ANVIL_KEYS[5]}" }}',
+            'attesters[name="att-1"].key.env',
+        ),
+        # key tables holding a raw key
+        (
+            '{ env = "RELAYER_KEY_CHAIN_A" }',
+            f'{{ hex = "{ANVIL_KEYS[1]}" }}',
+            'chains[name="chain-a"].submitter_key.hex',
+        ),
+        (
+            '{ env = "RELAYER_KEY_CHAIN_A" }',
+            f'{{ private_key = "{ANVIL_KEYS[1]}" }}',
+            'chains[name="chain-a"].submitter_key.private_key',
+        ),
+        (
+            '{ env = "RELAYER_KEY_CHAIN_A" }',
+            '{ raw = "${SOME_VAR:-x}" }',
+            'chains[name="chain-a"].submitter_key.raw',
+        ),
+        # a key-ish field the schema does not even have
+        (
+            "domain = 1000",
+            f'domain = 1000\nsigning_secret = "{ANVIL_KEYS[3]}"',
+            'chains[name="chain-a"].signing_secret',
+        ),
+        (
+            "[[chains]]",
+            f'[relayer]\nprivate_key = "{ANVIL_KEYS[0]}"\n\n[[chains]]',
+            "relayer.private_key",
+        ),
+    ],
+)
+def test_raw_private_key_in_the_file_is_refused_without_echo(
+    tmp_path: Path, old: str, new: str, where: str
+) -> None:
+    message = _refusal(tmp_path, _edit(old, new))
+    assert f"{where}: {RAW_KEY_REFUSAL}" in message
+    assert "1 problem:" in message  # not reported again as a type error
+
+
+def test_hex_values_outside_key_fields_are_not_taken_for_keys(tmp_path: Path) -> None:
+    # A 32-byte hash in a non-key field is an ordinary (here: unknown) value, not a secret.
+    text = _edit("domain = 1000", f'domain = 1000\ngenesis_hash = "{"ab" * 32}"')
+    message = _refusal(tmp_path, text)
+    assert RAW_KEY_REFUSAL not in message
+    assert 'chains[name="chain-a"].genesis_hash: unknown key' in message
+
+
+def test_key_shared_between_attester_and_submitter_is_refused(tmp_path: Path) -> None:
+    text = _edit('{ env = "ATTESTER_KEY_1" }', '{ env = "RELAYER_KEY_CHAIN_B" }')
+    message = _refusal(tmp_path, text, resolve_keys=False)
+    assert (
+        'attesters[name="att-1"].key: the same key (env:RELAYER_KEY_CHAIN_B) as '
+        'chains[name="chain-b"].submitter_key' in message
+    )
+
+
+def test_key_shared_between_two_attesters_is_refused(tmp_path: Path) -> None:
+    text = _edit('{ env = "ATTESTER_KEY_3" }', '{ env = "ATTESTER_KEY_1" }')
+    message = _refusal(tmp_path, text, resolve_keys=False)
+    assert (
+        'attesters[name="att-3"].key: the same key (env:ATTESTER_KEY_1) as '
+        'attesters[name="att-1"].key' in message
+    )
+
+
+def test_keys_resolving_to_the_same_address_are_refused(tmp_path: Path) -> None:
+    env = {**DEV_ENV, "ATTESTER_KEY_2": ANVIL_KEYS[1]}  # same value as RELAYER_KEY_CHAIN_A
+    path = _write(tmp_path, BASE)
+    config = _load(path, env)
+    check_config(config, env=env, resolve_keys=False)  # references differ: not visible unresolved
+
+    message = _refusal(tmp_path, BASE, env)
+    assert (
+        f'attesters[name="att-2"].key: resolves to the same address ({ANVIL_ADDRESSES[1]}) as '
+        'the key of chains[name="chain-a"].submitter_key' in message
+    )
+
+
+def test_submitters_may_share_a_key_across_chains(tmp_path: Path) -> None:
+    text = _edit('{ env = "RELAYER_KEY_CHAIN_B" }', '{ env = "RELAYER_KEY_CHAIN_A" }')
+    config = _load(_write(tmp_path, text))
+    assert check_config(config, env=DEV_ENV) == []
+
+
+def test_malformed_key_in_environment_is_refused_without_echo(tmp_path: Path) -> None:
+    bad = "0x" + "zz" * 32
+    env = {**DEV_ENV, "ATTESTER_KEY_2": bad}
+    message = _refusal(tmp_path, BASE, env)
+    assert (
+        'attesters[name="att-2"].key: environment variable ATTESTER_KEY_2 does not hold a '
+        "32-byte hex private key" in message
+    )
+    assert bad not in message
+
+
+def test_all_problems_are_reported_together(tmp_path: Path) -> None:
+    text = _edit("threshold = 2", "threshold = 0")
+    text = _edit("domain = 2000", "domain = -1", text)
+    text = _edit('rpc = "http://127.0.0.1:8546"', 'rpc = "ftp://127.0.0.1"', text)
+    text = _edit('origins = ["chain-a", "chain-b"]', 'origins = ["chain-x"]', text)
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigRefusedError) as info:
+        _load(path)
+    problems = info.value.problems
+    assert any(p.startswith('chains[name="chain-a"].committee.threshold: ') for p in problems)
+    assert any(p.startswith('chains[name="chain-b"].domain: ') for p in problems)
+    assert any(
+        p.startswith('chains[name="chain-b"].rpc: must be a http or https URL') for p in problems
+    )
+    assert any(p.startswith('attesters[name="att-1"].origins: unknown chain') for p in problems)
+    assert str(info.value).startswith(f"{path}: {len(problems)} problems:")
+
+
+def test_endpoint_urls_are_never_echoed(tmp_path: Path) -> None:
+    text = _edit('rpc = "http://127.0.0.1:8545"', 'rpc = "htp://node/v3/SECRETAPIKEY"')
+    message = _refusal(tmp_path, text)
+    assert 'chains[name="chain-a"].rpc: must be a http or https URL' in message
+    assert "SECRETAPIKEY" not in message
+
+
+def test_unknown_plugin_type_is_refused_naming_it(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, _edit('type = "evm"', 'type = "cosmos"'))
+    assert "chains[name=\"chain-a\"].type: no chain plugin of type 'cosmos'" in message
+    assert "installed: evm" in message
+
+
+def test_no_chains_is_refused(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, "[relayer]\n")
+    assert "chains: no [[chains]] table" in message
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        _load(_write(tmp_path, "[[chains]\nname = 1"))
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        _load(tmp_path / "nope.toml")
+
+
+# --- warnings -----------------------------------------------------------------------------------
+
+
+def test_confirmations_finality_is_warned_as_insecure(tmp_path: Path) -> None:
+    text = _edit("domain = 2000", 'domain = 2000\nfinality = "confirmations"')
+    warnings = check_config(_load(_write(tmp_path, text)), env=DEV_ENV)
+    assert len(warnings) == 1
+    assert warnings[0].startswith('chains[name="chain-b"].finality: ')
+    assert "INSECURE" in warnings[0]
+
+
+def test_chain_without_submitter_key_is_warned(tmp_path: Path) -> None:
+    text = _edit('submitter_key = { env = "RELAYER_KEY_CHAIN_B" }\n', "")
+    warnings = check_config(_load(_write(tmp_path, text)), env=DEV_ENV)
+    assert warnings == [
+        'chains[name="chain-b"]: no submitter_key: this chain cannot be a destination; '
+        "messages to it will wait undelivered"
+    ]
+
+
+def test_committee_not_matching_configured_attesters_is_only_a_warning(tmp_path: Path) -> None:
+    env = {**DEV_ENV, "ATTESTER_KEY_3": ANVIL_KEYS[4]}  # not a committee member
+    warnings = check_config(_load(_write(tmp_path, BASE), env), env=env)
+    assert len(warnings) == 2  # one per chain
+    assert warnings[0].startswith('chains[name="chain-a"].committee.attesters: ')
+    assert f"att-3 ({ANVIL_ADDRESSES[4]})" in warnings[0]
+    assert f"members with no [[attesters]] table here: {ANVIL_ADDRESSES[7]}" in warnings[0]
+
+
+def test_key_absent_on_this_host_is_only_a_warning(tmp_path: Path) -> None:
+    env = {k: v for k, v in DEV_ENV.items() if k != "ATTESTER_KEY_2"}
+    warnings = check_config(_load(_write(tmp_path, BASE), env), env=env)
+    assert warnings == [
+        'attesters[name="att-2"].key: key not checked on this host: environment variable '
+        "ATTESTER_KEY_2 is not set (it must hold a hex private key)"
+    ]
+
+
+def test_health_beyond_loopback_is_warned(tmp_path: Path) -> None:
+    text = '[relayer]\nhealth = "0.0.0.0:9464"\n' + BASE
+    warnings = check_config(_load(_write(tmp_path, text)), env=DEV_ENV)
+    assert len(warnings) == 1
+    assert warnings[0].startswith("relayer.health: listens beyond loopback")
+
+
+# --- keys ---------------------------------------------------------------------------------------
+
+
+def _keystore(tmp_path: Path, key: str, password: str) -> Path:
+    # pbkdf2 with 2 rounds: a test keystore needs no real key stretching.
+    data = Account.encrypt(key, password, kdf="pbkdf2", iterations=2)
+    path = tmp_path / "keys" / "att-1.json"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
+
+
+def test_keystore_key_loads_relative_to_the_config(tmp_path: Path) -> None:
+    _keystore(tmp_path, ANVIL_KEYS[5], "correct horse")
+    text = _edit(
+        '{ env = "ATTESTER_KEY_1" }',
+        '{ keystore = "keys/att-1.json", password_env = "ATT1_PASSWORD" }',
+    )
+    env = {**DEV_ENV, "ATT1_PASSWORD": "correct horse"}
+    config = _load(_write(tmp_path, text), env)
+    ref = config.attester("att-1").key
+    assert ref.identity == f"keystore:{tmp_path.resolve() / 'keys' / 'att-1.json'}"
+    assert check_config(config, env=env) == []
+
+    key = load_key(ref, config.base_dir, env=env)
+    assert key.checksum_address == ANVIL_ADDRESSES[5]
+    assert key.address == bytes.fromhex(ANVIL_ADDRESSES[5][2:])
+    assert key.source == ref.identity
+
+
+def test_keystore_with_wrong_password_is_a_config_error(tmp_path: Path) -> None:
+    path = _keystore(tmp_path, ANVIL_KEYS[5], "correct horse")
+    ref = KeyRef(keystore=path, password_env="ATT1_PASSWORD")
+    with pytest.raises(ConfigError) as info:
+        load_key(ref, env={"ATT1_PASSWORD": "battery staple"})
+    message = str(info.value)
+    assert str(path) in message
+    assert "ATT1_PASSWORD" in message
+    assert "wrong password" in message
+    assert "battery staple" not in message
+    assert not isinstance(info.value, KeyUnavailableError)
+
+    text = _edit(
+        '{ env = "ATTESTER_KEY_1" }', f'{{ keystore = "{path}", password_env = "ATT1_PASSWORD" }}'
+    )
+    message = _refusal(tmp_path, text, {**DEV_ENV, "ATT1_PASSWORD": "battery staple"})
+    assert 'attesters[name="att-1"].key: keystore file' in message
+
+
+def test_missing_keystore_or_password_is_unavailable(tmp_path: Path) -> None:
+    path = _keystore(tmp_path, ANVIL_KEYS[5], "pw")
+    with pytest.raises(KeyUnavailableError, match="ATT1_PASSWORD is not set"):
+        load_key(KeyRef(keystore=path, password_env="ATT1_PASSWORD"), env={})
+    with pytest.raises(KeyUnavailableError, match="does not exist"):
+        load_key(KeyRef(keystore=tmp_path / "nope.json", password_env="P"), env={"P": "pw"})
+
+
+def test_tampered_keystore_address_is_refused(tmp_path: Path) -> None:
+    path = _keystore(tmp_path, ANVIL_KEYS[5], "pw")
+    data = json.loads(path.read_text())
+    data["address"] = ANVIL_ADDRESSES[6][2:].lower()
+    path.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match="names address"):
+        load_key(KeyRef(keystore=path, password_env="P"), env={"P": "pw"})
+
+
+def test_env_key_loads_with_or_without_0x() -> None:
+    for value in (ANVIL_KEYS[1], ANVIL_KEYS[1][2:], f" {ANVIL_KEYS[1]}\n"):
+        key = load_key(KeyRef(env="K"), env={"K": value})
+        assert key.checksum_address == ANVIL_ADDRESSES[1]
+
+
+def test_out_of_range_key_is_refused() -> None:
+    with pytest.raises(ConfigError, match="not hold a valid secp256k1 private key"):
+        load_key(KeyRef(env="K"), env={"K": "0x" + "00" * 32})
+
+
+def test_local_key_shows_no_key_material() -> None:
+    key = load_key(KeyRef(env="RELAYER_KEY_CHAIN_A"), env=DEV_ENV)
+    assert isinstance(key, LocalKey)
+    for rendered in (repr(key), str(key), f"{key}", f"{key!r}", repr([key])):
+        _assert_no_secret(rendered)
+        assert ANVIL_ADDRESSES[1] in rendered
+        assert "redacted" in rendered
+    with pytest.raises(TypeError):
+        pickle.dumps(key)
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        "{}",
+        '{ env = "A", keystore = "k.json", password_env = "B" }',
+        '{ keystore = "k.json" }',
+        '{ env = "not a name" }',
+    ],
+)
+def test_key_reference_needs_exactly_one_source(tmp_path: Path, table: str) -> None:
+    message = _refusal(tmp_path, _edit('{ env = "ATTESTER_KEY_1" }', table))
+    assert 'attesters[name="att-1"].key' in message
+
+
+def test_key_reference_identity() -> None:
+    assert KeyRef(env="X").identity == "env:X"
+    assert KeyRef(keystore=Path("/k/a.json"), password_env="P").identity == "keystore:/k/a.json"
+    assert KeyRef(env="X") == KeyRef(env="X")
