@@ -160,8 +160,8 @@ def test_example_config_loads_and_checks_clean_with_dev_keys() -> None:
     assert check_config(config, env=DEV_ENV) == []
 
     assert config.base_dir == REPO_ROOT
-    assert config.relayer.database == REPO_ROOT / "relayer.db"
-    assert config.relayer.checkpoints == REPO_ROOT / "checkpoints"
+    assert config.relayer.database == REPO_ROOT / ".relayer" / "relayer.db"
+    assert config.relayer.checkpoints == REPO_ROOT / ".relayer" / "checkpoints"
     assert config.relayer.health_address == ("127.0.0.1", 9464)
     assert [(c.name, c.type, c.domain, c.finality) for c in config.chains] == [
         ("chain-a", "evm", 1000, "committee"),
