@@ -57,11 +57,14 @@ class DeliveryWorker:
         self._outage_attempt = 0
 
     async def run(self) -> None:
-        await self._until_up(self.submitter.start)
-        await self._until_up(self._recover)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._submit_loop(), name=f"submit:{self.chain}")
-            group.create_task(self._confirm_loop(), name=f"confirm:{self.chain}")
+        try:
+            await self._until_up(self.submitter.start)
+            await self._until_up(self._recover)
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._submit_loop(), name=f"submit:{self.chain}")
+                group.create_task(self._confirm_loop(), name=f"confirm:{self.chain}")
+        finally:
+            await self.submitter.close()
 
     # --- outage handling -----------------------------------------------------------------------
 

@@ -114,6 +114,10 @@ class Submitter(Protocol):
         """Check the endpoint serves the configured chain. Raises ``PermanentChainError``."""
         ...
 
+    async def close(self) -> None:
+        """Release connections (at shutdown)."""
+        ...
+
     async def delivered_flags(self, message_ids: Sequence[bytes]) -> list[bool]:
         """Ask the destination which ids it already delivered. ``TransientChainError``."""
         ...

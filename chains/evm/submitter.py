@@ -100,6 +100,9 @@ class EvmSubmitter:
                 f"the config says {self.config.chain_id}; refusing to sign for the wrong chain"
             )
 
+    async def close(self) -> None:
+        await self.rpc.close()
+
     # --- nonces --------------------------------------------------------------------------------
 
     async def resync_nonce(self, at_least: int = 0) -> int:

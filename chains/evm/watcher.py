@@ -55,6 +55,12 @@ class EvmWatcher:
         self._fetch_limit = asyncio.Semaphore(8)
 
     async def run(self, sink: ObservationSink) -> None:
+        try:
+            await self._follow(sink)
+        finally:
+            await self.rpc.close()
+
+    async def _follow(self, sink: ObservationSink) -> None:
         attempt = 0
         while True:
             try:
