@@ -12,7 +12,6 @@ processes through the environment variables the example config names, never writ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import signal
@@ -21,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -36,7 +36,7 @@ from chains.evm.rpc import EvmRpc
 from proofs.hashing import keccak256
 from relayer.config import Config, load_config
 
-__all__ = ["run_devnet", "send_messages"]
+__all__ = ["DEV_KEYS", "Devnet", "run_devnet", "send_messages"]
 
 # anvil's well-known development keys (mnemonic "test test ... junk"), accounts #0-#7.
 DEV_KEYS = (
@@ -203,32 +203,121 @@ async def send_messages(
 
 # --- the devnet ----------------------------------------------------------------------------------
 
+_DELIVERED_SELECTOR = keccak256(b"delivered(bytes32)")[:4]
+_DELIVERED_TOPIC = keccak256(b"Delivered(bytes32)")
 
-class _Processes:
-    """Every process the devnet started, stopped in reverse order, by the pid it recorded."""
 
-    def __init__(self) -> None:
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+class Devnet:
+    """Two local chains with Gateways, and the attester and daemon processes around them.
+
+    The demo, the end-to-end tests and the benchmarks drive the same object, so that what the
+    demo shows is what the tests check. Every process it starts is recorded and stopped by
+    ``stop()`` (also when a test fails half-way).
+    """
+
+    def __init__(
+        self,
+        *,
+        config_path: Path,
+        workdir: Path,
+        block_time_a: float | None = 1,
+        block_time_b: float | None = 1,
+    ) -> None:
+        self.config_path = config_path
+        self.work = workdir
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.block_times = (block_time_a, block_time_b)
         self.anvils: list[AnvilNode] = []
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.env: dict[str, str] = {}
+        self.recipients: dict[str, str] = {}
+        self._config: Config | None = None
 
-    def spawn(self, name: str, args: list[str], env: dict[str, str], log: Path) -> None:
-        handle = log.open("wb")
-        proc = subprocess.Popen(  # noqa: S603  (our own CLI, fixed args)
-            args, env=env, stdout=handle, stderr=subprocess.STDOUT, cwd=REPO_ROOT
-        )
-        handle.close()
-        self.procs.append((name, proc))
+    # --- chains ----------------------------------------------------------------------------------
 
-    def check_alive(self) -> None:
-        for name, proc in self.procs:
-            if proc.poll() is not None:
+    def start_chains(self) -> None:
+        chain_a = start_anvil(31337, block_time=self.block_times[0])
+        self.anvils.append(chain_a)
+        chain_b = start_anvil(31338, block_time=self.block_times[1])
+        self.anvils.append(chain_b)
+        gateway_a, self.recipients["chain-a"] = asyncio.run(_deploy(chain_a, 1000))
+        gateway_b, self.recipients["chain-b"] = asyncio.run(_deploy(chain_b, 2000))
+        self.env = {
+            **os.environ,
+            "CHAIN_A_RPC": chain_a.url,
+            "CHAIN_B_RPC": chain_b.url,
+            "CHAIN_A_GATEWAY": gateway_a,
+            "CHAIN_B_GATEWAY": gateway_b,
+            "RELAYER_DATA_DIR": str(self.work),
+            "RELAYER_KEY_CHAIN_A": DEV_KEYS[SUBMITTER_A],
+            "RELAYER_KEY_CHAIN_B": DEV_KEYS[SUBMITTER_B],
+            **{f"ATTESTER_KEY_{n + 1}": DEV_KEYS[i] for n, i in enumerate(ATTESTERS)},
+        }
+        self._config = None
+
+    @property
+    def chain_a(self) -> AnvilNode:
+        return self.anvils[0]
+
+    @property
+    def chain_b(self) -> AnvilNode:
+        return self.anvils[1]
+
+    @property
+    def config(self) -> Config:
+        if self._config is None:
+            self._config = load_config(self.config_path, env=self.env)
+        return self._config
+
+    def evm(self, chain: str) -> EvmChainConfig:
+        config = self.config.chain(chain).plugin
+        assert isinstance(config, EvmChainConfig)
+        return config
+
+    # --- processes -------------------------------------------------------------------------------
+
+    def spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
+        if name in self.procs and self.procs[name].poll() is None:
+            raise RuntimeError(f"{name} is already running")
+        env = {**self.env, **(extra_env or {})}
+        with (self.work / f"{name}.log").open("ab") as handle:
+            self.procs[name] = subprocess.Popen(  # noqa: S603  (our own CLI, fixed args)
+                [sys.executable, "-m", "relayer.cli", *args],
+                env=env,
+                stdout=handle,
+                stderr=subprocess.STDOUT,
+                cwd=REPO_ROOT,
+            )
+
+    def start_attesters(self, names: Sequence[str] | None = None) -> None:
+        for attester in self.config.attesters:
+            if names is None or attester.name in names:
+                self.spawn(
+                    attester.name,
+                    ["attest", "-c", str(self.config_path), "--name", attester.name],
+                )
+
+    def start_daemon(self, extra_env: dict[str, str] | None = None) -> None:
+        self.spawn("relayer", ["start", "-c", str(self.config_path)], extra_env)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> int | None:
+        proc = self.procs.get(name)
+        if proc is None:
+            return None
+        if proc.poll() is None:
+            proc.send_signal(sig)
+        return proc.wait(timeout=30)
+
+    def check_alive(self, names: Sequence[str] | None = None) -> None:
+        for name, proc in self.procs.items():
+            if (names is None or name in names) and proc.poll() is not None:
                 raise RuntimeError(f"{name} exited with code {proc.returncode} (see its log)")
 
     def stop(self) -> None:
-        for _, proc in reversed(self.procs):
+        for proc in self.procs.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)
-        for _, proc in reversed(self.procs):
+        for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
@@ -238,130 +327,146 @@ class _Processes:
         while self.anvils:
             self.anvils.pop().stop()
 
+    # --- traffic ---------------------------------------------------------------------------------
 
-async def _await_delivery(
-    config: Config,
-    sent: dict[str, list[tuple[bytes, float]]],
-    procs: _Processes,
-    timeout: float,
-) -> dict[bytes, float]:
-    """Poll each destination's ``delivered(id)``; latency per id as seen from outside."""
-    selector = keccak256(b"delivered(bytes32)")[:4]
-    pending = {dest: dict(items) for dest, items in sent.items()}
-    latencies: dict[bytes, float] = {}
-    rpcs = {}
-    for name in pending:
-        cfg = config.chain(name).plugin
-        assert isinstance(cfg, EvmChainConfig)
-        rpcs[name] = (EvmRpc(cfg.rpc), cfg.gateway)
-    deadline = time.monotonic() + timeout
-    try:
-        while any(pending.values()) and time.monotonic() < deadline:
-            procs.check_alive()
-            for name, waiting in pending.items():
-                if not waiting:
-                    continue
-                rpc, gateway = rpcs[name]
-                ids = list(waiting)
-                results = await rpc.batch(
-                    [
-                        (
-                            "eth_call",
-                            [{"to": gateway, "data": "0x" + (selector + i).hex()}, "latest"],
-                        )
-                        for i in ids
-                    ]
-                )
-                now = time.time()
-                for mid, value in zip(ids, results, strict=True):
-                    if int(value, 16) == 1:
-                        latencies[mid] = now - waiting.pop(mid)
-            await asyncio.sleep(0.1)
-    finally:
-        for rpc, _ in rpcs.values():
+    async def send(
+        self, origin: str, destination: str, count: int, *, sender: int | None = None
+    ) -> list[tuple[bytes, float]]:
+        """``count`` messages, sent as fast as the origin takes them: (id, send time) each."""
+        if sender is None:
+            sender = SENDER_A if origin == "chain-a" else SENDER_B
+        key = DEV_KEYS[sender]
+        cfg = self.evm(origin)
+        rpc = EvmRpc(cfg.rpc)
+        bodies = [f"message {i} {origin}->{destination}".encode() for i in range(count)]
+        try:
+            return await _send(
+                rpc,
+                key,
+                cfg,
+                self.config.chain(destination).domain,
+                self.recipients[destination],
+                bodies,
+            )
+        finally:
             await rpc.close()
-    return latencies
 
+    async def await_delivery(
+        self,
+        sent: dict[str, list[tuple[bytes, float]]],
+        *,
+        timeout: float,
+        alive: Sequence[str] | None = (),
+    ) -> dict[bytes, float]:
+        """Poll each destination's ``delivered(id)`` until all are in or ``timeout``; the
+        latency of each id as seen from outside (first poll that saw it delivered)."""
+        pending = {dest: dict(items) for dest, items in sent.items()}
+        latencies: dict[bytes, float] = {}
+        rpcs = {name: EvmRpc(self.evm(name).rpc) for name in pending}
+        deadline = time.monotonic() + timeout
+        try:
+            while any(pending.values()) and time.monotonic() < deadline:
+                self.check_alive(alive)
+                for name, waiting in pending.items():
+                    if not waiting:
+                        continue
+                    gateway = self.evm(name).gateway
+                    ids = list(waiting)
+                    results = await rpcs[name].batch(
+                        [
+                            (
+                                "eth_call",
+                                [
+                                    {"to": gateway, "data": "0x" + (_DELIVERED_SELECTOR + i).hex()},
+                                    "latest",
+                                ],
+                            )
+                            for i in ids
+                        ]
+                    )
+                    now = time.time()
+                    for mid, value in zip(ids, results, strict=True):
+                        if int(value, 16) == 1:
+                            latencies[mid] = now - waiting.pop(mid)
+                await asyncio.sleep(0.1)
+        finally:
+            for rpc in rpcs.values():
+                await rpc.close()
+        return latencies
 
-def _rejected(config: Config) -> int:
-    from relayer.store import Ledger, State  # noqa: PLC0415
+    async def delivered_events(self, chain: str) -> Counter[bytes]:
+        """How many ``Delivered`` events each message id has on ``chain`` (exactly-once check)."""
+        cfg = self.evm(chain)
+        rpc = EvmRpc(cfg.rpc)
+        try:
+            head = await rpc.block_number()
+            logs = await rpc.logs(0, head, cfg.gateway, ["0x" + _DELIVERED_TOPIC.hex()])
+        finally:
+            await rpc.close()
+        return Counter(bytes.fromhex(entry["topics"][1][2:]) for entry in logs)
 
-    with Ledger.open(config.relayer.database) as ledger:
-        return sum(n for (_, state), n in ledger.counts().items() if state is State.REJECTED)
+    def ledger_counts(self) -> dict[str, int]:
+        from relayer.store import Ledger  # noqa: PLC0415
+
+        totals: Counter[str] = Counter()
+        with Ledger.open(self.config.relayer.database) as ledger:
+            for (_, state), count in ledger.counts().items():
+                totals[state.value] += count
+        return dict(totals)
 
 
 def run_devnet(*, config_path: Path, messages: int, workdir: Path | None) -> int:
-    """Returns the process exit code; prints the summary as its last line."""
+    """``relayer devnet``: returns the exit code; prints the summary as its last line."""
     work = workdir or Path(tempfile.mkdtemp(prefix="relayer-devnet-"))
-    work.mkdir(parents=True, exist_ok=True)
-    procs = _Processes()
+    devnet = Devnet(config_path=config_path, workdir=work)
     try:
         print(f"devnet: work dir {work}", flush=True)
-        chain_a = start_anvil(31337, block_time=1)
-        procs.anvils.append(chain_a)
-        chain_b = start_anvil(31338, block_time=1)
-        procs.anvils.append(chain_b)
-        gateway_a, recipient_a = asyncio.run(_deploy(chain_a, 1000))
-        gateway_b, recipient_b = asyncio.run(_deploy(chain_b, 2000))
-        print(f"devnet: chains on {chain_a.url} and {chain_b.url}, gateways deployed", flush=True)
-        env = {
-            **os.environ,
-            "CHAIN_A_RPC": chain_a.url,
-            "CHAIN_B_RPC": chain_b.url,
-            "CHAIN_A_GATEWAY": gateway_a,
-            "CHAIN_B_GATEWAY": gateway_b,
-            "RELAYER_DATA_DIR": str(work),
-            "RELAYER_KEY_CHAIN_A": DEV_KEYS[SUBMITTER_A],
-            "RELAYER_KEY_CHAIN_B": DEV_KEYS[SUBMITTER_B],
-            **{f"ATTESTER_KEY_{n + 1}": DEV_KEYS[i] for n, i in enumerate(ATTESTERS)},
-        }
-        config = load_config(config_path, env=env)
-        cli = [sys.executable, "-m", "relayer.cli"]
-        for attester in config.attesters:
-            procs.spawn(
-                attester.name,
-                [*cli, "attest", "-c", str(config_path), "--name", attester.name],
-                env,
-                work / f"{attester.name}.log",
-            )
-        procs.spawn("relayer", [*cli, "start", "-c", str(config_path)], env, work / "relayer.log")
-
-        async def traffic() -> dict[bytes, float]:
-            rpc_a, rpc_b = EvmRpc(chain_a.url), EvmRpc(chain_b.url)
-            cfg_a, cfg_b = config.chain("chain-a").plugin, config.chain("chain-b").plugin
-            assert isinstance(cfg_a, EvmChainConfig)
-            assert isinstance(cfg_b, EvmChainConfig)
-            try:
-                bodies = [f"devnet message {i}".encode() for i in range(messages)]
-                a_to_b, b_to_a = await asyncio.gather(
-                    _send(rpc_a, DEV_KEYS[SENDER_A], cfg_a, 2000, recipient_b, bodies),
-                    _send(rpc_b, DEV_KEYS[SENDER_B], cfg_b, 1000, recipient_a, bodies),
-                )
-            finally:
-                await rpc_a.close()
-                await rpc_b.close()
-            print(f"devnet: sent {len(a_to_b)} A->B and {len(b_to_a)} B->A", flush=True)
-            return await _await_delivery(
-                config, {"chain-b": a_to_b, "chain-a": b_to_a}, procs, timeout=300
-            )
-
-        latencies = asyncio.run(traffic())
-        total = 2 * messages
-        rejected = _rejected(config)
-        values = sorted(latencies.values())
-        p50 = statistics.median(values) if values else float("nan")
-        worst = values[-1] if values else float("nan")
-        summary = (
-            f"demo: delivered {len(values)}/{total}, rejected {rejected}, "
-            f"latency p50 {p50:.1f}s max {worst:.1f}s"
+        devnet.start_chains()
+        print(
+            f"devnet: chains on {devnet.chain_a.url} and {devnet.chain_b.url}, gateways deployed",
+            flush=True,
         )
-        if len(values) != total:
-            print(f"devnet: FAILED: {total - len(values)} message(s) not delivered; logs in {work}")
-        print(summary, flush=True)
-        return 0 if len(values) == total else 1
+        devnet.start_attesters()
+        devnet.start_daemon()
+
+        async def traffic() -> tuple[dict[bytes, float], Counter[bytes]]:
+            a_to_b, b_to_a = await asyncio.gather(
+                devnet.send("chain-a", "chain-b", messages),
+                devnet.send("chain-b", "chain-a", messages),
+            )
+            print(f"devnet: sent {len(a_to_b)} A->B and {len(b_to_a)} B->A", flush=True)
+            latencies = await devnet.await_delivery(
+                {"chain-b": a_to_b, "chain-a": b_to_a}, timeout=300, alive=None
+            )
+            events = await devnet.delivered_events("chain-a") + await devnet.delivered_events(
+                "chain-b"
+            )
+            return latencies, events
+
+        latencies, events = asyncio.run(traffic())
+        rejected = devnet.ledger_counts().get("rejected", 0)
     except Exception as exc:  # noqa: BLE001  (report any failure loudly, then clean up)
         print(f"devnet: FAILED: {type(exc).__name__}: {exc} (logs in {work})", flush=True)
         return 1
     finally:
-        with contextlib.suppress(Exception):
-            procs.stop()
+        devnet.stop()
+    return _report(2 * messages, latencies, events, rejected, work)
+
+
+def _report(
+    total: int, latencies: dict[bytes, float], events: Counter[bytes], rejected: int, work: Path
+) -> int:
+    values = sorted(latencies.values())
+    p50 = statistics.median(values) if values else float("nan")
+    worst = values[-1] if values else float("nan")
+    doubled = sum(1 for n in events.values() if n > 1)
+    if len(values) != total:
+        print(f"devnet: FAILED: {total - len(values)} message(s) not delivered; logs in {work}")
+    if doubled:
+        print(f"devnet: FAILED: {doubled} message(s) delivered more than once")
+    print(
+        f"demo: delivered {len(values)}/{total}, rejected {rejected}, "
+        f"latency p50 {p50:.1f}s max {worst:.1f}s",
+        flush=True,
+    )
+    return 0 if len(values) == total and doubled == 0 and len(events) == total else 1
