@@ -1,0 +1,57 @@
+"""The daemon and three attesters as real processes between two real anvil chains."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable
+
+import pytest
+
+from chains.evm.devnet import Devnet
+
+pytestmark = pytest.mark.slow
+
+
+def _events(devnet: Devnet, name: str) -> list[dict[str, object]]:
+    out = []
+    for line in (devnet.work / f"{name}.log").read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _assert_exactly_once(devnet: Devnet, expected: dict[str, set[bytes]]) -> None:
+    for chain, ids in expected.items():
+        events = asyncio.run(devnet.delivered_events(chain))
+        assert set(events) == ids, f"{chain}: delivered ids differ from the ids sent"
+        doubled = {i.hex(): n for i, n in events.items() if n != 1}
+        assert not doubled, f"{chain}: delivered more than once: {doubled}"
+
+
+def test_200_messages_both_ways_are_delivered_exactly_once(
+    devnet_factory: Callable[..., Devnet],
+) -> None:
+    devnet = devnet_factory()
+    devnet.start_attesters()
+    devnet.start_daemon()
+
+    async def flow() -> tuple[list[tuple[bytes, float]], list[tuple[bytes, float]]]:
+        return await asyncio.gather(
+            devnet.send("chain-a", "chain-b", 100), devnet.send("chain-b", "chain-a", 100)
+        )
+
+    a_to_b, b_to_a = asyncio.run(flow())
+    latencies = asyncio.run(
+        devnet.await_delivery({"chain-b": a_to_b, "chain-a": b_to_a}, timeout=120, alive=None)
+    )
+    assert len(latencies) == 200
+    _assert_exactly_once(
+        devnet, {"chain-b": {i for i, _ in a_to_b}, "chain-a": {i for i, _ in b_to_a}}
+    )
+    counts = devnet.ledger_counts()
+    assert counts == {"delivered": 200}, counts
+    verified = [e for e in _events(devnet, "relayer") if e.get("event") == "message.verified"]
+    assert len(verified) == 200
