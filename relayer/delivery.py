@@ -22,6 +22,7 @@ from typing import Any
 
 from relayer.errors import ChainError
 from relayer.failpoints import failpoint
+from relayer.health import HEALTH
 from relayer.plugin import Delivery, DeliveryOutcome, PendingTx, Submitter
 from relayer.retry import RpcErrorKind, backoff_delay
 from relayer.store import Ledger, MessageRecord, State
@@ -53,7 +54,9 @@ class DeliveryWorker:
         self.submit_timeout = submit_timeout
         self.poll_interval = poll_interval
         self.in_flight: dict[int, PendingTx] = {}
-        self._down_since: float | None = None
+        # Recorded and in flight, but the broadcast itself failed (endpoint down): sent again
+        # as soon as the endpoint answers, rather than after the replacement timeout.
+        self.unsent: set[int] = set()
         self._outage_attempt = 0
 
     async def run(self) -> None:
@@ -82,16 +85,11 @@ class DeliveryWorker:
 
     async def _outage(self, exc: Exception) -> None:
         self._outage_attempt += 1
-        if self._down_since is None:
-            self._down_since = time.monotonic()
-            self.log.warning("chain.unavailable", error=str(exc))
+        HEALTH.failed(self.log, self.chain, self.submitter.endpoint, exc)
         await asyncio.sleep(backoff_delay(self._outage_attempt, base=0.5, cap=10.0))
 
     def _recovered(self) -> None:
-        if self._down_since is not None:
-            down = time.monotonic() - self._down_since
-            self.log.info("chain.recovered", down_s=round(down, 1))
-            self._down_since = None
+        HEALTH.succeeded(self.log, self.chain, self.submitter.endpoint)
         self._outage_attempt = 0
 
     # --- recovery ------------------------------------------------------------------------------
@@ -180,7 +178,9 @@ class DeliveryWorker:
             tx="0x" + pending.tx_hash.hex(),
             messages=len(deliveries),
         )
+        self.unsent.add(pending.nonce)
         kind = await self.submitter.broadcast(pending)
+        self.unsent.discard(pending.nonce)
         failpoint("after_send")
         if kind is RpcErrorKind.NONCE_TOO_LOW:
             # An outside transaction took the nonce (or ours was mined already): the confirm
@@ -235,14 +235,19 @@ class DeliveryWorker:
             for nonce in sorted(self.in_flight):
                 pending = self.in_flight[nonce]
                 try:
+                    if nonce in self.unsent:
+                        await self.submitter.broadcast(pending)
+                        self.unsent.discard(nonce)
                     outcomes = await self.submitter.outcome(pending)
                 except ChainError as exc:
                     if not exc.retryable:
                         raise
                     await self._outage(exc)
                     break
+                self._recovered()
                 if outcomes is not None:
                     del self.in_flight[nonce]
+                    self.unsent.discard(nonce)
                     await self._settle(pending, outcomes)
                 elif time.time() - pending.signed_at > self.submit_timeout:
                     await self._replace(pending)

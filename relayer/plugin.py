@@ -110,6 +110,9 @@ class PendingTx(Protocol):
 class Submitter(Protocol):
     """Steps of a delivery; the core commits each to the ledger before the next side effect."""
 
+    #: the endpoint as it may be logged (no credentials)
+    endpoint: str
+
     async def start(self) -> None:
         """Check the endpoint serves the configured chain. Raises ``PermanentChainError``."""
         ...

@@ -86,6 +86,7 @@ class EvmSubmitter:
         self.chain = chain_name
         self.config = config
         self.rpc = rpc
+        self.endpoint = rpc.endpoint
         self.key = key
         self.sender = key.checksum_address
         self.gateway = config.gateway

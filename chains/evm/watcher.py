@@ -20,6 +20,7 @@ from chains.evm.evidence import DISPATCH_TOPIC, build_observations
 from chains.evm.rpc import EvmRpc
 from proofs import ProofError
 from relayer.errors import TransientChainError
+from relayer.health import HEALTH
 from relayer.plugin import Observation, ObservationSink
 from relayer.retry import backoff_delay
 from relayer.store import Ledger
@@ -51,7 +52,6 @@ class EvmWatcher:
         self.gateway = bytes.fromhex(config.gateway[2:])
         self.gateway_hex = "0x" + self.gateway.hex()
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
-        self._down_since: float | None = None
         self._fetch_limit = asyncio.Semaphore(8)
 
     async def run(self, sink: ObservationSink) -> None:
@@ -67,24 +67,18 @@ class EvmWatcher:
                 progressed = await self._step(sink)
             except TransientChainError as exc:
                 attempt += 1
-                if self._down_since is None:
-                    self._down_since = asyncio.get_running_loop().time()
-                    self.log.warning(
-                        "chain.unavailable", endpoint=self.rpc.endpoint, error=str(exc)
-                    )
+                HEALTH.failed(self.log, self.chain, self.rpc.endpoint, exc)
                 await asyncio.sleep(backoff_delay(attempt, base=0.5, cap=15.0))
                 continue
             except ProofError as exc:
-                # The endpoint served data that does not hash together: never believe it, try
-                # again later (a consistent honest answer will pass).
+                # The endpoint served data that does not hash together: nothing of it is
+                # persisted or submitted, and the cursor stays put, so the block is read again
+                # (a later honest answer passes; a lie never does).
                 attempt += 1
-                self.log.error("evidence.inconsistent", endpoint=self.rpc.endpoint, error=str(exc))
+                self.log.error("proof.rejected", endpoint=self.rpc.endpoint, reason=str(exc))
                 await asyncio.sleep(backoff_delay(attempt, base=1.0, cap=30.0))
                 continue
-            if self._down_since is not None:
-                down = asyncio.get_running_loop().time() - self._down_since
-                self.log.info("chain.recovered", endpoint=self.rpc.endpoint, down_s=round(down, 1))
-                self._down_since = None
+            HEALTH.succeeded(self.log, self.chain, self.rpc.endpoint)
             attempt = 0
             if not progressed:
                 await asyncio.sleep(self.config.poll_interval)

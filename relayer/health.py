@@ -1,0 +1,38 @@
+"""Endpoint health shared by every role in the process: an outage is logged once when it
+starts (``chain.unavailable``) and once when it ends (``chain.recovered``), however many
+watchers and submitters hit it in between.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+__all__ = ["HEALTH", "EndpointHealth"]
+
+
+class EndpointHealth:
+    def __init__(self) -> None:
+        self._down_since: dict[tuple[str, str], float] = {}
+
+    def failed(self, log: Any, chain: str, endpoint: str, error: BaseException | str) -> None:
+        key = (chain, endpoint)
+        if key not in self._down_since:
+            self._down_since[key] = time.monotonic()
+            log.warning("chain.unavailable", chain=chain, endpoint=endpoint, error=str(error))
+
+    def succeeded(self, log: Any, chain: str, endpoint: str) -> None:
+        since = self._down_since.pop((chain, endpoint), None)
+        if since is not None:
+            log.info(
+                "chain.recovered",
+                chain=chain,
+                endpoint=endpoint,
+                down_s=round(time.monotonic() - since, 1),
+            )
+
+    def is_down(self, chain: str, endpoint: str) -> bool:
+        return (chain, endpoint) in self._down_since
+
+
+HEALTH = EndpointHealth()
