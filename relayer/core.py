@@ -76,7 +76,13 @@ class Core:
                 )
             )
             verdicts.append((message_id, reason))
+        # A rejected observation of a message the ledger already holds is only logged: evidence
+        # that fails to verify must never overwrite evidence that did (a forged "reorg").
+        known = {mid for mid, reason in verdicts if reason is not None and self._state(mid)}
+        rows = [row for row in rows if row.id not in known]
         if not rows:
+            for mid in known:
+                self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason="known id")
             return
         self.ledger.record_observed_many(rows)
         good = [mid for mid, reason in verdicts if reason is None]
@@ -89,7 +95,7 @@ class Core:
             if reason is None:
                 continue
             self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason=reason)
-            if self._state(mid) is State.OBSERVED:
+            if mid not in known and self._state(mid) is State.OBSERVED:
                 self.ledger.transition(mid, State.REJECTED, expect=State.OBSERVED, error=reason)
         rejected = {mid for mid, reason in verdicts if reason is not None}
         for row in rows:

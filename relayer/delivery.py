@@ -105,11 +105,24 @@ class DeliveryWorker:
         await self.submitter.resync_nonce(at_least=top + 1)
         for nonce in sorted(by_nonce):
             pending = by_nonce[nonce]
-            kind = await self.submitter.broadcast(pending)
+            self.in_flight[nonce] = pending
+            try:
+                kind = await self.submitter.broadcast(pending)
+            except ChainError as exc:
+                if exc.retryable:
+                    raise
+                # Whatever the node thinks of it now, its receipt (or its absence past the
+                # replacement timeout) settles these messages in the confirm loop.
+                self.log.warning(
+                    "submit.resume_refused",
+                    nonce=nonce,
+                    tx="0x" + pending.tx_hash.hex(),
+                    error=str(exc),
+                )
+                continue
             self.log.info(
                 "submit.resumed", nonce=nonce, tx="0x" + pending.tx_hash.hex(), answer=str(kind)
             )
-            self.in_flight[nonce] = pending
 
     # --- submission ----------------------------------------------------------------------------
 
@@ -241,7 +254,13 @@ class DeliveryWorker:
                     outcomes = await self.submitter.outcome(pending)
                 except ChainError as exc:
                     if not exc.retryable:
-                        raise
+                        self.log.error(
+                            "submit.confirm_failed",
+                            nonce=nonce,
+                            tx="0x" + pending.tx_hash.hex(),
+                            error=str(exc),
+                        )
+                        continue
                     await self._outage(exc)
                     break
                 self._recovered()

@@ -85,7 +85,10 @@ _RPC_PATTERNS: tuple[tuple[re.Pattern[str], RpcErrorKind], ...] = tuple(
             r"replacement transaction underpriced|replacement fee too low",
             RpcErrorKind.REPLACEMENT_UNDERPRICED,
         ),
-        (r"already known|known transaction|alreadyknown", RpcErrorKind.ALREADY_KNOWN),
+        (
+            r"already known|already imported|known transaction|alreadyknown",
+            RpcErrorKind.ALREADY_KNOWN,
+        ),
         (
             r"transaction underpriced|max fee per gas less than block base fee"
             r"|fee cap less than block base fee",

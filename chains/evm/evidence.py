@@ -15,7 +15,7 @@ import rlp
 from eth_abi.abi import decode as abi_decode
 from eth_abi.exceptions import DecodingError
 
-from proofs import ProofError
+from proofs import MalformedEncodingError, ProofError
 from proofs.ethereum import decode_header, encode_header, receipt_trie, verify_header, verify_log
 from proofs.hashing import keccak256
 from relayer.errors import EvidenceRejectedError
@@ -45,9 +45,13 @@ _decoder = msgspec.msgpack.Decoder(EvmEvidence)
 
 
 def _hex(value: Any) -> bytes:
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise EvidenceRejectedError(f"expected 0x-hex, got {value!r}")
-    return bytes.fromhex(value[2:])
+    """Hex from an endpoint's answer; anything else means the answer is not evidence."""
+    if isinstance(value, str) and value.startswith("0x"):
+        try:
+            return bytes.fromhex(value[2:])
+        except ValueError:
+            pass
+    raise MalformedEncodingError(f"expected 0x-hex, got {value!r:.80}")
 
 
 def build_observations(
@@ -80,7 +84,14 @@ def build_observations(
             topics = log.get("topics") or []
             if _hex(log["address"]) != gateway or not topics or _hex(topics[0]) != DISPATCH_TOPIC:
                 continue
-            (message,) = abi_decode(["bytes"], _hex(log["data"]))
+            try:
+                (message,) = abi_decode(["bytes"], _hex(log["data"]))
+            except DecodingError as exc:
+                # The Gateway only ever emits ABI-encoded bytes: this block is not what it says.
+                raise ProofError(
+                    f"block {number}: Dispatch log {log_index} of tx {tx_index} does not decode: "
+                    f"{exc}"
+                ) from None
             evidence = EvmEvidence(
                 header_rlp=header_rlp,
                 tx_index=tx_index,

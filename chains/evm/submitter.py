@@ -231,7 +231,9 @@ class EvmSubmitter:
             math.ceil(batch.priority_fee * _BUMP_NUM / _BUMP_DEN), batch.priority_fee + 1
         )
         max_fee = min(cap, max(math.ceil(batch.max_fee * _BUMP_NUM / _BUMP_DEN), priority))
-        if max_fee * 10 < batch.max_fee * 11 or priority > max_fee:
+        priority = min(priority, max_fee)
+        # Nodes accept a replacement only if both fee fields rose by at least 10%.
+        if max_fee * 10 < batch.max_fee * 11 or priority * 10 < batch.priority_fee * 11:
             return None
         return self._sign(
             nonce=batch.nonce,

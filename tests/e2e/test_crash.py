@@ -4,6 +4,7 @@ delivered twice (counted as Delivered events on chain)."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import random
 import signal
 import time
@@ -23,22 +24,24 @@ def test_kill_9_at_ten_random_moments_loses_and_doubles_nothing(
     devnet = devnet_factory()
     devnet.start_attesters()
     devnet.start_daemon()
-    rng = random.Random()
-    seed = rng.randrange(2**32)
-    rng.seed(seed)
+    seed = random.randrange(2**32)
+    rng = random.Random(seed)
 
     async def flow() -> tuple[list[tuple[bytes, float]], list[tuple[bytes, float]]]:
         return await asyncio.gather(
             devnet.send("chain-a", "chain-b", 150), devnet.send("chain-b", "chain-a", 150)
         )
 
-    a_to_b, b_to_a = asyncio.run(flow())
-    kills = []
-    for _ in range(10):
-        time.sleep(rng.uniform(0.2, 1.5))
-        assert devnet.kill("relayer", signal.SIGKILL) == -signal.SIGKILL
-        kills.append(devnet.ledger_counts())
-        devnet.start_daemon()
+    # Send from another thread so that the kills start while the messages are being sent.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        sending = pool.submit(asyncio.run, flow())
+        kills = []
+        for _ in range(10):
+            time.sleep(rng.uniform(0.2, 1.2))
+            assert devnet.kill("relayer", signal.SIGKILL) == -signal.SIGKILL
+            kills.append(devnet.ledger_counts())
+            devnet.start_daemon()
+        a_to_b, b_to_a = sending.result(timeout=120)
     latencies = asyncio.run(
         devnet.await_delivery({"chain-b": a_to_b, "chain-a": b_to_a}, timeout=180, alive=None)
     )
@@ -46,8 +49,9 @@ def test_kill_9_at_ten_random_moments_loses_and_doubles_nothing(
     _assert_exactly_once(
         devnet, {"chain-b": {i for i, _ in a_to_b}, "chain-a": {i for i, _ in b_to_a}}
     )
-    # The kills must have hit work in progress, or the test proves nothing.
-    assert any(set(c) - {"delivered"} for c in kills), f"seed {seed}: every kill hit an idle daemon"
+    # Most kills must hit work in progress, or the test proves little.
+    busy = [c for c in kills if c != {"delivered": 300}]
+    assert len(busy) >= 5, f"seed {seed}: kills hit an idle daemon: {kills}"
 
 
 @pytest.mark.parametrize("point", ["after_sign", "after_record", "after_send"])

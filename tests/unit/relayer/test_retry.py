@@ -145,6 +145,7 @@ def test_permanent_failures_are_not_retried(exc: BaseException) -> None:
         ("OldNonce", RpcErrorKind.NONCE_TOO_LOW),
         ("replacement transaction underpriced", RpcErrorKind.REPLACEMENT_UNDERPRICED),
         ("already known", RpcErrorKind.ALREADY_KNOWN),
+        ("transaction already imported", RpcErrorKind.ALREADY_KNOWN),  # anvil's wording
         ("known transaction: 0x4a5b", RpcErrorKind.ALREADY_KNOWN),
         ("transaction underpriced: tip needed 1, tip permitted 0", RpcErrorKind.UNDERPRICED),
         (
