@@ -267,6 +267,7 @@ def retrying_transient(
     max_delay: float,
     log: _Log,
     initial: float = 0.5,
+    level: str = "warning",
 ) -> AsyncRetrying:
     """A tenacity policy that retries transient errors in place::
 
@@ -276,11 +277,13 @@ def retrying_transient(
 
     ``attempts`` bounds the calls (None: until cancelled); each wait grows exponentially from
     ``initial`` with up to ``initial`` of jitter and is capped at ``max_delay``. Permanent errors
-    and the last transient one propagate unchanged (``reraise=True``), never as RetryError."""
+    and the last transient one propagate unchanged (``reraise=True``), never as RetryError.
+    ``level`` is the log level of ``retry.scheduled`` ("debug" where an outage is already
+    reported once by the caller, so that retries do not flood the log)."""
 
     def before_sleep(state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome is not None else None
-        log.warning(
+        getattr(log, level)(
             "retry.scheduled",
             attempt=state.attempt_number,
             delay=round(state.upcoming_sleep, 3),

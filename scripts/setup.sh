@@ -10,11 +10,14 @@ if [ ! -x .venv/bin/python ]; then
   echo "[setup] creating .venv with $($PY --version)"
   "$PY" -m venv .venv
 fi
-stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)
+stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ]; then
   echo "[setup] pip install -e '.[test]'"
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-  .venv/bin/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+  # constraints.txt pins every transitive dependency to the versions the tests last passed with
+  # (regenerate: .venv/bin/pip freeze --exclude-editable > constraints.txt).
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check \
+    -c constraints.txt -e '.[test]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -246,6 +246,8 @@ class Devnet:
             **os.environ,
             "CHAIN_A_RPC": chain_a.url,
             "CHAIN_B_RPC": chain_b.url,
+            "CHAIN_A_WS": chain_a.ws_url,
+            "CHAIN_B_WS": chain_b.ws_url,
             "CHAIN_A_GATEWAY": gateway_a,
             "CHAIN_B_GATEWAY": gateway_b,
             "RELAYER_DATA_DIR": str(self.work),

@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from typing import Any, cast
 
 import aiohttp
+import structlog
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.types import RPCEndpoint
 
 from relayer.errors import PermanentChainError, TransientChainError
-from relayer.retry import RpcErrorKind, classify_rpc_error
+from relayer.retry import RpcErrorKind, classify_rpc_error, retrying_transient
 
 __all__ = ["EvmRpc", "RpcError"]
 
@@ -35,6 +36,20 @@ class RpcError(TransientChainError):
     def is_permanent(self) -> bool:
         return not self.retryable
 
+
+_IDEMPOTENT = frozenset(
+    {
+        "eth_chainId",
+        "eth_blockNumber",
+        "eth_getBlockByNumber",
+        "eth_getBlockReceipts",
+        "eth_getLogs",
+        "eth_call",
+        "eth_estimateGas",
+        "eth_getTransactionCount",
+        "eth_getTransactionReceipt",
+    }
+)
 
 _PERMANENT = frozenset({RpcErrorKind.REVERTED, RpcErrorKind.INSUFFICIENT_FUNDS, RpcErrorKind.OTHER})
 
@@ -58,6 +73,7 @@ class EvmRpc:
             exception_retry_configuration=None,
         )
         self.w3 = AsyncWeb3(self._provider)
+        self._log = structlog.get_logger().bind(endpoint=self.endpoint)
 
     async def close(self) -> None:
         await self._provider.disconnect()
@@ -74,6 +90,18 @@ class EvmRpc:
             raise TransientChainError(f"{self.endpoint} {method}: bad answer: {exc}") from None
 
     async def request(self, method: str, *params: Any) -> Any:
+        if method not in _IDEMPOTENT:
+            return await self._request_once(method, params)
+        # Reads are retried in place a few times (a dropped keep-alive connection, a node
+        # restarting); longer outages surface to the caller, which backs off and logs them once.
+        async for attempt in retrying_transient(
+            attempts=3, max_delay=1.0, initial=0.1, log=self._log, level="debug"
+        ):
+            with attempt:
+                return await self._request_once(method, params)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _request_once(self, method: str, params: tuple[Any, ...]) -> Any:
         with self._mapped(method):
             async with asyncio.timeout(self._timeout):
                 response = await self._provider.make_request(RPCEndpoint(method), list(params))

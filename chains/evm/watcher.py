@@ -17,6 +17,7 @@ import structlog
 
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC, build_observations
+from chains.evm.heads import HeadNotifier
 from chains.evm.rpc import EvmRpc
 from proofs import ProofError
 from relayer.errors import TransientChainError
@@ -53,10 +54,16 @@ class EvmWatcher:
         self.gateway_hex = "0x" + self.gateway.hex()
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self._fetch_limit = asyncio.Semaphore(8)
+        self.heads = HeadNotifier(str(config.ws), self.log) if config.ws else None
 
     async def run(self, sink: ObservationSink) -> None:
         try:
-            await self._follow(sink)
+            if self.heads is None:
+                await self._follow(sink)
+                return
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.heads.run(), name=f"heads:{self.chain}")
+                group.create_task(self._follow(sink), name=f"follow:{self.chain}")
         finally:
             await self.rpc.close()
 
@@ -81,7 +88,10 @@ class EvmWatcher:
             HEALTH.succeeded(self.log, self.chain, self.rpc.endpoint)
             attempt = 0
             if not progressed:
-                await asyncio.sleep(self.config.poll_interval)
+                if self.heads is not None:
+                    await self.heads.wait(self.config.poll_interval)
+                else:
+                    await asyncio.sleep(self.config.poll_interval)
 
     async def _confirmed_head(self) -> int:
         if self.config.confirmations == "finalized":

@@ -85,9 +85,19 @@ def test_changing_any_header_field_breaks_the_hash(field: str) -> None:
         verify_header(block)
 
 
-def test_fork_fields_out_of_order_are_refused() -> None:
+def test_only_the_fork_fields_present_are_hashed_in_canonical_order() -> None:
     block = dict(load("helios_rpc/block.json"))
-    del block["withdrawalsRoot"]  # Cancun fields without Shanghai's
+    del block["withdrawalsRoot"]  # what a client that omits a field would show
+    fields = rlp.decode(encode_header(block))
+    assert len(fields) == 19
+    assert fields[15] == bytes.fromhex(block["baseFeePerGas"][2:])
+    assert fields[16] == b""  # blobGasUsed 0x0, now directly after the base fee
+    assert header_hash(block) != hx(block["hash"])
+
+
+@pytest.mark.parametrize("value", [None, 5, "12", "0xzz", ""])
+def test_a_present_fork_field_must_be_hex(value: object) -> None:
+    block = dict(load("helios_rpc/block.json"), excessBlobGas=value)
     with pytest.raises(MalformedEncodingError):
         header_hash(block)
 
