@@ -12,8 +12,6 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from eth_typing import Hash32
-
 from proofs.committee import eth_signed_message_hash
 from relayer.checkpoints import Attestation, CheckpointStore
 from relayer.config import ChainConfig, Config
@@ -89,11 +87,11 @@ class Attester:
                 digest = load_plugin(destination.type).attestation_digest(
                     destination, origin.domain, message.id, obs.block_hash
                 )
-                signed = self.key.account.unsafe_sign_hash(Hash32(eth_signed_message_hash(digest)))
+                signature = self.key.sign_hash(eth_signed_message_hash(digest))
                 self.checkpoints.put(
                     Attestation(
                         signer=self.signer,
-                        signature=bytes(signed.signature),
+                        signature=signature,
                         origin_domain=origin.domain,
                         message_id=message.id,
                         origin_block_hash=obs.block_hash,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 from proofs import ProofError
@@ -119,10 +120,10 @@ class Core:
     async def collect_attestations(self, *, interval: float = 0.25) -> None:
         while True:
             due = self.ledger.due(State.VERIFIED, limit=2000)
-            attested = 0
-            for record in due:
-                if self._try_attest(record):
-                    attested += 1
+            # Reading and recovering signatures is file I/O and CPU: off the event loop, so
+            # that watchers and submitters keep running while a large backlog is checked.
+            ready = await asyncio.to_thread(self._quorums, due)
+            attested = self._persist_attested(ready)
             if not due or attested == 0:
                 self.verified_event.clear()
                 try:
@@ -134,20 +135,51 @@ class Core:
                 await asyncio.sleep(0)
 
     def _try_attest(self, record: MessageRecord) -> bool:
+        """Attest one message now if its quorum is in the store (tests and tools)."""
+        return self._persist_attested(self._quorums([record])) == 1
+
+    def _persist_attested(self, ready: Sequence[tuple[MessageRecord, tuple[bytes, ...]]]) -> int:
+        if not ready:
+            return 0
+        self.ledger.mark_attested(
+            [
+                (r.id, sigs, f"{len(sigs)} attester signatures" if sigs else "no committee")
+                for r, sigs in ready
+            ]
+        )
+        for record, sigs in ready:
+            self.log.info(
+                "message.attested",
+                route=record.route,
+                message_id="0x" + record.id.hex(),
+                signers=len(sigs),
+            )
+        return len(ready)
+
+    def _quorums(
+        self, records: Sequence[MessageRecord]
+    ) -> list[tuple[MessageRecord, tuple[bytes, ...]]]:
+        out = []
+        for record in records:
+            signatures = self._quorum(record)
+            if signatures is not None:
+                out.append((record, signatures))
+        return out
+
+    def _quorum(self, record: MessageRecord) -> tuple[bytes, ...] | None:
+        """The committee signatures that make ``record`` deliverable, in the order the
+        Gateway checks them (ascending signer), or None while there are too few."""
         origin = self.config.chain(record.origin_chain)
         destination = self.config.chain(record.destination_chain)
         committee = origin.committee
         if committee is None:
             # finality = "confirmations": no committee to wait for (development only).
-            self.ledger.transition(
-                record.id, State.ATTESTED, expect=State.VERIFIED, detail="no committee configured"
-            )
-            return True
+            return ()
         digest = self.plugins[destination.name].attestation_digest(
             destination, origin.domain, record.id, record.block_hash
         )
         signed_hash = eth_signed_message_hash(digest)
-        members = {bytes.fromhex(a[2:].lower()) for a in committee.attesters}
+        members = self._members(committee.attesters)
         chosen: dict[bytes, bytes] = {}
         for att in self.checkpoints.get(origin.domain, record.id):
             if (
@@ -162,32 +194,18 @@ class Core:
             if signer in members and signer not in chosen:
                 chosen[signer] = att.signature
         if len(chosen) < committee.threshold:
-            return False
-        # Ascending signer order is what the Gateway requires to check distinctness cheaply.
-        ordered = [chosen[s] for s in sorted(chosen)]
+            return None
+        ordered = tuple(chosen[s] for s in sorted(chosen))
         try:
-            verify_attestation(
-                digest,
-                ordered,
-                [bytes.fromhex(a[2:]) for a in committee.attesters],
-                committee.threshold,
-            )
+            verify_attestation(digest, ordered, list(members), committee.threshold)
         except ProofError as exc:
             self.log.error(
                 "attestation.rejected", message_id="0x" + record.id.hex(), reason=str(exc)
             )
-            return False
-        self.ledger.transition(
-            record.id,
-            State.ATTESTED,
-            expect=State.VERIFIED,
-            signatures=tuple(ordered),
-            detail=f"{len(ordered)} of {len(members)} attesters signed",
-        )
-        self.log.info(
-            "message.attested",
-            route=f"{origin.name}->{destination.name}",
-            message_id="0x" + record.id.hex(),
-            signers=len(ordered),
-        )
-        return True
+            return None
+        return ordered
+
+    @staticmethod
+    @cache
+    def _members(attesters: tuple[str, ...]) -> tuple[bytes, ...]:
+        return tuple(bytes.fromhex(a[2:]) for a in attesters)

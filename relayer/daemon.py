@@ -57,6 +57,8 @@ async def run_daemon(config: Config, log: Any) -> None:
                     ledger=ledger,
                     log=log,
                     submit_timeout=float(getattr(chain.plugin, "submit_timeout", 30.0)),
+                    batch_size=int(getattr(chain.plugin, "batch_size", 40)),
+                    max_in_flight=int(getattr(chain.plugin, "max_in_flight", 4)),
                 )
                 group.create_task(worker.run(), name=f"deliver:{chain.name}")
             log.info("relayer.started", chains=[c.name for c in config.chains])

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import coincurve
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
@@ -89,7 +90,7 @@ class KeyRef(BaseModel):
 class LocalKey:
     """A loaded private key. ``repr``/``str`` show the address and source, never the key."""
 
-    __slots__ = ("account", "address", "source")
+    __slots__ = ("_signer", "account", "address", "source")
 
     account: LocalAccount
     address: bytes
@@ -99,6 +100,16 @@ class LocalKey:
         self.account = account
         self.address = bytes.fromhex(account.address[2:])
         self.source = source
+        self._signer = coincurve.PrivateKey(bytes(account.key))
+
+    def sign_hash(self, digest: bytes) -> bytes:
+        """A 65-byte r || s || v (v in {27, 28}, low s) signature of a 32-byte hash; the form
+        ``ecrecover`` and ``proofs.committee`` take. libsecp256k1 directly: several times
+        faster than eth-account's path, which matters to an attester signing every message."""
+        if len(digest) != 32:
+            raise ValueError("sign_hash signs 32-byte hashes only")
+        signature = self._signer.sign_recoverable(digest, hasher=None)
+        return signature[:64] + bytes([signature[64] + 27])
 
     @property
     def checksum_address(self) -> str:

@@ -51,6 +51,10 @@ class EvmChainConfig(BaseModel):
     submit_timeout: float = Field(default=30.0, gt=0)
     #: gas cap per recipient call in a batched delivery
     recipient_gas_limit: int = Field(default=1_000_000, gt=0)
+    #: messages per deliverBatch transaction
+    batch_size: int = Field(default=100, gt=0, le=500)
+    #: delivery transactions in flight at once (consecutive nonces)
+    max_in_flight: int = Field(default=6, gt=0, le=64)
     #: the key that signs deliveries to this chain; without it the chain is never a destination
     submitter_key: KeyRef | None = None
 

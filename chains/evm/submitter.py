@@ -9,6 +9,7 @@ so sending twice never delivers twice.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections.abc import Sequence
@@ -170,16 +171,30 @@ class EvmSubmitter:
             )
         return max_fee, priority
 
+    async def _gas(self, data: bytes) -> int:
+        """Gas for a deliverBatch: what one run used, plus headroom for refunds, plus the
+        reserve the Gateway demands before each recipient call (its gas cap * 64/63 + 5,000:
+        the check that stops a caller from starving a recipient)."""
+        limit = self.config.recipient_gas_limit
+        reserve = limit * 64 // 63 + 10_000
+        try:
+            used = await self.rpc.gas_used(self.sender, self.gateway, data)
+        except RpcError as exc:
+            if exc.kind is not RpcErrorKind.OTHER:
+                raise
+            # A node without eth_createAccessList: let it bisect.
+            return await self.rpc.estimate_gas(self.sender, self.gateway, data) * 6 // 5
+        return used * 5 // 4 + reserve
+
     async def prepare(self, deliveries: Sequence[Delivery]) -> SignedBatch:
         """Sign one deliverBatch transaction at the next nonce (nothing is sent)."""
         data = encode_batch(deliveries, self.config.recipient_gas_limit)
-        estimate = await self.rpc.estimate_gas(self.sender, self.gateway, data)
-        max_fee, priority = await self._fees()
+        gas, (max_fee, priority) = await asyncio.gather(self._gas(data), self._fees())
         nonce = await self._take_nonce()
         return self._sign(
             nonce=nonce,
             calldata=data,
-            gas=estimate + estimate // 5,
+            gas=gas,
             max_fee=max_fee,
             priority=priority,
             message_ids=tuple(d.message_id for d in deliveries),

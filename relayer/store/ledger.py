@@ -561,6 +561,29 @@ class Ledger:
                 )
             return len(unique)
 
+    def mark_attested(self, items: Sequence[tuple[bytes, Sequence[bytes], str | None]]) -> int:
+        """VERIFIED -> ATTESTED for many messages in one transaction, each with its own quorum
+        of signatures and detail; all or nothing (``StoreError`` as ``transition``)."""
+        with self._write() as conn:
+            now = self._clock()
+            for message_id, signatures, detail in items:
+                record = self._fetch(conn, message_id)
+                self._check(record, State.ATTESTED, frozenset({State.VERIFIED}))
+                conn.execute(
+                    "UPDATE messages SET state = ?, signatures = ?, updated_at = ?,"
+                    " next_attempt_at = ? WHERE id = ?",
+                    (State.ATTESTED, _pack_signatures(signatures), now, now, message_id),
+                )
+                self._history(
+                    conn,
+                    message_id,
+                    now,
+                    from_state=record.state,
+                    to_state=State.ATTESTED,
+                    detail=detail,
+                )
+            return len(items)
+
     def mark_submitted(
         self,
         ids: Iterable[bytes],

@@ -696,3 +696,17 @@ def test_key_reference_identity() -> None:
     assert KeyRef(env="X").identity == "env:X"
     assert KeyRef(keystore=Path("/k/a.json"), password_env="P").identity == "keystore:/k/a.json"
     assert KeyRef(env="X") == KeyRef(env="X")
+
+
+def test_local_key_signatures_recover_to_its_address_and_match_eth_account() -> None:
+    from eth_account.messages import encode_defunct  # noqa: PLC0415
+
+    from proofs.committee import eth_signed_message_hash, recover_signer  # noqa: PLC0415
+    from relayer.keys import KeyRef, load_key  # noqa: PLC0415
+
+    key = load_key(KeyRef(env="K"), env={"K": ANVIL_KEYS[5]})
+    digest = bytes(range(32))
+    signature = key.sign_hash(eth_signed_message_hash(digest))
+    assert recover_signer(eth_signed_message_hash(digest), signature) == key.address
+    reference = key.account.sign_message(encode_defunct(primitive=digest)).signature
+    assert signature == bytes(reference)  # RFC 6979: the same deterministic signature

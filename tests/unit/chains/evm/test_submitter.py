@@ -57,6 +57,7 @@ class FakeRpc:
         self.pending = pending
         self.base_fee: int | None = base_fee
         self.gas_estimate = 100_000
+        self.access_list_unsupported = False
         self.sent: list[bytes] = []
         self.send_errors: list[RpcError] = []
         self.receipts: dict[bytes, dict[str, Any] | None] = {}
@@ -83,6 +84,12 @@ class FakeRpc:
 
     async def estimate_gas(self, sender: str, to: str, data: bytes) -> int:
         self.calls.append(("estimate_gas", (sender, to, data)))
+        return self.gas_estimate
+
+    async def gas_used(self, sender: str, to: str, data: bytes) -> int:
+        self.calls.append(("gas_used", (sender, to, data)))
+        if self.access_list_unsupported:
+            raise RpcError("fake", "eth_createAccessList", "method not found", RpcErrorKind.OTHER)
         return self.gas_estimate
 
     async def send_raw(self, raw_tx: bytes) -> bytes:
@@ -349,7 +356,16 @@ async def test_prepared_transaction_is_a_signed_deliver_batch_to_the_gateway() -
     assert batch.message_ids == (deliveries[0].message_id, deliveries[1].message_id)
     assert batch.hashes == (batch.tx_hash,)
     assert batch.signed_at > 0
-    # Gas is the node's estimate plus a 20% margin, for exactly the signed calldata.
+    # Gas is one run's use plus 25% for refunds plus the Gateway's per-recipient reserve
+    # (cap * 64/63 + 5,000, rounded up here to + 10,000), for exactly the signed calldata.
+    assert ("gas_used", (DEV_ADDRESS, GATEWAY, batch.calldata)) in rpc.calls
+    assert batch.gas == 125_000 + 500_000 * 64 // 63 + 10_000
+
+
+async def test_gas_falls_back_to_estimate_gas_without_access_lists() -> None:
+    rpc = FakeRpc(pending=9)
+    rpc.access_list_unsupported = True
+    batch = await make_submitter(rpc).prepare([delivery(1)])
     assert ("estimate_gas", (DEV_ADDRESS, GATEWAY, batch.calldata)) in rpc.calls
     assert batch.gas == 120_000
 
