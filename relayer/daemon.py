@@ -23,6 +23,13 @@ __all__ = ["run_daemon"]
 OWNER = "relayer"
 
 
+def _reorg_depth(plugin_config: object) -> int:
+    """How long a delivery is watched for a destination reorg: the chain's own depth, or 64
+    blocks (two Ethereum epochs) where it waits for the node's finalized tag."""
+    depth = getattr(plugin_config, "confirmations", 12)
+    return depth + 1 if isinstance(depth, int) else 64
+
+
 async def run_daemon(config: Config, log: Any) -> None:
     ledger = Ledger.open(config.relayer.database)
     try:
@@ -59,6 +66,7 @@ async def run_daemon(config: Config, log: Any) -> None:
                     submit_timeout=float(getattr(chain.plugin, "submit_timeout", 30.0)),
                     batch_size=int(getattr(chain.plugin, "batch_size", 40)),
                     max_in_flight=int(getattr(chain.plugin, "max_in_flight", 4)),
+                    reorg_depth=_reorg_depth(chain.plugin),
                 )
                 group.create_task(worker.run(), name=f"deliver:{chain.name}")
             log.info("relayer.started", chains=[c.name for c in config.chains])

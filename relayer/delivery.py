@@ -43,6 +43,7 @@ class DeliveryWorker:
         max_attempts: int = 8,
         submit_timeout: float = 30.0,
         poll_interval: float = 0.2,
+        reorg_depth: int = 12,
     ) -> None:
         self.chain = chain
         self.submitter = submitter
@@ -54,6 +55,11 @@ class DeliveryWorker:
         self.submit_timeout = submit_timeout
         self.poll_interval = poll_interval
         self.in_flight: dict[int, PendingTx] = {}
+        # Delivering transactions watched until ``reorg_depth`` blocks bury them: a reorg of
+        # the destination can drop a delivery, and then the message must go out again.
+        self.reorg_depth = reorg_depth
+        self.watching: dict[bytes, tuple[bytes, ...]] = {}
+        self._watch_checked = 0.0
         # Recorded and in flight, but the broadcast itself failed (endpoint down): sent again
         # as soon as the endpoint answers, rather than after the replacement timeout.
         self.unsent: set[int] = set()
@@ -243,6 +249,14 @@ class DeliveryWorker:
 
     async def _confirm_loop(self) -> None:
         while True:
+            if time.monotonic() - self._watch_checked > 1.0 and self.watching:
+                self._watch_checked = time.monotonic()
+                try:
+                    await self._check_deliveries()
+                except ChainError as exc:
+                    if not exc.retryable:
+                        raise
+                    await self._outage(exc)
             if not self.in_flight:
                 await asyncio.sleep(self.poll_interval / 2)
                 continue
@@ -273,7 +287,36 @@ class DeliveryWorker:
                     await self._replace(pending)
             await asyncio.sleep(self.poll_interval / 2)
 
+    async def _requeue_above_gap(self) -> None:
+        """After a nonce gap (a reorg or a node that lost our transaction): every transaction
+        above the account's nonce waits forever, so their messages go back to the queue and
+        new transactions start at the gap. The Gateway refuses a second delivery, so a stuck
+        transaction that executes after all costs gas, never a duplicate."""
+        next_nonce = await self.submitter.resync_nonce()
+        stuck = [n for n in self.in_flight if n >= next_nonce]
+        for nonce in sorted(stuck):
+            pending = self.in_flight.pop(nonce)
+            self.unsent.discard(nonce)
+            ids = [
+                mid
+                for mid in pending.message_ids
+                if (record := self.ledger.get(mid)) is not None
+                and record.state is State.SUBMITTED
+                and record.tx_nonce == nonce
+            ]
+            if ids:
+                self.ledger.transition_many(
+                    ids,
+                    State.ATTESTED,
+                    expect=State.SUBMITTED,
+                    detail=f"nonce gap below {nonce}: re-queued",
+                )
+            self.log.warning("submit.requeued_after_gap", nonce=nonce, messages=len(ids))
+
     async def _replace(self, pending: PendingTx) -> None:
+        if await self.submitter.resync_nonce(at_least=0) < pending.nonce:
+            await self._requeue_above_gap()
+            return
         bumped = self.submitter.bump(pending)
         if bumped is None:
             self.log.warning("submit.stuck_at_fee_cap", nonce=pending.nonce)
@@ -290,8 +333,37 @@ class DeliveryWorker:
             "submit.replaced", nonce=bumped.nonce, tx="0x" + bumped.tx_hash.hex(), answer=str(kind)
         )
 
+    async def _check_deliveries(self) -> None:
+        for tx_hash, ids in list(self.watching.items()):
+            depth = await self.submitter.confirmations(tx_hash)
+            if depth is not None:
+                if depth >= self.reorg_depth:
+                    del self.watching[tx_hash]
+                continue
+            del self.watching[tx_hash]
+            flags = await self.submitter.delivered_flags(ids)
+            dropped = [mid for mid, done in zip(ids, flags, strict=True) if not done]
+            if not dropped:
+                continue  # re-included (or delivered by someone else) in the new chain
+            self.log.error(
+                "chain.reorg_dropped_delivery",
+                tx="0x" + tx_hash.hex(),
+                messages=len(dropped),
+            )
+            # The dropped transaction's nonce is free again: later ones wait on it.
+            await self._requeue_above_gap()
+            self.ledger.transition_many(
+                dropped,
+                State.ATTESTED,
+                expect=State.DELIVERED,
+                detail=f"delivery in tx 0x{tx_hash.hex()} dropped by a destination reorg",
+            )
+
     async def _settle(self, pending: PendingTx, outcomes: list[DeliveryOutcome]) -> None:
         delivered = [o.message_id for o in outcomes if o.delivered]
+        mined = next((o.tx_hash for o in outcomes if o.tx_hash), None)
+        if delivered and mined is not None:
+            self.watching[mined] = tuple(delivered)
         if delivered:
             self.ledger.transition_many(
                 delivered,

@@ -146,6 +146,11 @@ class Submitter(Protocol):
         """Per-message outcomes once mined, else None. ``TransientChainError``."""
         ...
 
+    async def confirmations(self, tx_hash: bytes) -> int | None:
+        """How deep ``tx_hash`` is buried (1 = in the head block); None once a reorg dropped
+        it. ``TransientChainError``."""
+        ...
+
     async def resync_nonce(self, at_least: int = 0) -> int:
         """Re-read the account nonce from the chain."""
         ...

@@ -277,6 +277,15 @@ class EvmSubmitter:
             raise
         return None
 
+    async def confirmations(self, tx_hash: bytes) -> int | None:
+        """Blocks on top of (and including) the one holding ``tx_hash``; None when the chain no
+        longer holds it (a reorg dropped it)."""
+        receipt = await self.rpc.receipt(tx_hash)
+        if receipt is None or not receipt.get("blockNumber"):
+            return None
+        head = await self.rpc.block_number()
+        return head - int(receipt["blockNumber"], 16) + 1
+
     async def outcome(self, batch: SignedBatch) -> list[DeliveryOutcome] | None:
         """Per-message outcomes once one of the batch's transactions is mined, else None."""
         for tx_hash in reversed(batch.hashes or (batch.tx_hash,)):

@@ -14,6 +14,7 @@ import pytest
 from chains.evm.devnet import DEV_KEYS, SENDER_A, Devnet, _send_calldata, _sign_and_send
 from chains.evm.evidence import DISPATCH_TOPIC
 from chains.evm.rpc import EvmRpc
+from proofs.hashing import keccak256
 from tests.e2e.conftest import example_config
 from tests.e2e.test_relay import _assert_exactly_once, _events
 
@@ -109,3 +110,41 @@ def test_reorg_deeper_than_the_depth_alarms_and_relays_the_reincluded_message_on
         assert record is not None
         assert "0x" + record.block_hash.hex() == new_receipt["blockHash"]
         assert record.signatures  # attested over the new block
+
+
+def test_destination_reorg_that_drops_a_delivery_is_noticed_and_delivered_again(
+    devnet_factory: Callable[..., Devnet],
+) -> None:
+    # A deeper destination depth keeps each delivery under watch for a few blocks.
+    config = example_config(**{"confirmations = 2 ": "confirmations = 6 "})
+    devnet = devnet_factory(config_text=config)
+    devnet.start_attesters()
+    devnet.start_daemon()
+    message_id, _ = _send_one(devnet)
+    sent = [(message_id, time.time())]
+    assert len(asyncio.run(devnet.await_delivery({"chain-b": sent}, timeout=60))) == 1
+    (delivered_log,) = devnet.chain_b.rpc(
+        "eth_getLogs",
+        [
+            {
+                "fromBlock": "0x0",
+                "toBlock": "latest",
+                "address": devnet.evm("chain-b").gateway,
+                "topics": ["0x" + keccak256(b"Delivered(bytes32)").hex()],
+            }
+        ],
+    )
+    head = int(devnet.chain_b.rpc("eth_blockNumber"), 16)
+    depth = head - int(delivered_log["blockNumber"], 16) + 1
+    assert depth < 6, "too slow to reorg the delivery while it is watched"
+    devnet.chain_b.rpc("anvil_reorg", [depth, []])
+    assert asyncio.run(devnet.delivered_events("chain-b")) == {}
+    _wait_for(
+        lambda: any(
+            e["event"] == "chain.reorg_dropped_delivery" for e in _events(devnet, "relayer")
+        ),
+        20,
+        "the dropped delivery to be noticed",
+    )
+    assert len(asyncio.run(devnet.await_delivery({"chain-b": sent}, timeout=60))) == 1
+    _assert_exactly_once(devnet, {"chain-b": {message_id}})
