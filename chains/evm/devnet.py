@@ -332,15 +332,23 @@ class Devnet:
     # --- traffic ---------------------------------------------------------------------------------
 
     async def send(
-        self, origin: str, destination: str, count: int, *, sender: int | None = None
+        self,
+        origin: str,
+        destination: str,
+        count: int,
+        *,
+        sender: int | None = None,
+        bodies: Sequence[bytes] | None = None,
     ) -> list[tuple[bytes, float]]:
-        """``count`` messages, sent as fast as the origin takes them: (id, send time) each."""
+        """``count`` messages (or one per body), sent as fast as the origin takes them:
+        (id, send time) each."""
         if sender is None:
             sender = SENDER_A if origin == "chain-a" else SENDER_B
         key = DEV_KEYS[sender]
         cfg = self.evm(origin)
         rpc = EvmRpc(cfg.rpc)
-        bodies = [f"message {i} {origin}->{destination}".encode() for i in range(count)]
+        if bodies is None:
+            bodies = [f"message {i} {origin}->{destination}".encode() for i in range(count)]
         try:
             return await _send(
                 rpc,
@@ -348,7 +356,7 @@ class Devnet:
                 cfg,
                 self.config.chain(destination).domain,
                 self.recipients[destination],
-                bodies,
+                list(bodies),
             )
         finally:
             await rpc.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 
 import pytest
@@ -55,3 +56,27 @@ def test_200_messages_both_ways_are_delivered_exactly_once(
     assert counts == {"delivered": 200}, counts
     verified = [e for e in _events(devnet, "relayer") if e.get("event") == "message.verified"]
     assert len(verified) == 200
+
+
+def test_a_reverting_recipient_is_retried_on_schedule_and_sinks_nothing_else(
+    devnet_factory: Callable[..., Devnet],
+) -> None:
+    devnet = devnet_factory()
+    devnet.start_attesters()
+    devnet.start_daemon()
+    bodies = [b"first", b"revert", b"last"]  # TestRecipient reverts on the body "revert"
+    sent = asyncio.run(devnet.send("chain-a", "chain-b", 3, bodies=bodies))
+    good = [sent[0], sent[2]]
+    assert len(asyncio.run(devnet.await_delivery({"chain-b": good}, timeout=60))) == 2
+    bad_id = sent[1][0]
+    from relayer.store import Ledger, State  # noqa: PLC0415
+
+    with Ledger.open(devnet.config.relayer.database) as ledger:
+        record = ledger.get(bad_id)
+        assert record is not None
+        assert record.state is State.ATTESTED
+        assert record.attempts >= 1
+        assert record.last_error is not None
+        assert "simulation" in record.last_error
+        assert record.next_attempt_at > time.time() - 1
+    _assert_exactly_once(devnet, {"chain-b": {sent[0][0], sent[2][0]}})
