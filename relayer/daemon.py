@@ -15,6 +15,7 @@ from relayer.config import Config
 from relayer.core import Core
 from relayer.delivery import DeliveryWorker
 from relayer.keys import KeyUnavailableError, load_key
+from relayer.metrics import serve_metrics
 from relayer.plugin import load_plugin
 from relayer.store import Ledger
 
@@ -32,7 +33,14 @@ def _reorg_depth(plugin_config: object) -> int:
 
 async def run_daemon(config: Config, log: Any) -> None:
     ledger = Ledger.open(config.relayer.database)
+    runner = None
     try:
+        host, port = config.relayer.health_address
+        try:
+            runner = await serve_metrics(ledger, host, port, log)
+        except OSError as exc:
+            # Another relayer (or anything) on the port: keep relaying, just without metrics.
+            log.error("metrics.unavailable", endpoint=f"{host}:{port}", error=str(exc))
         core = Core(config, ledger, DirectoryCheckpointStore(config.relayer.checkpoints), log)
         for chain in config.chains:
             if chain.finality == "confirmations":
@@ -71,4 +79,6 @@ async def run_daemon(config: Config, log: Any) -> None:
                 group.create_task(worker.run(), name=f"deliver:{chain.name}")
             log.info("relayer.started", chains=[c.name for c in config.chains])
     finally:
+        if runner is not None:
+            await runner.cleanup()
         ledger.close()

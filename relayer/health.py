@@ -14,14 +14,17 @@ __all__ = ["HEALTH", "EndpointHealth"]
 class EndpointHealth:
     def __init__(self) -> None:
         self._down_since: dict[tuple[str, str], float] = {}
+        self._seen: set[tuple[str, str]] = set()
 
     def failed(self, log: Any, chain: str, endpoint: str, error: BaseException | str) -> None:
         key = (chain, endpoint)
+        self._seen.add(key)
         if key not in self._down_since:
             self._down_since[key] = time.monotonic()
             log.warning("chain.unavailable", chain=chain, endpoint=endpoint, error=str(error))
 
     def succeeded(self, log: Any, chain: str, endpoint: str) -> None:
+        self._seen.add((chain, endpoint))
         since = self._down_since.pop((chain, endpoint), None)
         if since is not None:
             log.info(
@@ -30,6 +33,10 @@ class EndpointHealth:
                 endpoint=endpoint,
                 down_s=round(time.monotonic() - since, 1),
             )
+
+    def endpoints(self) -> list[tuple[str, str, bool]]:
+        """(chain, endpoint, up) for every endpoint used so far."""
+        return [(c, e, (c, e) not in self._down_since) for c, e in sorted(self._seen)]
 
     def is_down(self, chain: str, endpoint: str) -> bool:
         return (chain, endpoint) in self._down_since
