@@ -151,6 +151,10 @@ class DeliveryWorker:
                     continue
                 await self._outage(exc)
                 continue
+            except (KeyError, TypeError, ValueError) as exc:
+                # A malformed endpoint answer: an outage by another name, never a crash.
+                await self._outage(ChainError(f"garbage answer from the endpoint: {exc!r}"))
+                continue
             self._recovered()
 
     async def _submit(self, records: Sequence[MessageRecord]) -> None:
@@ -267,6 +271,9 @@ class DeliveryWorker:
                         await self.submitter.broadcast(pending)
                         self.unsent.discard(nonce)
                     outcomes = await self.submitter.outcome(pending)
+                except (KeyError, TypeError, ValueError) as exc:
+                    await self._outage(ChainError(f"garbage answer from the endpoint: {exc!r}"))
+                    break
                 except ChainError as exc:
                     if not exc.retryable:
                         self.log.error(

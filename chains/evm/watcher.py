@@ -77,6 +77,13 @@ class EvmWatcher:
                 HEALTH.failed(self.log, self.chain, self.rpc.endpoint, exc)
                 await asyncio.sleep(backoff_delay(attempt, base=0.5, cap=15.0))
                 continue
+            except (KeyError, TypeError, ValueError) as exc:
+                # An answer that is not what JSON-RPC promises (a missing field, a non-hex
+                # string): the endpoint is broken or lying. Nothing was persisted; retry.
+                attempt += 1
+                HEALTH.failed(self.log, self.chain, self.rpc.endpoint, f"garbage answer: {exc!r}")
+                await asyncio.sleep(backoff_delay(attempt, base=1.0, cap=30.0))
+                continue
             except ProofError as exc:
                 # The endpoint served data that does not hash together: nothing of it is
                 # persisted or submitted, and the cursor stays put, so the block is read again

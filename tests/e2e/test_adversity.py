@@ -120,3 +120,33 @@ def test_fewer_attesters_than_the_threshold_never_deliver(
     devnet.start_attesters(["att-2"])
     assert len(asyncio.run(devnet.await_delivery({"chain-b": sent}, timeout=60))) == 5
     _assert_exactly_once(devnet, {"chain-b": {i for i, _ in sent}})
+
+
+def _garbage(method: str, params: Any, result: Any) -> Any:
+    """Answers that are not what JSON-RPC promises: receipts without fields, blocks as strings."""
+    if method == "eth_getBlockReceipts" and result:
+        return [{"status": "0x1"} for _ in result]
+    if method == "eth_getBlockByNumber" and isinstance(result, dict) and params[0] != "latest":
+        return "not a block"
+    return result
+
+
+def test_garbage_rpc_answers_are_an_outage_not_a_crash(
+    devnet_factory: Callable[..., Devnet],
+) -> None:
+    devnet = devnet_factory()
+    proxy = JsonRpcProxy(devnet.chain_a.url)
+    try:
+        proxy.rewrite = _garbage
+        devnet.start_attesters()
+        devnet.start_daemon(extra_env={"CHAIN_A_RPC": proxy.url})
+        sent = asyncio.run(devnet.send("chain-a", "chain-b", 5))
+        time.sleep(6)
+        devnet.check_alive()  # every process still up
+        assert proxy.rewritten > 0
+        assert devnet.ledger_counts() == {}
+        proxy.rewrite = None
+        assert len(asyncio.run(devnet.await_delivery({"chain-b": sent}, timeout=60))) == 5
+        _assert_exactly_once(devnet, {"chain-b": {i for i, _ in sent}})
+    finally:
+        proxy.close()
