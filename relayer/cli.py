@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
 import time
 from collections.abc import Coroutine
@@ -35,10 +36,36 @@ def _load(path: Path) -> Config:
         raise click.ClickException(str(exc)) from None
 
 
-def _run_until_stopped(coro: Coroutine[Any, Any, None], log: Any, role: str) -> None:
-    """Run a role's TaskGroup; Ctrl-C / SIGINT is a clean stop, a RelayerError a fatal one."""
+async def _until_signalled(coro: Coroutine[Any, Any, None]) -> bool:
+    """Run ``coro`` until it ends or SIGTERM / SIGINT arrives; True when a signal stopped it.
+
+    Handled in the loop rather than left to Python's KeyboardInterrupt: a process started in
+    the background by a shell inherits SIGINT *ignored*, and service managers send SIGTERM.
+    Stopping is cancellation, which every await point is written to survive."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.ensure_future(coro)
+    stopped = False
+
+    def stop() -> None:
+        nonlocal stopped
+        stopped = True
+        task.cancel()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop)
     try:
-        asyncio.run(coro)
+        await task
+    except asyncio.CancelledError:
+        if not stopped:
+            raise
+    return stopped
+
+
+def _run_until_stopped(coro: Coroutine[Any, Any, None], log: Any, role: str) -> None:
+    """Run a role's TaskGroup; SIGTERM / SIGINT is a clean stop, a RelayerError a fatal one."""
+    try:
+        if asyncio.run(_until_signalled(coro)):
+            log.info(f"{role}.stopped")
     except KeyboardInterrupt:
         log.info(f"{role}.stopped")
     except (RelayerError, ExceptionGroup) as exc:

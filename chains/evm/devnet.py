@@ -326,7 +326,7 @@ class Devnet:
     def stop(self) -> None:
         for proc in self.procs.values():
             if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGTERM)
         for proc in self.procs.values():
             try:
                 proc.wait(timeout=10)

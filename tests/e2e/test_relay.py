@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import time
 from collections.abc import Callable
 
@@ -80,3 +81,19 @@ def test_a_reverting_recipient_is_retried_on_schedule_and_sinks_nothing_else(
         assert "simulation" in record.last_error
         assert record.next_attempt_at > time.time() - 1
     _assert_exactly_once(devnet, {"chain-b": {sent[0][0], sent[2][0]}})
+
+
+def test_sigterm_stops_every_process_cleanly(devnet_factory: Callable[..., Devnet]) -> None:
+    devnet = devnet_factory()
+    devnet.start_attesters(["att-1"])
+    devnet.start_daemon()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(e.get("event") == "relayer.started" for e in _events(devnet, "relayer")):
+            break
+        time.sleep(0.1)
+    for name, role in (("relayer", "relayer"), ("att-1", "attester")):
+        started = time.monotonic()
+        assert devnet.kill(name, signal.SIGTERM) == 0
+        assert time.monotonic() - started < 5
+        assert any(e.get("event") == f"{role}.stopped" for e in _events(devnet, name))
