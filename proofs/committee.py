@@ -20,6 +20,7 @@ __all__ = [
     "check_threshold",
     "eth_signed_message_hash",
     "recover_signer",
+    "select_quorum",
     "verify_attestation",
 ]
 
@@ -137,3 +138,34 @@ def verify_attestation(
     if len(signers) < threshold:
         raise QuorumError(f"{len(signers)} valid signature(s), threshold is {threshold}")
     return signers
+
+
+def select_quorum(
+    digest: bytes,
+    candidates: Sequence[bytes],
+    attesters: Sequence[bytes],
+    threshold: int,
+) -> list[tuple[bytes, bytes]]:
+    """The first ``threshold`` valid signatures of distinct attesters among ``candidates``, as
+    ``(signer, signature)`` sorted by signer (the order the Gateway checks).
+
+    For collecting from an untrusted store: unlike ``verify_attestation`` it skips what does
+    not count (malformed, high-s, a stranger, a repeat) instead of refusing the whole set, and
+    recovers each signature at most once, stopping as soon as the quorum is complete. Raises
+    ``QuorumError`` when fewer than ``threshold`` count (or the threshold is unsafe)."""
+    members = set(attesters)
+    if len(members) != len(attesters) or any(len(a) != 20 for a in members):
+        raise QuorumError("attester set must hold distinct 20-byte addresses")
+    check_threshold(threshold, len(members))
+    signed_hash = eth_signed_message_hash(digest)
+    chosen: dict[bytes, bytes] = {}
+    for signature in candidates:
+        try:
+            signer = recover_signer(signed_hash, signature)
+        except SignatureError:
+            continue
+        if signer in members and signer not in chosen:
+            chosen[signer] = signature
+            if len(chosen) == threshold:
+                return sorted(chosen.items())
+    raise QuorumError(f"{len(chosen)} valid signature(s) of attesters, threshold is {threshold}")

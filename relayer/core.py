@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from proofs import ProofError
-from proofs.committee import eth_signed_message_hash, recover_signer, verify_attestation
+from proofs import QuorumError
+from proofs.committee import select_quorum
 from relayer.checkpoints import CheckpointStore
 from relayer.config import ChainConfig, Config
 from relayer.errors import EvidenceRejectedError, UnknownChainError
@@ -178,32 +178,23 @@ class Core:
         digest = self.plugins[destination.name].attestation_digest(
             destination, origin.domain, record.id, record.block_hash
         )
-        signed_hash = eth_signed_message_hash(digest)
-        members = self._members(committee.attesters)
-        chosen: dict[bytes, bytes] = {}
-        for att in self.checkpoints.get(origin.domain, record.id):
-            if (
-                att.origin_block_hash != record.block_hash
-                or att.destination_domain != destination.domain
-            ):
-                continue
-            try:
-                signer = recover_signer(signed_hash, att.signature)
-            except ProofError:
-                continue
-            if signer in members and signer not in chosen:
-                chosen[signer] = att.signature
-        if len(chosen) < committee.threshold:
+        # The store is untrusted: only signatures over this very block and destination are
+        # candidates, and proofs.committee recovers and counts each one itself.
+        candidates = [
+            att.signature
+            for att in self.checkpoints.get(origin.domain, record.id)
+            if att.origin_block_hash == record.block_hash
+            and att.destination_domain == destination.domain
+        ]
+        if len(candidates) < committee.threshold:
             return None
-        ordered = tuple(chosen[s] for s in sorted(chosen))
         try:
-            verify_attestation(digest, ordered, list(members), committee.threshold)
-        except ProofError as exc:
-            self.log.error(
-                "attestation.rejected", message_id="0x" + record.id.hex(), reason=str(exc)
+            chosen = select_quorum(
+                digest, candidates, self._members(committee.attesters), committee.threshold
             )
+        except QuorumError:
             return None
-        return ordered
+        return tuple(signature for _, signature in chosen)
 
     @staticmethod
     @cache

@@ -14,6 +14,7 @@ from proofs.committee import (
     ATTESTATION_TYPEHASH,
     attestation_digest,
     check_threshold,
+    select_quorum,
     verify_attestation,
 )
 from proofs.hashing import keccak256
@@ -144,3 +145,27 @@ def test_any_flipped_signature_byte_is_refused(which: int, byte: int, xor: int) 
 def test_garbage_signatures_raise_only_proof_error(sigs: list[bytes]) -> None:
     with pytest.raises(ProofError):
         verify_attestation(DIGEST, sigs, ATTESTERS, 3)
+
+
+def test_select_quorum_skips_what_does_not_count_and_stops_at_the_threshold() -> None:
+    stranger = Account.from_key(b"\x77" * 32)
+    strange = bytes(stranger.sign_message(encode_defunct(primitive=DIGEST)).signature)
+    candidates = [b"garbage", strange, sign(DIGEST, 3), sign(DIGEST, 3), sign(DIGEST, 1)]
+    candidates.append(sign(DIGEST, 0))
+    chosen = select_quorum(DIGEST, candidates, ATTESTERS, 3)
+    assert [signer for signer, _ in chosen] == sorted([ATTESTERS[3], ATTESTERS[1], ATTESTERS[0]])
+    assert verify_attestation(DIGEST, [s for _, s in chosen], ATTESTERS, 3)
+
+
+def test_select_quorum_without_enough_valid_signatures_is_a_quorum_error() -> None:
+    with pytest.raises(QuorumError):
+        select_quorum(DIGEST, [sign(DIGEST, 0), sign(DIGEST, 0), b"x" * 65], ATTESTERS, 3)
+    with pytest.raises(QuorumError):
+        select_quorum(DIGEST, [sign(DIGEST, i) for i in range(5)], ATTESTERS, 2)  # unsafe
+
+
+@settings(max_examples=300, deadline=None)
+@given(sigs=st.lists(st.binary(min_size=0, max_size=70), max_size=5))
+def test_select_quorum_on_garbage_raises_only_quorum_error(sigs: list[bytes]) -> None:
+    with pytest.raises(QuorumError):
+        select_quorum(DIGEST, sigs, ATTESTERS, 3)

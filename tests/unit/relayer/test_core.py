@@ -377,14 +377,15 @@ async def test_two_committee_signatures_attest_with_signatures_sorted_by_signer(
     assert logged["signers"] == 2
 
 
-async def test_every_committee_signature_is_kept_in_signer_order(h: Harness) -> None:
+async def test_exactly_a_threshold_of_signatures_is_kept_in_signer_order(h: Harness) -> None:
+    # More than the threshold would only cost gas on chain (each signature is recovered there).
     record = await verified(h)
     for key in COMMITTEE_KEYS:
         h.attest(key, record)
     assert h.core._try_attest(record)
     signatures = h.record(record.id).signatures
     signers = [int(signer_of(record, s, h), 16) for s in signatures]
-    assert len(signers) == 3
+    assert len(signers) == 2
     assert signers == sorted(signers)
 
 
