@@ -70,6 +70,23 @@ def _events(log: Path, name: str) -> list[dict[str, object]]:
     return out
 
 
+def relay_overheads(devnet: Devnet, sent_at: dict[bytes, float], clock: HeadClock) -> list[float]:
+    """Per message: origin block final (its ``confirmations``-th successor first seen) ->
+    the daemon's destination submission (from the ledger's history)."""
+    depth = int(devnet.evm("chain-a").confirmations)  # the example config uses a block count
+    overheads = []
+    with Ledger.open(devnet.config.relayer.database) as ledger:
+        for message_id in sent_at:
+            record = ledger.get(message_id)
+            if record is None:
+                continue
+            submitted = [h.at for h in ledger.history(message_id) if h.to_state == "submitted"]
+            final_at = clock.first_seen.get(record.block_number + depth)
+            if submitted and final_at is not None:
+                overheads.append(submitted[0] - final_at)
+    return overheads
+
+
 def throughput(devnet: Devnet, n: int) -> dict[str, float]:
     clock = HeadClock(devnet.chain_a.rpc)
     try:
@@ -82,16 +99,7 @@ def throughput(devnet: Devnet, n: int) -> dict[str, float]:
         sys.exit(f"only {len(latencies)} of {n} delivered; logs in {devnet.work}")
     sent_at = dict(sent)
     last_seen = max(sent_at[i] + lat for i, lat in latencies.items())
-    depth = int(devnet.evm("chain-a").confirmations)  # the example config uses a block count
-    overheads = []
-    with Ledger.open(devnet.config.relayer.database) as ledger:
-        for message_id in sent_at:
-            record = ledger.get(message_id)
-            assert record is not None
-            submitted = [h.at for h in ledger.history(message_id) if h.to_state == "submitted"]
-            final_at = clock.first_seen.get(record.block_number + depth)
-            if submitted and final_at is not None:
-                overheads.append(submitted[0] - final_at)
+    overheads = relay_overheads(devnet, sent_at, clock)
     return {
         "messages": n,
         "msgs_per_s": n / (last_seen - first_send),

@@ -33,9 +33,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.e2e import HeadClock, _pct
+from bench.e2e import HeadClock, _pct, relay_overheads
 from chains.evm.devnet import Devnet
-from relayer.store import Ledger
 
 REPO = Path(__file__).resolve().parents[1]
 PEER_SCRIPT = REPO.parent / "shared" / "bench" / "hyperlane-peer.sh"
@@ -113,16 +112,7 @@ def run_ours(n: int) -> dict[str, Any]:
         first_send = min(sent_at.values())
         last_seen = max(sent_at[i] + lat for i, lat in latencies.items())
         depth = int(devnet.evm("chain-a").confirmations)
-        overheads = []
-        with Ledger.open(devnet.config.relayer.database) as ledger:
-            for message_id in sent_at:
-                record = ledger.get(message_id)
-                if record is None:
-                    continue
-                submitted = [h.at for h in ledger.history(message_id) if h.to_state == "submitted"]
-                final_at = clock.first_seen.get(record.block_number + depth)
-                if submitted and final_at is not None:
-                    overheads.append(submitted[0] - final_at)
+        overheads = relay_overheads(devnet, sent_at, clock)
     finally:
         devnet.stop()
     values = sorted(latencies.values())

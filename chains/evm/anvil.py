@@ -106,7 +106,8 @@ def _rpc(url: str, method: str, params: Sequence[Any], timeout: float) -> Any:
     return body["result"]
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A port on 127.0.0.1 that was free a moment ago (callers retry if it is taken)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -144,7 +145,7 @@ def start_anvil(
 def _spawn(
     binary: Path, chain_id: int, block_time: float | None, extra_args: Sequence[str]
 ) -> AnvilNode:
-    port = _free_port()
+    port = free_port()
     args = [
         str(binary),
         "--host",

@@ -15,7 +15,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import rlp
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 
-from chains.evm.anvil import REPO_ROOT, AnvilNode, start_anvil
+from chains.evm.anvil import REPO_ROOT, AnvilNode, free_port, start_anvil
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC
 from chains.evm.rpc import EvmRpc
@@ -202,12 +201,6 @@ async def send_messages(
     return [mid for mid, _ in sent]
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # --- the devnet ----------------------------------------------------------------------------------
 
 _DELIVERED_SELECTOR = keccak256(b"delivered(bytes32)")[:4]
@@ -258,7 +251,7 @@ class Devnet:
             "CHAIN_A_GATEWAY": gateway_a,
             "CHAIN_B_GATEWAY": gateway_b,
             "RELAYER_DATA_DIR": str(self.work),
-            "RELAYER_HEALTH": f"127.0.0.1:{_free_port()}",
+            "RELAYER_HEALTH": f"127.0.0.1:{free_port()}",
             "RELAYER_KEY_CHAIN_A": DEV_KEYS[SUBMITTER_A],
             "RELAYER_KEY_CHAIN_B": DEV_KEYS[SUBMITTER_B],
             **{f"ATTESTER_KEY_{n + 1}": DEV_KEYS[i] for n, i in enumerate(ATTESTERS)},

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -19,11 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from chains.evm.anvil import free_port
 
 
 class _LoopThread:
@@ -44,7 +39,7 @@ class _LoopThread:
 class TcpProxy:
     def __init__(self, upstream_port: int) -> None:
         self.upstream_port = upstream_port
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.dropping = False
         self.dropped_connections = 0
@@ -97,7 +92,7 @@ Rewrite = Callable[[str, Any, Any], Any]
 class JsonRpcProxy:
     def __init__(self, upstream_url: str) -> None:
         self.upstream_url = upstream_url
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.rewrite: Rewrite | None = None
         self.rewritten = 0
