@@ -29,7 +29,7 @@ import rlp
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 
-from chains.evm.anvil import REPO_ROOT, AnvilNode, free_port, start_anvil
+from chains.evm.anvil import DEV_KEYS, REPO_ROOT, AnvilNode, free_port, start_anvil
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC
 from chains.evm.rpc import EvmRpc
@@ -38,17 +38,6 @@ from relayer.config import Config, load_config
 
 __all__ = ["DEV_KEYS", "Devnet", "run_devnet", "send_messages"]
 
-# anvil's well-known development keys (mnemonic "test test ... junk"), accounts #0-#7.
-DEV_KEYS = (
-    "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80",
-    "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d",
-    "0x5de4111afa1a4b94908f83103eb1f1706367c2e68ca870fc3fb9a804cdab365a",
-    "0x7c852118294e51e653712a81e05800f419141751be58f605c371e15141b007a6",
-    "0x47e179ec197488593b187f80a00eb0da91f1b9d0b13f8733639f19c30a34926a",
-    "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
-    "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
-    "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
-)
 DEPLOYER, SUBMITTER_A, SUBMITTER_B, SENDER_A, SENDER_B = 0, 1, 2, 3, 4
 ATTESTERS = (5, 6, 7)
 ARTIFACTS = Path(__file__).resolve().parent / "contracts" / "artifacts"

@@ -16,10 +16,10 @@ from typing import Any, Literal
 import pytest
 
 from chains.evm import anvil as _runtime
-from chains.evm.anvil import DEV_PRIVATE_KEYS, REPO_ROOT, AnvilError, AnvilNode, anvil_binary
+from chains.evm.anvil import DEV_KEYS, REPO_ROOT, AnvilError, AnvilNode, anvil_binary
 
 __all__ = [
-    "DEV_PRIVATE_KEYS",
+    "DEV_KEYS",
     "REPO_ROOT",
     "AnvilError",
     "AnvilFactory",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import rlp
 from hypothesis import HealthCheck, given, settings
@@ -26,27 +27,28 @@ def _key_or_value(text: str) -> bytes:
     return hx(text) if text.startswith("0x") else text.encode()
 
 
+def _final_items(case: dict[str, Any]) -> dict[bytes, bytes]:
+    """The key/value set a trietest case leaves after its inserts and deletes (null values)."""
+    items: dict[bytes, bytes] = {}
+    for key, value in case["in"]:
+        if value is None:
+            items.pop(_key_or_value(key), None)
+        else:
+            items[_key_or_value(key)] = _key_or_value(value)
+    return items
+
+
 def test_official_trie_vectors_give_their_roots() -> None:
     cases = load("ethereum_tests_trie/trietest.json")
     assert cases
     for name, case in cases.items():
-        items: dict[bytes, bytes] = {}
-        for key, value in case["in"]:
-            if value is None:
-                items.pop(_key_or_value(key), None)
-            else:
-                items[_key_or_value(key)] = _key_or_value(value)
+        items = _final_items(case)
         assert "0x" + trie_root(items).hex() == case["root"], name
 
 
 def test_official_trie_vectors_prove_every_key_and_absence() -> None:
     for case in load("ethereum_tests_trie/trietest.json").values():
-        items: dict[bytes, bytes] = {}
-        for key, value in case["in"]:
-            if value is None:
-                items.pop(_key_or_value(key), None)
-            else:
-                items[_key_or_value(key)] = _key_or_value(value)
+        items = _final_items(case)
         built = TrieBuild(items)
         for key, value in items.items():
             if value:
