@@ -10,9 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import rlp
-from rlp.exceptions import DecodingError
-
+from proofs import rlpcodec
 from proofs.errors import HashMismatchError, MalformedEncodingError, ProofError
 from proofs.hashing import keccak256
 from proofs.mpt import verify_proof
@@ -22,6 +20,7 @@ __all__ = [
     "Account",
     "Log",
     "Receipt",
+    "bloom_may_contain",
     "decode_header",
     "decode_receipt",
     "encode_header",
@@ -146,7 +145,7 @@ def _header_fields(block: Mapping[str, Any]) -> list[bytes | int]:
 
 def encode_header(block: Mapping[str, Any]) -> bytes:
     """The RLP header of a JSON-RPC block object, with the fields its fork defines."""
-    encoded: bytes = rlp.encode(_header_fields(block))
+    encoded: bytes = rlpcodec.encode(_header_fields(block))
     return encoded
 
 
@@ -195,6 +194,22 @@ def verify_header(block: Mapping[str, Any]) -> None:
 _TYPED_RECEIPTS = frozenset({1, 2, 3, 4})
 
 
+def bloom_may_contain(bloom: bytes, item: bytes) -> bool:
+    """Whether a log address or topic may be in a 2048-bit logs bloom (yellow paper, M3:2048).
+
+    False is certain: a block whose (hash-verified) header bloom lacks the item has no such
+    log, so its receipts need not be read. True may be a false positive.
+    """
+    if len(bloom) != 256:
+        raise MalformedEncodingError(f"a logs bloom is 256 bytes, got {len(bloom)}")
+    digest = keccak256(item)
+    for i in (0, 2, 4):
+        bit = ((digest[i] << 8) | digest[i + 1]) & 2047
+        if not bloom[255 - bit // 8] & (1 << (bit % 8)):
+            return False
+    return True
+
+
 def encode_receipt(receipt: Mapping[str, Any]) -> bytes:
     """The consensus encoding of a JSON-RPC receipt (EIP-2718 envelope for typed receipts)."""
     tx_type = _hex_int(receipt, "type") if "type" in receipt else 0
@@ -212,7 +227,7 @@ def encode_receipt(receipt: Mapping[str, Any]) -> bytes:
     logs = receipt.get("logs")
     if not isinstance(logs, list):
         raise MalformedEncodingError("receipt logs must be a list")
-    encoded_logs = []
+    encoded_logs: list[rlpcodec.Encodable] = []
     for entry in logs:
         topics = entry.get("topics") if isinstance(entry, Mapping) else None
         if not isinstance(topics, list):
@@ -224,7 +239,7 @@ def encode_receipt(receipt: Mapping[str, Any]) -> bytes:
                 _hex_bytes(entry, "data"),
             ]
         )
-    payload: bytes = rlp.encode(
+    payload: bytes = rlpcodec.encode(
         [
             first,
             _hex_int(receipt, "cumulativeGasUsed"),
@@ -237,7 +252,7 @@ def encode_receipt(receipt: Mapping[str, Any]) -> bytes:
 
 def receipt_trie(receipts: Sequence[Mapping[str, Any]]) -> TrieBuild:
     """The receipts trie of a block (key rlp(index)), to take its root or cut a proof out of it."""
-    return TrieBuild((rlp.encode(i), encode_receipt(r)) for i, r in enumerate(receipts))
+    return TrieBuild((rlpcodec.encode(i), encode_receipt(r)) for i, r in enumerate(receipts))
 
 
 def receipts_root(receipts: Sequence[Mapping[str, Any]]) -> bytes:
@@ -270,8 +285,8 @@ def _as_list(item: object, what: str, length: int | None = None) -> list[object]
 
 def _rlp_decode(data: bytes, what: str) -> object:
     try:
-        return rlp.decode(data, strict=True)
-    except DecodingError as exc:
+        return rlpcodec.decode(data)
+    except MalformedEncodingError as exc:
         raise MalformedEncodingError(f"{what} is not canonical RLP: {exc}") from None
 
 
@@ -321,7 +336,7 @@ def verify_receipt_proof(receipts_root: bytes, tx_index: int, proof: Sequence[by
     """The receipt at ``tx_index`` under ``receipts_root``, proven by ``proof``."""
     if tx_index < 0:
         raise ProofError(f"transaction index {tx_index} is negative")
-    value = verify_proof(receipts_root, rlp.encode(tx_index), proof)
+    value = verify_proof(receipts_root, rlpcodec.encode(tx_index), proof)
     if value is None:
         raise ProofError(f"the proof shows there is no receipt at index {tx_index}")
     return decode_receipt(value)

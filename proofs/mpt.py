@@ -11,9 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeAlias
 
-import rlp
-from rlp.exceptions import DecodingError
-
+from proofs import rlpcodec
 from proofs.errors import (
     HashMismatchError,
     IncompleteProofError,
@@ -62,8 +60,8 @@ def _decode_path(encoded: bytes) -> tuple[bytes, bool]:
 def decode_node(encoded: bytes) -> list[Node]:
     """Strict RLP decoding of one trie node into a branch (17 items) or a leaf/extension (2)."""
     try:
-        node = rlp.decode(encoded, strict=True)
-    except DecodingError as exc:
+        node = rlpcodec.decode(encoded)
+    except MalformedEncodingError as exc:
         raise MalformedEncodingError(f"trie node is not canonical RLP: {exc}") from None
     if not isinstance(node, list) or len(node) not in (2, _BRANCH_WIDTH):
         raise MalformedEncodingError("trie node is neither a 17-item branch nor a 2-item leaf")
@@ -74,7 +72,7 @@ def _embedded(node: Node) -> list[Node]:
     """An inline child: legal only when its encoding is shorter than a hash."""
     if not isinstance(node, list) or len(node) not in (2, _BRANCH_WIDTH):
         raise MalformedEncodingError("inline child is neither a branch nor a leaf/extension")
-    if len(rlp.encode(node)) >= _HASH_LEN:
+    if len(rlpcodec.encode(node)) >= _HASH_LEN:
         raise MalformedEncodingError("inline child of 32 bytes or more should have been hashed")
     return node
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-import rlp
-
+from proofs import rlpcodec
 from proofs.hashing import keccak256
 from proofs.mpt import EMPTY_TRIE_ROOT, Node, nibbles
 
@@ -27,28 +26,32 @@ def _hex_prefix(path: bytes, is_leaf: bool) -> bytes:
 class TrieBuild:
     """A trie built once from all of its items; answers its root and a proof per key."""
 
-    __slots__ = ("_db", "_root_node", "root")
+    __slots__ = ("_db", "_nodes", "_root_node", "root")
 
     def __init__(self, items: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]) -> None:
         # Later pairs win, as later inserts do; an empty value is a deletion in Ethereum's tries.
         latest = dict(items)
         entries = sorted((nibbles(k), v) for k, v in latest.items() if v)
         self._db: dict[bytes, bytes] = {}
+        # The nodes themselves as well as their encodings: cutting a proof walks them without
+        # decoding what was just encoded (a block's worth of proofs is thousands of nodes).
+        self._nodes: dict[bytes, Node] = {}
         if not entries:
             self._root_node: Node = b""
             self.root = EMPTY_TRIE_ROOT
             return
         self._root_node = self._build(entries, 0)
-        encoded = rlp.encode(self._root_node)
+        encoded = rlpcodec.encode(self._root_node)
         self.root = keccak256(encoded)
         self._db[self.root] = encoded
 
     def _ref(self, node: Node) -> Node:
-        encoded = rlp.encode(node)
+        encoded = rlpcodec.encode(node)
         if len(encoded) < _HASH_LEN:
             return node
         digest = keccak256(encoded)
         self._db[digest] = encoded
+        self._nodes[digest] = node
         return digest
 
     def _build(self, entries: list[tuple[bytes, bytes]], depth: int) -> Node:
@@ -107,7 +110,7 @@ class TrieBuild:
                 if len(ref) != _HASH_LEN:
                     return out
                 out.append(self._db[ref])
-                node = rlp.decode(self._db[ref])
+                node = self._nodes[ref]
             else:
                 node = ref
 

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from proofs import HashMismatchError, MalformedEncodingError, ProofError
 from proofs.ethereum import (
+    bloom_may_contain,
     decode_receipt,
     encode_header,
     encode_receipt,
@@ -188,6 +189,44 @@ def test_our_receipt_proof_equals_the_one_the_node_served() -> None:
     trie = receipt_trie(load("helios_rpc/receipts.json"))
     assert trie.root == vec.receipts_root
     assert tuple(trie.proof(rlp.encode(vec.tx_index))) == vec.proof
+
+
+def test_every_log_of_a_real_block_is_in_its_header_bloom() -> None:
+    block = load("helios_rpc/block.json")
+    bloom = hx(block["logsBloom"])
+    items = {
+        hx(item)
+        for receipt in load("helios_rpc/receipts.json")
+        for log in receipt["logs"]
+        for item in (log["address"], *log["topics"])
+    }
+    assert len(items) > 50
+    assert all(bloom_may_contain(bloom, item) for item in items)
+    assert not bloom_may_contain(bytes(256), items.pop())
+
+
+def _bloom_of(items: list[bytes]) -> bytes:
+    """The bloom as the yellow paper builds it, written independently of the checker."""
+    bits = 0
+    for item in items:
+        digest = keccak256(item)
+        for i in (0, 2, 4):
+            bits |= 1 << (int.from_bytes(digest[i : i + 2], "big") & 2047)
+    return bits.to_bytes(256, "big")
+
+
+@given(st.lists(st.binary(min_size=1, max_size=40), max_size=30), st.binary(max_size=40))
+def test_bloom_has_no_false_negatives(items: list[bytes], other: bytes) -> None:
+    bloom = _bloom_of(items)
+    assert all(bloom_may_contain(bloom, item) for item in items)
+    # An item is only reported when all three of its bits are set.
+    own = int.from_bytes(_bloom_of([other]), "big")
+    assert bloom_may_contain(bloom, other) == (own & ~int.from_bytes(bloom, "big") == 0)
+
+
+def test_bloom_of_the_wrong_size_is_malformed() -> None:
+    with pytest.raises(MalformedEncodingError):
+        bloom_may_contain(bytes(255), b"x")
 
 
 def test_every_log_in_the_block_is_provable_from_rebuilt_receipts() -> None:
