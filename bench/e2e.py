@@ -73,18 +73,40 @@ def _events(log: Path, name: str) -> list[dict[str, object]]:
 def relay_overheads(devnet: Devnet, sent_at: dict[bytes, float], clock: HeadClock) -> list[float]:
     """Per message: origin block final (its ``confirmations``-th successor first seen) ->
     the daemon's destination submission (from the ledger's history)."""
+    return stage_times(devnet, sent_at, clock)["submitted"]
+
+
+def stage_times(
+    devnet: Devnet, sent_at: dict[bytes, float], clock: HeadClock
+) -> dict[str, list[float]]:
+    """Per message and stage (verified, attested, submitted): seconds from the origin block
+    being final to the daemon reaching that stage, from the ledger's history."""
     depth = int(devnet.evm("chain-a").confirmations)  # the example config uses a block count
-    overheads = []
+    stages: dict[str, list[float]] = {"verified": [], "attested": [], "submitted": []}
     with Ledger.open(devnet.config.relayer.database) as ledger:
         for message_id in sent_at:
             record = ledger.get(message_id)
             if record is None:
                 continue
-            submitted = [h.at for h in ledger.history(message_id) if h.to_state == "submitted"]
             final_at = clock.first_seen.get(record.block_number + depth)
-            if submitted and final_at is not None:
-                overheads.append(submitted[0] - final_at)
-    return overheads
+            if final_at is None:
+                continue
+            reached: dict[str, float] = {}
+            for entry in ledger.history(message_id):
+                reached.setdefault(entry.to_state.value, entry.at)
+            if "submitted" not in reached:
+                continue
+            for stage, values in stages.items():
+                values.append(reached.get(stage, reached["submitted"]) - final_at)
+    return stages
+
+
+def describe_stages(stages: dict[str, list[float]]) -> str:
+    return ", ".join(
+        f"{stage} p50 {statistics.median(v):.2f} / p99 {_pct(v, 0.99):.2f} s"
+        for stage, v in stages.items()
+        if v
+    )
 
 
 def throughput(devnet: Devnet, n: int) -> dict[str, float]:
@@ -99,7 +121,9 @@ def throughput(devnet: Devnet, n: int) -> dict[str, float]:
         sys.exit(f"only {len(latencies)} of {n} delivered; logs in {devnet.work}")
     sent_at = dict(sent)
     last_seen = max(sent_at[i] + lat for i, lat in latencies.items())
-    overheads = relay_overheads(devnet, sent_at, clock)
+    stages = stage_times(devnet, sent_at, clock)
+    overheads = stages["submitted"]
+    print("stages after origin final:", describe_stages(stages))
     return {
         "messages": n,
         "msgs_per_s": n / (last_seen - first_send),

@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.e2e import HeadClock, _pct, relay_overheads
+from bench.e2e import HeadClock, _pct, describe_stages, stage_times
 from chains.evm.devnet import Devnet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,7 +112,9 @@ def run_ours(n: int) -> dict[str, Any]:
         first_send = min(sent_at.values())
         last_seen = max(sent_at[i] + lat for i, lat in latencies.items())
         depth = int(devnet.evm("chain-a").confirmations)
-        overheads = relay_overheads(devnet, sent_at, clock)
+        stages = stage_times(devnet, sent_at, clock)
+        overheads = stages["submitted"]
+        print("ours, stages after origin final:", describe_stages(stages), flush=True)
     finally:
         devnet.stop()
     values = sorted(latencies.values())
@@ -193,6 +195,10 @@ def main() -> None:
         f"relay overhead (origin final -> submission): p50 {ours['relay_overhead_p50_s']} s, "
         f"p99 {ours['relay_overhead_p99_s']} s"
     )
+    if args.skip_peer:
+        # The committed JSON is one run of both relayers; a run that reused the peer's
+        # figures only prints.
+        return
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"peer-{dt.date.today().isoformat()}.json"
     out.write_text(

@@ -8,6 +8,7 @@ header's ``receiptsRoot``, the log in it is the Gateway's ``Dispatch`` of exactl
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 import msgspec
@@ -110,6 +111,18 @@ def build_observations(
     return out
 
 
+@lru_cache(maxsize=32)
+def _header_facts(header_rlp: bytes) -> tuple[bytes, int, bytes]:
+    """(hash, number, receiptsRoot) of an encoded header. Every message of a block carries
+    the same header, so a block of many messages decodes and hashes it once."""
+    header = decode_header(header_rlp)
+    return (
+        keccak256(header_rlp),
+        int(header["number"], 16),
+        bytes.fromhex(header["receiptsRoot"][2:]),
+    )
+
+
 def verify_evidence(observation: Observation, *, gateway: bytes, domain: int) -> VerifiedMessage:
     """Re-verify an observation from its evidence alone. Raises ``EvidenceRejectedError``."""
     try:
@@ -117,13 +130,13 @@ def verify_evidence(observation: Observation, *, gateway: bytes, domain: int) ->
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise EvidenceRejectedError(f"evidence does not decode: {exc}") from None
     try:
-        if keccak256(evidence.header_rlp) != observation.block_hash:
+        block_hash, number, receipts_root = _header_facts(evidence.header_rlp)
+        if block_hash != observation.block_hash:
             raise ProofError("header does not hash to the observed block hash")
-        header = decode_header(evidence.header_rlp)
-        if int(header["number"], 16) != observation.block_number:
+        if number != observation.block_number:
             raise ProofError("header number differs from the observed block number")
         log = verify_log(
-            bytes.fromhex(header["receiptsRoot"][2:]),
+            receipts_root,
             evidence.tx_index,
             evidence.log_index,
             evidence.proof,

@@ -22,6 +22,9 @@ class HeadNotifier:
         self.ws_url = ws_url
         self.log = log
         self.event = asyncio.Event()
+        # One event per consumer: a consumer that clears its event must not hide the head
+        # from another (the confirmed pass and the read-ahead both wake on every head).
+        self._listeners: list[asyncio.Event] = [self.event]
         self.subscribed = False
 
     async def run(self) -> None:
@@ -35,7 +38,8 @@ class HeadNotifier:
                     attempt = 0
                     self.subscribed = True
                     async for _ in w3.socket.process_subscriptions():
-                        self.event.set()
+                        for event in self._listeners:
+                            event.set()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (any websocket failure: fall back to polling)
@@ -47,11 +51,18 @@ class HeadNotifier:
                     )
                 await asyncio.sleep(backoff_delay(attempt, base=1.0, cap=30.0))
 
-    async def wait(self, timeout: float) -> None:
+    def listen(self) -> asyncio.Event:
+        """A consumer's own event, set on every head."""
+        event = asyncio.Event()
+        self._listeners.append(event)
+        return event
+
+    async def wait(self, timeout: float, event: asyncio.Event | None = None) -> None:
         """Until the next head (or ``timeout``, the polling fallback)."""
+        event = event or self.event
         try:
             async with asyncio.timeout(timeout):
-                await self.event.wait()
+                await event.wait()
         except TimeoutError:
             pass
-        self.event.clear()
+        event.clear()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from chains.evm.config import EvmChainConfig
@@ -10,6 +12,7 @@ from chains.evm.rpc import EvmRpc
 from chains.evm.submitter import EvmSubmitter, SignedBatch
 from chains.evm.watcher import EvmWatcher
 from proofs.committee import attestation_digest
+from relayer.errors import EvidenceRejectedError
 from relayer.plugin import Observation, VerifiedMessage
 
 if TYPE_CHECKING:
@@ -31,15 +34,53 @@ class _Submitter(EvmSubmitter):
         return SignedBatch.decode(raw)
 
 
+# Verdicts computed ahead (by a watcher's read-ahead) and not asked for yet, at most: a
+# block of a few thousand messages fits; the oldest go first when nobody asks for them.
+_VERDICTS_KEPT = 8192
+
+
+class _Verdicts:
+    """``verify_evidence`` is a pure function of the observation, the gateway and the domain:
+    a verdict computed while the block was young is the verdict at confirmation. Each is
+    handed out once (the core and an attester each verify an observation once), so this
+    holds only the blocks in between."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # filled from the read-ahead's worker thread
+        self._kept: dict[tuple[Observation, bytes, int], VerifiedMessage | str] = {}
+
+    def compute(self, observations: Sequence[Observation], *, gateway: bytes, domain: int) -> None:
+        for observation in observations:
+            verdict: VerifiedMessage | str
+            try:
+                verdict = verify_evidence(observation, gateway=gateway, domain=domain)
+            except EvidenceRejectedError as exc:
+                verdict = str(exc)
+            with self._lock:
+                self._kept[(observation, gateway, domain)] = verdict
+                while len(self._kept) > _VERDICTS_KEPT:
+                    del self._kept[next(iter(self._kept))]
+
+    def take(self, observation: Observation, gateway: bytes, domain: int) -> VerifiedMessage:
+        with self._lock:
+            verdict = self._kept.pop((observation, gateway, domain), None)
+        if verdict is None:
+            return verify_evidence(observation, gateway=gateway, domain=domain)
+        if isinstance(verdict, str):
+            raise EvidenceRejectedError(verdict)
+        return verdict
+
+
 class EvmPlugin:
     kind = "evm"
     config_model = EvmChainConfig
 
+    def __init__(self) -> None:
+        self._verdicts = _Verdicts()
+
     def verify(self, chain: ChainConfig, observation: Observation) -> VerifiedMessage:
         config = _evm(chain)
-        return verify_evidence(
-            observation, gateway=bytes.fromhex(config.gateway[2:]), domain=chain.domain
-        )
+        return self._verdicts.take(observation, bytes.fromhex(config.gateway[2:]), chain.domain)
 
     def attestation_digest(
         self, destination: ChainConfig, origin_domain: int, message_id: bytes, block_hash: bytes
@@ -57,6 +98,11 @@ class EvmPlugin:
         self, chain: ChainConfig, *, ledger: Ledger, owner: str, rpc_url: str | None, log: Any
     ) -> EvmWatcher:
         config = _evm(chain)
+        gateway, domain = bytes.fromhex(config.gateway[2:]), chain.domain
+
+        def warm(observations: Sequence[Observation]) -> None:
+            self._verdicts.compute(observations, gateway=gateway, domain=domain)
+
         return EvmWatcher(
             chain_name=chain.name,
             config=config,
@@ -64,6 +110,7 @@ class EvmPlugin:
             ledger=ledger,
             owner=owner,
             log=log,
+            warm=warm,
         )
 
     def submitter(self, chain: ChainConfig, *, key: LocalKey, log: Any) -> _Submitter:

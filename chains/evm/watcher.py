@@ -10,7 +10,7 @@ that re-included messages are observed in their new blocks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import structlog
@@ -18,6 +18,7 @@ import structlog
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC, build_observations
 from chains.evm.heads import HeadNotifier
+from chains.evm.readahead import ReadAhead
 from chains.evm.rpc import EvmRpc
 from proofs import ProofError
 from relayer.errors import TransientChainError
@@ -44,6 +45,7 @@ class EvmWatcher:
         ledger: Ledger,
         owner: str,
         log: Any = None,
+        warm: Callable[[Sequence[Observation]], None] | None = None,
     ) -> None:
         self.chain = chain_name
         self.config = config
@@ -55,17 +57,35 @@ class EvmWatcher:
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self._fetch_limit = asyncio.Semaphore(8)
         self.heads = HeadNotifier(str(config.ws), self.log) if config.ws else None
+        self.ahead = ReadAhead(chain_name=chain_name, gateway=self.gateway, rpc=rpc, warm=warm)
 
     async def run(self, sink: ObservationSink) -> None:
         try:
-            if self.heads is None:
-                await self._follow(sink)
-                return
             async with asyncio.TaskGroup() as group:
-                group.create_task(self.heads.run(), name=f"heads:{self.chain}")
+                if self.heads is not None:
+                    group.create_task(self.heads.run(), name=f"heads:{self.chain}")
                 group.create_task(self._follow(sink), name=f"follow:{self.chain}")
+                group.create_task(self._read_ahead(), name=f"read-ahead:{self.chain}")
         finally:
             await self.rpc.close()
+
+    async def _read_ahead(self) -> None:
+        """Prepare young blocks as heads arrive (see ``chains.evm.readahead``)."""
+        wake = self.heads.listen() if self.heads is not None else None
+        while True:
+            cursor = self.ledger.get_cursor(self.chain, self.owner)
+            first = cursor.block_number + 1 if cursor is not None else self.config.start_block
+            try:
+                await self.ahead.extend(first)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (a failed read-ahead only costs latency)
+                # The confirmed pass reads these blocks itself and reports what is wrong.
+                self.log.debug("read_ahead.skipped", error=f"{type(exc).__name__}: {exc}")
+            if self.heads is not None and wake is not None:
+                await self.heads.wait(self.config.poll_interval, wake)
+            else:
+                await asyncio.sleep(self.config.poll_interval)
 
     async def _follow(self, sink: ObservationSink) -> None:
         attempt = 0
@@ -120,6 +140,40 @@ class EvmWatcher:
         if start > head:
             return False
         end = min(head, start + _LOG_RANGE - 1)
+        cursor_hash = cursor.block_hash if cursor is not None else b""
+        async with self.ahead.busy:
+            ready = self.ahead.take(cursor_hash, start, end)
+        if ready is not None:
+            end_hash = await self._hash_at(end)
+            if end_hash != ready[-1].hash:
+                ready = None  # prepared on a fork the node has left
+        if ready is not None:
+            observations = [obs for block in ready for obs in block.observations]
+            remembered = [(b.number, b.hash) for b in ready if b.observations]
+        else:
+            observations, remembered, end_hash = await self._read(start, end)
+        self.ahead.forget_through(end)
+        if observations:
+            await sink(observations)
+            for obs in observations:
+                self.log.debug("message.observed", block=obs.block_number)
+        remembered.append((end, end_hash))
+        self.ledger.remember_blocks(self.chain, self.owner, remembered)
+        self.ledger.set_cursor(self.chain, self.owner, end, end_hash)
+        self.ledger.prune_blocks(self.chain, self.owner, below=end - _REMEMBERED_BLOCKS)
+        return True
+
+    async def _hash_at(self, number: int) -> bytes:
+        block = await self.rpc.block(number)
+        if block is None:
+            raise TransientChainError(f"node does not know block {number}, below its own head")
+        return bytes.fromhex(block["hash"][2:])
+
+    async def _read(
+        self, start: int, end: int
+    ) -> tuple[list[Observation], list[tuple[int, bytes]], bytes]:
+        """Read ``start..end`` from the node: the observations, the (number, hash) of each
+        block that had some, and the hash of ``end``."""
         logs = await self.rpc.logs(start, end, self.gateway_hex, ["0x" + DISPATCH_TOPIC.hex()])
         numbers = sorted({int(entry["blockNumber"], 16) for entry in logs})
         log_hashes = {int(e["blockNumber"], 16): e.get("blockHash") for e in logs}
@@ -132,19 +186,7 @@ class EvmWatcher:
                 raise TransientChainError(f"block {number} changed while it was being read")
             observations.extend(build_observations(self.chain, self.gateway, block, receipts))
             remembered.append((number, bytes.fromhex(block["hash"][2:])))
-        end_block = await self.rpc.block(end)
-        if end_block is None:
-            raise TransientChainError(f"node does not know block {end}, below its own head")
-        end_hash = bytes.fromhex(end_block["hash"][2:])
-        if observations:
-            await sink(observations)
-            for obs in observations:
-                self.log.debug("message.observed", block=obs.block_number)
-        remembered.append((end, end_hash))
-        self.ledger.remember_blocks(self.chain, self.owner, remembered)
-        self.ledger.set_cursor(self.chain, self.owner, end, end_hash)
-        self.ledger.prune_blocks(self.chain, self.owner, below=end - _REMEMBERED_BLOCKS)
-        return True
+        return observations, remembered, await self._hash_at(end)
 
     async def _fetch(self, number: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         async with self._fetch_limit:
