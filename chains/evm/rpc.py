@@ -47,6 +47,7 @@ _IDEMPOTENT = frozenset(
         "eth_call",
         "eth_estimateGas",
         "eth_createAccessList",
+        "eth_simulateV1",
         "eth_getTransactionCount",
         "eth_getTransactionReceipt",
     }
@@ -193,10 +194,31 @@ class EvmRpc:
             raise RpcError(
                 self.endpoint,
                 "eth_createAccessList",
+                "eth_simulateV1",
                 str(result["error"]),
                 classify_rpc_error(str(result["error"])),
             )
         return _quantity(result["gasUsed"], "eth_createAccessList")
+
+    async def simulate_call(self, sender: str, to: str, data: bytes) -> tuple[bytes, int]:
+        """(return data, gas used) of one call, from a single execution (``eth_simulateV1``);
+        a revert raises ``RpcError`` of kind REVERTED, as ``eth_call`` would."""
+        call = {"from": sender, "to": to, "data": "0x" + data.hex()}
+        result = await self.request(
+            "eth_simulateV1", {"blockStateCalls": [{"calls": [call]}]}, "latest"
+        )
+        try:
+            (outcome,) = result[0]["calls"]
+            status, gas = outcome["status"], outcome["gasUsed"]
+        except (TypeError, KeyError, IndexError, ValueError):
+            raise PermanentChainError(f"eth_simulateV1 answered {result!r:.120}") from None
+        if _quantity(status, "eth_simulateV1") != 1:
+            error = outcome.get("error") or {}
+            message = str(error.get("message", "execution reverted"))
+            if error.get("data"):
+                message = f"{message} (data: {error['data']})"
+            raise RpcError(self.endpoint, "eth_simulateV1", message, RpcErrorKind.REVERTED)
+        return _data(outcome.get("returnData"), "eth_simulateV1"), _quantity(gas, "eth_simulateV1")
 
     async def nonce(self, address: str, tag: str = "pending") -> int:
         return _quantity(

@@ -8,6 +8,7 @@ contract's own ``attestationDigest``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -26,8 +27,10 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from chains.evm.rpc import EvmRpc, RpcError
 from proofs.committee import attestation_digest, eth_signed_message_hash, recover_signer
 from proofs.hashing import keccak256
+from relayer.retry import RpcErrorKind
 from tests.integration.anvil import AnvilFactory, AnvilNode
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "chains" / "evm" / "contracts" / "artifacts"
@@ -601,3 +604,34 @@ def test_constructor_refuses_duplicate_and_zero_attesters(b: Chain) -> None:
     assert revert_of(factory, dup.estimate_gas) == ("DuplicateAttester", (ATTESTERS[0].address,))
     zero = factory.constructor(DOMAIN_B, [ATTESTERS[0].address, "0x" + "00" * 20], 2)
     assert revert_of(factory, zero.estimate_gas) == ("ZeroAttester", (1,))
+
+
+def test_simulate_v1_answers_as_eth_call_and_measures_gas(a: Chain, b: Chain) -> None:
+    """The submitter's one-execution simulation (``eth_simulateV1`` on anvil) gives the same
+    per-item flags as ``eth_call`` and the gas a real run uses; a whole-batch revert is a
+    REVERTED error, as with eth_call."""
+    good = dispatch(a, b, b"simulate ok")
+    reverting = dispatch(a, b, b"revert")
+    fn = b.gateway.functions.deliverBatch(
+        [item(good, quorum(b, good), 200_000), item(reverting, quorum(b, reverting), 200_000)]
+    )
+    data = bytes.fromhex(fn._encode_transaction_data()[2:])
+    sender = b.w3.eth.accounts[0]
+
+    async def simulate(payload: bytes) -> tuple[bytes, int]:
+        rpc = EvmRpc(b.node.url)
+        try:
+            return await rpc.simulate_call(sender, b.gateway.address, payload)
+        finally:
+            await rpc.close()
+
+    returned, gas = asyncio.run(simulate(data))
+    assert abi_decode(["bool[]"], returned) == ((True, False),)
+    mined = transact(fn)
+    assert gas == mined["gasUsed"]
+
+    forged = dispatch(a, b, b"simulate forged")
+    bad = b.gateway.functions.deliverBatch([item(forged, sign(b, forged, ATTESTERS[:1]), 1)])
+    with pytest.raises(RpcError) as info:
+        asyncio.run(simulate(bytes.fromhex(bad._encode_transaction_data()[2:])))
+    assert info.value.kind is RpcErrorKind.REVERTED

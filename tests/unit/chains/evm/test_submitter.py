@@ -62,6 +62,7 @@ class FakeRpc:
         self.send_errors: list[RpcError] = []
         self.receipts: dict[bytes, dict[str, Any] | None] = {}
         self.call_answer = b""
+        self.simulate_v1_answer: tuple[bytes, int] | None = None
         self.batch_answers: list[list[Any]] = []
         self.closed = False
 
@@ -102,6 +103,12 @@ class FakeRpc:
     async def receipt(self, tx_hash: bytes) -> dict[str, Any] | None:
         self.calls.append(("receipt", (tx_hash,)))
         return self.receipts.get(tx_hash)
+
+    async def simulate_call(self, sender: str, to: str, data: bytes) -> tuple[bytes, int]:
+        self.calls.append(("simulate_call", (sender, to, data)))
+        if self.simulate_v1_answer is None:
+            raise RpcError("fake", "eth_simulateV1", "method not found", RpcErrorKind.OTHER)
+        return self.simulate_v1_answer
 
     async def call(self, to: str, data: bytes, *, sender: str | None = None) -> bytes:
         self.calls.append(("call", (to, data, sender)))
@@ -714,6 +721,39 @@ async def test_simulate_returns_the_gateways_per_item_flags() -> None:
     rpc.call_answer = abi_encode(["bool[]"], [[True, False]])
     assert await submitter.simulate(deliveries) == [True, False]
     assert rpc.calls[-1] == ("call", (GATEWAY, encode_batch(deliveries, 500_000), DEV_ADDRESS))
+
+
+async def test_simulate_v1_gives_flags_and_the_gas_of_the_same_calldata() -> None:
+    rpc = FakeRpc(pending=3)
+    submitter = make_submitter(rpc)
+    deliveries = [delivery(1), delivery(2)]
+    rpc.simulate_v1_answer = (abi_encode(["bool[]"], [[True, True]]), 200_000)
+    assert await submitter.simulate(deliveries) == [True, True]
+    batch = await submitter.prepare(deliveries)
+    # One execution answered both questions: no eth_call, no access-list run.
+    assert "call" not in rpc.names()
+    assert "gas_used" not in rpc.names()
+    assert batch.gas == 250_000 + 500_000 * 64 // 63 + 10_000
+
+
+async def test_gas_is_measured_again_when_the_batch_shrank_after_simulation() -> None:
+    rpc = FakeRpc(pending=3)
+    submitter = make_submitter(rpc)
+    rpc.simulate_v1_answer = (abi_encode(["bool[]"], [[True, False]]), 900_000)
+    assert await submitter.simulate([delivery(1), delivery(2)]) == [True, False]
+    batch = await submitter.prepare([delivery(1)])
+    assert ("gas_used", (DEV_ADDRESS, GATEWAY, batch.calldata)) in rpc.calls
+    assert batch.gas == 125_000 + 500_000 * 64 // 63 + 10_000
+
+
+async def test_a_node_without_simulate_v1_is_asked_with_eth_call_from_then_on() -> None:
+    rpc = FakeRpc()
+    submitter = make_submitter(rpc)
+    rpc.call_answer = abi_encode(["bool[]"], [[True]])
+    for _ in range(2):
+        assert await submitter.simulate([delivery(1)]) == [True]
+    assert rpc.names().count("simulate_call") == 1
+    assert rpc.names().count("call") == 2
 
 
 async def test_simulate_answer_of_the_wrong_length_is_permanent() -> None:
