@@ -194,7 +194,6 @@ class EvmRpc:
             raise RpcError(
                 self.endpoint,
                 "eth_createAccessList",
-                "eth_simulateV1",
                 str(result["error"]),
                 classify_rpc_error(str(result["error"])),
             )
