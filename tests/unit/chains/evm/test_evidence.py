@@ -13,11 +13,19 @@ from typing import Any
 import msgspec
 import pytest
 import rlp
+from eth_abi.abi import decode as abi_decode
 from eth_abi.abi import encode as abi_encode
+from eth_abi.exceptions import DecodingError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from chains.evm.evidence import DISPATCH_TOPIC, EvmEvidence, build_observations, verify_evidence
+from chains.evm.evidence import (
+    DISPATCH_TOPIC,
+    EvmEvidence,
+    abi_bytes,
+    build_observations,
+    verify_evidence,
+)
 from proofs import HashMismatchError, ProofError
 from proofs.ethereum import encode_header, header_hash, receipt_trie, receipts_root
 from proofs.hashing import keccak256
@@ -568,3 +576,47 @@ def test_arbitrary_dispatch_payloads_of_the_gateway_raise_only_evidence_rejected
         verify(obs)
     else:
         rejected(obs)
+
+
+@given(st.binary(max_size=200))
+def test_abi_bytes_reads_what_eth_abi_writes(value: bytes) -> None:
+    assert abi_bytes(abi_encode(["bytes"], [value])) == value
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=120), st.data())
+def test_abi_bytes_accepts_only_what_eth_abi_also_accepts(
+    value: bytes, data: st.DataObject
+) -> None:
+    encoded = bytearray(abi_encode(["bytes"], [value]))
+    position = data.draw(st.integers(min_value=0, max_value=len(encoded) - 1))
+    encoded[position] = data.draw(st.integers(min_value=0, max_value=255))
+    if data.draw(st.booleans()):
+        encoded += bytes(data.draw(st.integers(min_value=1, max_value=40)))
+    try:
+        ours: bytes | None = abi_bytes(bytes(encoded))
+    except ValueError:
+        ours = None
+    if ours is not None:
+        # Stricter is allowed (exact length); accepting what eth_abi refuses is not, and where
+        # both accept they agree.
+        try:
+            (theirs,) = abi_decode(["bytes"], bytes(encoded))
+        except DecodingError:
+            pytest.fail("abi_bytes accepted what eth_abi refuses")
+        assert ours == theirs
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        (64).to_bytes(32, "big") + (0).to_bytes(32, "big"),
+        (32).to_bytes(32, "big") + (5).to_bytes(32, "big") + b"hello" + b"\x01" + bytes(26),
+        (32).to_bytes(32, "big") + (40).to_bytes(32, "big") + bytes(32),
+    ],
+    ids=["empty", "offset", "padding", "short"],
+)
+def test_abi_bytes_refuses_non_canonical_data(data: bytes) -> None:
+    with pytest.raises(ValueError, match="ABI"):
+        abi_bytes(data)
