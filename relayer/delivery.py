@@ -9,8 +9,9 @@ resumes without loss or double delivery:
    (``after_record``), broadcast it (``after_send``);
 4. read receipts until mined; bump fees at the same nonce when it is stuck.
 
-After a restart, SUBMITTED rows carry their signed transaction and are broadcast again: the
-node answers "already known" or "nonce too low", or mines it; the Gateway refuses replays.
+After a restart, the signed transactions of SUBMITTED messages (kept once each, in the ledger's
+``pending_txs``) are broadcast again: the node answers "already known" or "nonce too low", or
+mines it; the Gateway refuses replays.
 """
 
 from __future__ import annotations
@@ -101,12 +102,12 @@ class DeliveryWorker:
     # --- recovery ------------------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        rows = self.ledger.in_state(State.SUBMITTED, destination_chain=self.chain)
-        by_nonce: dict[int, PendingTx] = {}
-        for row in rows:
-            if row.raw_tx is None or row.tx_nonce is None or row.tx_nonce in by_nonce:
-                continue
-            by_nonce[row.tx_nonce] = self.submitter.decode_pending(row.raw_tx)
+        # One transaction per nonce, the newest (listed last) winning: a fee-bumped replacement
+        # names every hash signed at its nonce, so its receipt check finds whichever is mined.
+        by_nonce: dict[int, PendingTx] = {
+            tx.nonce: self.submitter.decode_pending(tx.raw_tx)
+            for tx in self.ledger.pending_txs(self.chain)
+        }
         top = max(by_nonce, default=-1)
         await self.submitter.resync_nonce(at_least=top + 1)
         for nonce in sorted(by_nonce):

@@ -10,6 +10,7 @@ from relayer.store.ledger import (
     Ledger,
     MessageRecord,
     ObservedRow,
+    SignedTx,
     State,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "Ledger",
     "MessageRecord",
     "ObservedRow",
+    "SignedTx",
     "State",
 ]

@@ -1,4 +1,5 @@
-"""The durable message ledger: every message's state, its history, cursors, block hashes, nonces.
+"""The durable message ledger: every message's state, its history, the signed transactions in
+flight, cursors, block hashes, nonces.
 
 SQLite in WAL mode with ``synchronous=FULL``. Each state change is one committed transaction that
 also appends a history row, so a process killed at any instant leaves every message in a state its
@@ -32,6 +33,7 @@ __all__ = [
     "Ledger",
     "MessageRecord",
     "ObservedRow",
+    "SignedTx",
     "State",
 ]
 
@@ -93,9 +95,18 @@ class MessageRecord:
     signatures: tuple[bytes, ...]
     tx_hash: bytes | None
     tx_nonce: int | None
-    raw_tx: bytes | None
     created_at: float
     updated_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    """A signed destination transaction that submitted messages are waiting on: what a restart
+    broadcasts again (``Ledger.pending_txs``)."""
+
+    nonce: int
+    tx_hash: bytes
+    raw_tx: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +142,13 @@ class Cursor:
 _COLUMNS = tuple(f.name for f in fields(MessageRecord))
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM messages"  # noqa: S608 -- constant column names
 _ROW_FIELDS = frozenset(f.name for f in fields(ObservedRow))
+# ``state = 'submitted'`` is spelled as a literal, not bound: only then can SQLite prove the query
+# matches the partial index messages_submitted_by_tx.
+_PENDING_TX_IS_USED = (
+    "EXISTS (SELECT 1 FROM messages WHERE messages.state = 'submitted'"
+    " AND messages.destination_chain = pending_txs.destination_chain"
+    " AND messages.tx_hash = pending_txs.tx_hash)"
+)
 # SQLite's default limit on host parameters is 32766 since 3.32, 999 before: stay below both.
 _CHUNK = 500
 
@@ -322,6 +340,17 @@ class Ledger:
                 f"message {_short(record.id)}: transition {record.state} -> {to} is not allowed"
             )
 
+    @staticmethod
+    def _prune_txs(conn: sqlite3.Connection, txs: Iterable[tuple[str, bytes]]) -> None:
+        """Forget the signed transactions (destination chain, tx hash) ``txs`` that no submitted
+        message waits on any more. Called in the transaction that moved their last message
+        away, so the table holds only what a restart may broadcast again."""
+        conn.executemany(
+            "DELETE FROM pending_txs WHERE destination_chain = ? AND tx_hash = ?"  # noqa: S608 -- constant
+            f" AND NOT {_PENDING_TX_IS_USED}",
+            txs,
+        )
+
     # --- observations ----------------------------------------------------------------------------
 
     def record_observed(
@@ -489,7 +518,6 @@ class Ledger:
         signatures: Sequence[bytes] | None = None,
         tx_hash: bytes | None = None,
         tx_nonce: int | None = None,
-        raw_tx: bytes | None = None,
         clear_tx: bool = False,
         next_attempt_at: float | None = None,
         reset_attempts: bool = False,
@@ -498,9 +526,11 @@ class Ledger:
 
         Refused (``StoreError``) when the id is unknown, its state is not in ``expect`` (when
         given) or the transition is not in ``ALLOWED_TRANSITIONS``. Fields given are written;
-        ``error`` also becomes ``last_error``; ``clear_tx`` empties tx_hash/tx_nonce/raw_tx
-        (before the given ones are written). ``next_attempt_at`` defaults to now, so a message
-        that enters a new state is due at once rather than after the previous state's backoff."""
+        ``error`` also becomes ``last_error``; ``clear_tx`` empties tx_hash/tx_nonce (before the
+        given ones are written). ``next_attempt_at`` defaults to now, so a message that enters a
+        new state is due at once rather than after the previous state's backoff. A signed
+        transaction is stored only by ``mark_submitted``; one that no submitted message holds
+        any more after this move is forgotten."""
         wanted = _states(expect)
         to = State(to)
         packed = None if signatures is None else _pack_signatures(signatures)
@@ -511,13 +541,12 @@ class Ledger:
             sets = ["state = ?", "updated_at = ?", "next_attempt_at = ?"]
             args: list[Any] = [to, now, now if next_attempt_at is None else next_attempt_at]
             if clear_tx:
-                sets += ["tx_hash = NULL", "tx_nonce = NULL", "raw_tx = NULL"]
+                sets += ["tx_hash = NULL", "tx_nonce = NULL"]
             for column, value in (
                 ("last_error", error),
                 ("signatures", packed),
                 ("tx_hash", tx_hash),
                 ("tx_nonce", tx_nonce),
-                ("raw_tx", raw_tx),
             ):
                 if value is not None:
                     sets.append(f"{column} = ?")
@@ -531,6 +560,8 @@ class Ledger:
             self._history(
                 conn, id, now, from_state=record.state, to_state=to, detail=detail, error=error
             )
+            if record.tx_hash is not None:
+                self._prune_txs(conn, [(record.destination_chain, record.tx_hash)])
             return self._fetch(conn, id)
 
     def transition_many(
@@ -548,6 +579,7 @@ class Ledger:
         unique = list(dict.fromkeys(ids))
         with self._write() as conn:
             now = self._clock()
+            txs: set[tuple[str, bytes]] = set()
             for message_id in unique:
                 record = self._fetch(conn, message_id)
                 self._check(record, to, wanted)
@@ -559,6 +591,9 @@ class Ledger:
                 self._history(
                     conn, message_id, now, from_state=record.state, to_state=to, detail=detail
                 )
+                if record.tx_hash is not None:
+                    txs.add((record.destination_chain, record.tx_hash))
+            self._prune_txs(conn, txs)
             return len(unique)
 
     def mark_attested(self, items: Sequence[tuple[bytes, Sequence[bytes], str | None]]) -> int:
@@ -595,33 +630,65 @@ class Ledger:
     ) -> int:
         """Record that one signed transaction carries ``ids``, in one transaction, all or
         nothing: attested messages move to SUBMITTED; messages already SUBMITTED (a fee-bumped
-        replacement of their transaction) stay there with the new tx fields. Anything else
-        raises ``StoreError``. The signed bytes are stored before they are broadcast, so a
-        restart can re-broadcast or replace the very transaction that may be in a mempool."""
+        replacement of their transaction) stay there with the new tx fields. Anything else, or
+        messages bound for more than one chain, raises ``StoreError``. The signed bytes are
+        stored before they are broadcast, so a restart can re-broadcast or replace the very
+        transaction that may be in a mempool (``pending_txs``).
+
+        The bytes are stored once, not per message; a replaced transaction that no submitted
+        message holds any more is forgotten: the replacement lists every hash signed at its
+        nonce, which is all a restart needs to find whichever of them is mined."""
         unique = list(dict.fromkeys(ids))
         with self._write() as conn:
             now = self._clock()
+            chains: set[str] = set()
+            replaced: set[tuple[str, bytes]] = set()
             for message_id in unique:
-                record = self._fetch(conn, message_id)
-                if record.state not in {State.ATTESTED, State.SUBMITTED}:
+                # Only the columns this needs: building whole records, evidence included, was a
+                # third of the call once the signed bytes were no longer written per message.
+                found = conn.execute(
+                    "SELECT state, destination_chain, tx_hash FROM messages WHERE id = ?",
+                    (message_id,),
+                ).fetchone()
+                if found is None:
+                    raise StoreError(f"message {_short(message_id)} is not in the ledger")
+                state, chain, old_hash = State(found[0]), str(found[1]), found[2]
+                if state not in {State.ATTESTED, State.SUBMITTED}:
                     raise StoreError(
-                        f"message {_short(message_id)} is {record.state}; only attested or "
+                        f"message {_short(message_id)} is {state}; only attested or "
                         "submitted messages can be put in a transaction"
                     )
-                verb = "replaced by" if record.state is State.SUBMITTED else "submitted in"
+                chains.add(chain)
+                if old_hash is not None and old_hash != tx_hash:
+                    replaced.add((chain, bytes(old_hash)))
+                verb = "replaced by" if state is State.SUBMITTED else "submitted in"
                 conn.execute(
-                    "UPDATE messages SET state = ?, tx_hash = ?, tx_nonce = ?, raw_tx = ?,"
+                    "UPDATE messages SET state = ?, tx_hash = ?, tx_nonce = ?,"
                     " next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                    (State.SUBMITTED, tx_hash, tx_nonce, raw_tx, now, now, message_id),
+                    (State.SUBMITTED, tx_hash, tx_nonce, now, now, message_id),
                 )
                 self._history(
                     conn,
                     message_id,
                     now,
-                    from_state=record.state,
+                    from_state=state,
                     to_state=State.SUBMITTED,
                     detail=detail or f"{verb} tx {_short(tx_hash)} (nonce {tx_nonce})",
                 )
+            if len(chains) > 1:
+                raise StoreError(
+                    f"tx {_short(tx_hash)} cannot carry messages for {sorted(chains)}: "
+                    "a transaction lands on one destination chain"
+                )
+            for chain in chains:
+                conn.execute(
+                    "INSERT INTO pending_txs"
+                    " (destination_chain, tx_hash, tx_nonce, raw_tx, created_at)"
+                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (destination_chain, tx_hash) DO UPDATE"
+                    " SET tx_nonce = excluded.tx_nonce, raw_tx = excluded.raw_tx",
+                    (chain, tx_hash, tx_nonce, raw_tx, now),
+                )
+            self._prune_txs(conn, replaced)
             return len(unique)
 
     def schedule_retry(
@@ -665,6 +732,8 @@ class Ledger:
                 detail=f"retry {attempts} in {delay:g}s",
                 error=error,
             )
+            if record.tx_hash is not None:
+                self._prune_txs(conn, [(record.destination_chain, record.tx_hash)])
             return self._fetch(conn, id)
 
     def clear_failed(self, route: str | None = None, ids: Iterable[bytes] | None = None) -> int:
@@ -802,6 +871,22 @@ class Ledger:
                 args,
             ).fetchall()
         return [_record(r) for r in rows]
+
+    def pending_txs(self, destination_chain: str) -> list[SignedTx]:
+        """The signed transactions that submitted messages bound for ``destination_chain`` are
+        waiting on (recovery at start-up), by nonce; should one nonce have several, the one
+        stored last (the newest replacement) comes last."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT tx_nonce, tx_hash, raw_tx FROM pending_txs"  # noqa: S608 -- constant
+                f" WHERE destination_chain = ? AND {_PENDING_TX_IS_USED}"
+                " ORDER BY tx_nonce, rowid",
+                (destination_chain,),
+            ).fetchall()
+        return [
+            SignedTx(nonce=int(nonce), tx_hash=bytes(tx_hash), raw_tx=bytes(raw_tx))
+            for nonce, tx_hash, raw_tx in rows
+        ]
 
     def counts(self) -> dict[tuple[str, State], int]:
         """How many messages each route has in each state (states with none are absent)."""

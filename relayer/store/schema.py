@@ -88,8 +88,42 @@ _V1 = (
     """,
 )
 
+# A signed transaction carries a whole batch (~30 KB for 100 messages), and V1 wrote it into every
+# message row of the batch: 100 copies written and synced per batch, again at each fee bump. V2
+# keeps it once, for as long as a submitted message may need it re-broadcast after a restart.
+# messages.raw_tx stays (dropping a column means rebuilding the table) but is unused since V2.
+_V2 = (
+    """
+    CREATE TABLE pending_txs (
+        destination_chain TEXT    NOT NULL,
+        -- any length, as in messages.tx_hash: what a hash is belongs to the destination plugin
+        tx_hash           BLOB    NOT NULL,
+        tx_nonce          INTEGER NOT NULL,
+        raw_tx            BLOB    NOT NULL,
+        created_at        REAL    NOT NULL,
+        PRIMARY KEY (destination_chain, tx_hash)
+    )
+    """,
+    "CREATE INDEX pending_txs_by_nonce ON pending_txs (destination_chain, tx_nonce)",
+    # Whether any submitted message still needs a transaction, asked whenever messages leave it;
+    # without this index the answer reads every in-flight row, evidence overflow pages included.
+    """CREATE INDEX messages_submitted_by_tx ON messages (destination_chain, tx_hash)
+       WHERE state = 'submitted'""",
+    # Only a submitted message's transaction can be broadcast again; the others' raw bytes were
+    # kept only because V1 never cleared them, and copying them would keep dead weight forever.
+    # A submitted row without a hash or nonce cannot be matched to its transaction any more.
+    """
+    INSERT OR IGNORE INTO pending_txs (destination_chain, tx_hash, tx_nonce, raw_tx, created_at)
+    SELECT destination_chain, tx_hash, tx_nonce, raw_tx, updated_at FROM messages
+    WHERE state = 'submitted' AND raw_tx IS NOT NULL AND tx_hash IS NOT NULL
+      AND tx_nonce IS NOT NULL
+    ORDER BY updated_at
+    """,
+    "UPDATE messages SET raw_tx = NULL WHERE raw_tx IS NOT NULL",
+)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -12,7 +12,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,8 +24,10 @@ from relayer.store import (
     Cursor,
     Ledger,
     ObservedRow,
+    SignedTx,
     State,
 )
+from relayer.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 REPO = Path(__file__).resolve().parents[3]
 SIG = b"\x01" * 65
@@ -223,14 +225,9 @@ def test_transition_writes_the_fields_it_is_given(ledger: Ledger, clock: FakeClo
         State.SUBMITTED,
         tx_hash=b"\xaa" * 32,
         tx_nonce=0,
-        raw_tx=b"\x02raw",
         next_attempt_at=clock.now + 30,
     )
-    assert (submitted.tx_hash, submitted.tx_nonce, submitted.raw_tx) == (
-        b"\xaa" * 32,
-        0,
-        b"\x02raw",
-    )
+    assert (submitted.tx_hash, submitted.tx_nonce) == (b"\xaa" * 32, 0)
     assert submitted.next_attempt_at == clock.now + 30
     assert submitted.signatures == (SIG, SIG2), "fields not given are kept"
 
@@ -238,7 +235,7 @@ def test_transition_writes_the_fields_it_is_given(ledger: Ledger, clock: FakeClo
     dropped = ledger.transition(
         message_id, State.ATTESTED, error="tx dropped", clear_tx=True, reset_attempts=True
     )
-    assert (dropped.tx_hash, dropped.tx_nonce, dropped.raw_tx) == (None, None, None)
+    assert (dropped.tx_hash, dropped.tx_nonce) == (None, None)
     assert dropped.last_error == "tx dropped"
     assert dropped.attempts == 0
     assert ledger.history(message_id)[-1].error == "tx dropped"
@@ -286,12 +283,10 @@ def test_mark_submitted_puts_a_batch_in_one_transaction_and_records_replacements
     assert ledger.mark_submitted(ids[:2], tx_hash=b"\x01" * 32, tx_nonce=7, raw_tx=b"raw1") == 2
     record = ledger.get(ids[0])
     assert record is not None
-    assert (record.state, record.tx_hash, record.tx_nonce, record.raw_tx) == (
-        State.SUBMITTED,
-        b"\x01" * 32,
-        7,
-        b"raw1",
-    )
+    assert (record.state, record.tx_hash, record.tx_nonce) == (State.SUBMITTED, b"\x01" * 32, 7)
+    assert ledger.pending_txs("chain-b") == [
+        SignedTx(nonce=7, tx_hash=b"\x01" * 32, raw_tx=b"raw1")
+    ]
     assert ledger.history(ids[0])[-1].detail == f"submitted in tx 0x{'01' * 32} (nonce 7)"
 
     # A fee bump replaces the transaction of messages that stay submitted.
@@ -299,13 +294,170 @@ def test_mark_submitted_puts_a_batch_in_one_transaction_and_records_replacements
     last = ledger.history(ids[1])[-1]
     assert (last.from_state, last.to_state) == (State.SUBMITTED, State.SUBMITTED)
     assert last.detail == f"replaced by tx 0x{'02' * 32} (nonce 7)"
-    assert ledger.get(ids[1]).raw_tx == b"raw2"  # type: ignore[union-attr]
+    assert ledger.get(ids[1]).tx_hash == b"\x02" * 32  # type: ignore[union-attr]
+    assert ledger.pending_txs("chain-b") == [
+        SignedTx(nonce=7, tx_hash=b"\x02" * 32, raw_tx=b"raw2")
+    ]
 
     # All or nothing: one message in the wrong state refuses the whole batch.
     ledger.transition(ids[2], State.FAILED)
     with pytest.raises(StoreError, match="only attested or submitted"):
         ledger.mark_submitted(ids, tx_hash=b"\x03" * 32, tx_nonce=8, raw_tx=b"raw3")
     assert ledger.get(ids[0]).tx_nonce == 7  # type: ignore[union-attr]
+    assert [t.tx_hash for t in ledger.pending_txs("chain-b")] == [b"\x02" * 32]
+
+
+# --- signed transactions -------------------------------------------------------------------------
+
+
+def tx(n: int | str) -> bytes:
+    return hashlib.sha256(f"tx {n}".encode()).digest()
+
+
+def attested(led: Ledger, numbers: range, **kw: object) -> list[bytes]:
+    ids = [observe(led, n, **kw) for n in numbers]
+    for message_id in ids:
+        bring_to(led, message_id, State.ATTESTED)
+    return ids
+
+
+def pending_rows(led: Ledger) -> list[tuple[str, bytes, int]]:
+    conn = led._conn
+    assert conn is not None
+    return conn.execute(
+        "SELECT destination_chain, tx_hash, tx_nonce FROM pending_txs ORDER BY rowid"
+    ).fetchall()
+
+
+def test_a_signed_transaction_is_stored_once_however_many_messages_it_carries(
+    tmp_path: Path,
+) -> None:
+    raw = random.Random(7).randbytes(30_000)
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path) as led:
+        ids = attested(led, range(100))
+        conn = led._conn
+        assert conn is not None
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        before = path.stat().st_size + path.with_name("ledger.db-wal").stat().st_size
+
+        assert led.mark_submitted(ids, tx_hash=tx(1), tx_nonce=0, raw_tx=raw) == 100
+
+        grown = path.stat().st_size + path.with_name("ledger.db-wal").stat().st_size - before
+        assert conn.execute("SELECT count(*), sum(length(raw_tx)) FROM pending_txs").fetchone() == (
+            1,
+            len(raw),
+        )
+        assert conn.execute(
+            "SELECT count(*) FROM messages WHERE raw_tx IS NOT NULL"
+        ).fetchone() == (0,)
+        # 100 copies would add 3 MB; one copy and the pages the batch's updates touch (WAL frames
+        # of message, history and index pages: ~170 KB) stay far below.
+        assert grown < 10 * len(raw), f"the batch grew the ledger by {grown} bytes"
+        assert led.pending_txs("chain-b") == [SignedTx(nonce=0, tx_hash=tx(1), raw_tx=raw)]
+        assert all(led.get(i).tx_hash == tx(1) for i in ids)  # type: ignore[union-attr]
+
+
+def test_a_fee_bump_replaces_the_stored_transaction_of_its_nonce_only(ledger: Ledger) -> None:
+    first = attested(ledger, range(3))
+    second = attested(ledger, range(3, 5))
+    ledger.mark_submitted(first, tx_hash=tx("7a"), tx_nonce=7, raw_tx=b"7a")
+    ledger.mark_submitted(second, tx_hash=tx(8), tx_nonce=8, raw_tx=b"8")
+
+    ledger.mark_submitted(first, tx_hash=tx("7b"), tx_nonce=7, raw_tx=b"7b")
+
+    assert ledger.pending_txs("chain-b") == [
+        SignedTx(nonce=7, tx_hash=tx("7b"), raw_tx=b"7b"),
+        SignedTx(nonce=8, tx_hash=tx(8), raw_tx=b"8"),
+    ]
+    assert [h for _, h, _ in pending_rows(ledger)] == [tx(8), tx("7b")]
+    # Recording the same transaction twice keeps one row of it.
+    ledger.mark_submitted(first, tx_hash=tx("7b"), tx_nonce=7, raw_tx=b"7b")
+    assert len(pending_rows(ledger)) == 2
+
+
+def test_a_transaction_bumped_for_part_of_its_messages_is_kept_for_the_others(
+    ledger: Ledger,
+) -> None:
+    ids = attested(ledger, range(3))
+    ledger.mark_submitted(ids, tx_hash=tx("a"), tx_nonce=1, raw_tx=b"a")
+    ledger.mark_submitted(ids[:1], tx_hash=tx("b"), tx_nonce=1, raw_tx=b"b")
+    assert [t.tx_hash for t in ledger.pending_txs("chain-b")] == [tx("a"), tx("b")]
+    ledger.mark_submitted(ids[1:], tx_hash=tx("b"), tx_nonce=1, raw_tx=b"b")
+    assert ledger.pending_txs("chain-b") == [SignedTx(nonce=1, tx_hash=tx("b"), raw_tx=b"b")]
+
+
+def test_submitted_transactions_are_recovered_after_a_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    with Ledger.open(path) as led:
+        ids = attested(led, range(6))
+        elsewhere = attested(led, range(6, 8), destination="chain-c")
+        led.mark_submitted(ids[:2], tx_hash=tx(3), tx_nonce=3, raw_tx=b"three")
+        led.mark_submitted(ids[2:4], tx_hash=tx(4), tx_nonce=4, raw_tx=b"four")
+        led.mark_submitted(ids[:2], tx_hash=tx("3b"), tx_nonce=3, raw_tx=b"three, bumped")
+        led.mark_submitted(ids[4:], tx_hash=tx(2), tx_nonce=2, raw_tx=b"two")
+        led.transition_many(ids[4:], State.DELIVERED, expect=State.SUBMITTED)
+        led.mark_submitted(elsewhere, tx_hash=tx(9), tx_nonce=9, raw_tx=b"nine")
+
+    with Ledger.open(path) as led:
+        assert led.pending_txs("chain-b") == [
+            SignedTx(nonce=3, tx_hash=tx("3b"), raw_tx=b"three, bumped"),
+            SignedTx(nonce=4, tx_hash=tx(4), raw_tx=b"four"),
+        ]
+        assert led.pending_txs("chain-c") == [SignedTx(nonce=9, tx_hash=tx(9), raw_tx=b"nine")]
+        assert led.pending_txs("chain-z") == []
+
+
+LEAVE_SUBMITTED: dict[str, Callable[[Ledger, bytes], object]] = {
+    "delivered": lambda led, i: led.transition_many([i], State.DELIVERED, expect=State.SUBMITTED),
+    "re-queued": lambda led, i: led.transition(i, State.ATTESTED, clear_tx=True),
+    "retried": lambda led, i: led.schedule_retry(i, error="dropped", delay=5, to=State.ATTESTED),
+    "failed": lambda led, i: led.transition(i, State.FAILED, error="reverted"),
+    "delivered one by one": lambda led, i: led.transition(i, State.DELIVERED),
+}
+
+
+@pytest.mark.parametrize("leave", LEAVE_SUBMITTED.values(), ids=LEAVE_SUBMITTED.keys())
+def test_a_transaction_is_forgotten_when_its_last_submitted_message_leaves(
+    ledger: Ledger, leave: Callable[[Ledger, bytes], object]
+) -> None:
+    ids = attested(ledger, range(3))
+    kept = attested(ledger, range(3, 4))
+    ledger.mark_submitted(ids, tx_hash=tx(1), tx_nonce=1, raw_tx=b"one")
+    ledger.mark_submitted(kept, tx_hash=tx(2), tx_nonce=2, raw_tx=b"two")
+    for message_id in ids[:-1]:
+        leave(ledger, message_id)
+        assert [t.tx_hash for t in ledger.pending_txs("chain-b")] == [tx(1), tx(2)]
+    leave(ledger, ids[-1])
+    assert ledger.pending_txs("chain-b") == [SignedTx(nonce=2, tx_hash=tx(2), raw_tx=b"two")]
+    assert [h for _, h, _ in pending_rows(ledger)] == [tx(2)]
+
+
+def test_a_refused_move_keeps_the_transaction(ledger: Ledger) -> None:
+    ids = attested(ledger, range(2))
+    ledger.mark_submitted(ids, tx_hash=tx(1), tx_nonce=1, raw_tx=b"one")
+    with pytest.raises(StoreError, match="not in the ledger"):
+        ledger.transition_many([*ids, mid("nope")], State.DELIVERED, expect=State.SUBMITTED)
+    assert len(pending_rows(ledger)) == 1
+
+
+def test_mark_submitted_stores_the_transaction_with_its_messages_or_not_at_all(
+    ledger: Ledger,
+) -> None:
+    ids = attested(ledger, range(2))
+    ledger.transition(ids[1], State.FAILED)
+    with pytest.raises(StoreError, match="only attested or submitted"):
+        ledger.mark_submitted(ids, tx_hash=tx(1), tx_nonce=1, raw_tx=b"one")
+    assert pending_rows(ledger) == []
+
+    other = attested(ledger, range(5, 6), destination="chain-c")
+    with pytest.raises(StoreError, match="one destination chain"):
+        ledger.mark_submitted([ids[0], *other], tx_hash=tx(2), tx_nonce=2, raw_tx=b"two")
+    assert pending_rows(ledger) == []
+    assert ledger.get(ids[0]).state is State.ATTESTED  # type: ignore[union-attr]
+
+    assert ledger.mark_submitted([], tx_hash=tx(3), tx_nonce=3, raw_tx=b"three") == 0
+    assert pending_rows(ledger) == []
 
 
 # --- observation and reorgs -----------------------------------------------------------------------
@@ -762,7 +914,7 @@ def test_open_creates_directories_schema_and_durable_settings(tmp_path: Path) ->
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         conn.close()
     with Ledger.open(path) as led:
@@ -772,6 +924,55 @@ def test_open_creates_directories_schema_and_durable_settings(tmp_path: Path) ->
         assert own.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert own.execute("PRAGMA busy_timeout").fetchone()[0] == 5000
         assert led.get(mid(1)) is not None
+
+
+def test_a_v1_ledger_migrates_its_signed_transactions_to_one_row_each(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[0]:  # V1 exactly as a released relayer created it
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 1")
+
+    def v1_row(n: int, state: str, tx_hash: bytes, nonce: int, raw: bytes, dest: str) -> None:
+        conn.execute(
+            "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
+            " block_number, block_hash, evidence, state, next_attempt_at, signatures, tx_hash,"
+            " tx_nonce, raw_tx, created_at, updated_at)"
+            " VALUES (?, 'chain-a', ?, ?, ?, x'00', 10, ?, x'', ?, 0, ?, ?, ?, ?, ?, ?)",
+            (mid(n), dest, f"chain-a->{dest}", n, bhash(10), state, SIG, tx_hash, nonce, raw, n, n),
+        )
+
+    for n in range(3):  # one batch at nonce 5, fee-bumped: V1 rewrote every row of it
+        v1_row(n, "submitted", tx("5b"), 5, b"five, bumped", "chain-b")
+    for n in range(3, 5):
+        v1_row(n, "submitted", tx(6), 6, b"six", "chain-b")
+    v1_row(5, "delivered", tx(4), 4, b"four", "chain-b")  # V1 never cleared a delivered raw_tx
+    v1_row(6, "submitted", tx(9), 9, b"nine", "chain-c")
+    conn.close()
+
+    with Ledger.open(path) as led:
+        own = led._conn
+        assert own is not None
+        assert own.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert own.execute("SELECT count(*) FROM messages WHERE raw_tx IS NOT NULL").fetchone() == (
+            0,
+        )
+        assert led.pending_txs("chain-b") == [
+            SignedTx(nonce=5, tx_hash=tx("5b"), raw_tx=b"five, bumped"),
+            SignedTx(nonce=6, tx_hash=tx(6), raw_tx=b"six"),
+        ]
+        assert led.pending_txs("chain-c") == [SignedTx(nonce=9, tx_hash=tx(9), raw_tx=b"nine")]
+        assert len(pending_rows(led)) == 3, "only transactions a restart may broadcast again"
+        delivered = led.get(mid(5))
+        assert delivered is not None
+        assert (delivered.state, delivered.tx_hash, delivered.tx_nonce) == (
+            State.DELIVERED,
+            tx(4),
+            4,
+        )
+        # The migrated ledger goes on as a new one: delivery forgets the transaction.
+        led.transition_many([mid(n) for n in range(3)], State.DELIVERED, expect=State.SUBMITTED)
+        assert [t.nonce for t in led.pending_txs("chain-b")] == [6]
 
 
 def test_a_ledger_from_a_newer_relayer_is_refused(tmp_path: Path) -> None:
