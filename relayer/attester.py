@@ -2,8 +2,9 @@
 
 It follows each origin chain with its own watcher (its own cursor, its own confirmation depth),
 verifies every message's evidence itself with ``proofs/``, and only then signs the digest the
-destination gateway checks, publishing the signature to the checkpoint store. The relayer
-never sees its key; it only collects signatures and counts them against the committee.
+destination gateway checks, publishing the signatures of each origin block together to the
+checkpoint store. The relayer never sees its key; it only collects signatures and counts them
+against the committee.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from relayer.config import ChainConfig, Config
 from relayer.errors import ConfigError, EvidenceRejectedError, UnknownChainError
 from relayer.keys import LocalKey
 from relayer.message import Message, MessageFormatError
-from relayer.plugin import Observation, load_plugin
+from relayer.plugin import ChainPlugin, Observation, load_plugin
 from relayer.store import Ledger
 
 __all__ = ["Attester"]
@@ -76,34 +77,66 @@ class Attester:
         plugin = load_plugin(origin.type)
 
         async def sink(observations: Sequence[Observation]) -> None:
+            # The watcher hands over whole blocks, so each block's file is written once,
+            # complete, and replacing it on a re-scan loses nothing.
+            by_block: dict[bytes, list[Observation]] = {}
             for obs in observations:
-                try:
-                    plugin.verify(origin, obs)
-                    message = Message.decode(obs.message)
-                    destination = self.config.chain_by_domain(message.destination)
-                except (EvidenceRejectedError, MessageFormatError, UnknownChainError) as exc:
-                    self.log.error("proof.rejected", chain=origin.name, reason=str(exc))
+                by_block.setdefault(obs.block_hash, []).append(obs)
+            for block_hash, block in by_block.items():
+                attestations = [
+                    att for obs in block if (att := self._attest(origin, plugin, obs)) is not None
+                ]
+                if not attestations:
                     continue
-                digest = load_plugin(destination.type).attestation_digest(
-                    destination, origin.domain, message.id, obs.block_hash
+                # Its fsyncs can take milliseconds: in a thread, so that the watchers of the
+                # other origins keep running. Cancelled here, the thread still writes the whole
+                # file or none (tmp + rename), and the cursor has not moved past the block.
+                await asyncio.to_thread(
+                    self.checkpoints.put_block,
+                    origin.domain,
+                    block_hash,
+                    self.signer,
+                    attestations,
                 )
-                signature = self.key.sign_hash(eth_signed_message_hash(digest))
-                self.checkpoints.put(
-                    Attestation(
-                        signer=self.signer,
-                        signature=signature,
-                        origin_domain=origin.domain,
-                        message_id=message.id,
-                        origin_block_hash=obs.block_hash,
-                        destination_domain=destination.domain,
-                    )
-                )
+                number = block[0].block_number
                 self.log.info(
-                    "message.attested",
-                    chain=origin.name,
-                    route=f"{origin.name}->{destination.name}",
-                    message_id="0x" + message.id.hex(),
-                    block=obs.block_number,
+                    "block.attested", chain=origin.name, block=number, messages=len(attestations)
                 )
+                # Debug, not info: a block of a thousand messages would be a thousand lines
+                # beside the one above. Run at debug level to see which message ids an
+                # attester signed (or read its file in the block's directory of the store).
+                for att in attestations:
+                    destination = self.config.chain_by_domain(att.destination_domain)
+                    self.log.debug(
+                        "message.attested",
+                        chain=origin.name,
+                        route=f"{origin.name}->{destination.name}",
+                        message_id="0x" + att.message_id.hex(),
+                        block=number,
+                    )
 
         return sink
+
+    def _attest(
+        self, origin: ChainConfig, plugin: ChainPlugin, obs: Observation
+    ) -> Attestation | None:
+        """Verify ``obs`` and sign its digest, or log why not and return None."""
+        try:
+            plugin.verify(origin, obs)
+            message = Message.decode(obs.message)
+            destination = self.config.chain_by_domain(message.destination)
+        except (EvidenceRejectedError, MessageFormatError, UnknownChainError) as exc:
+            self.log.error("proof.rejected", chain=origin.name, reason=str(exc))
+            return None
+        digest = load_plugin(destination.type).attestation_digest(
+            destination, origin.domain, message.id, obs.block_hash
+        )
+        signature = self.key.sign_hash(eth_signed_message_hash(digest))
+        return Attestation(
+            signer=self.signer,
+            signature=signature,
+            origin_domain=origin.domain,
+            message_id=message.id,
+            origin_block_hash=obs.block_hash,
+            destination_domain=destination.domain,
+        )

@@ -24,6 +24,9 @@ from relayer.store import Ledger, MessageRecord, ObservedRow, State
 
 __all__ = ["Core"]
 
+# (message id, origin block hash, destination domain): what one attestation digest binds.
+_Attesting = tuple[bytes, bytes, int]
+
 
 class Core:
     def __init__(
@@ -117,17 +120,33 @@ class Core:
 
     # --- attestations --------------------------------------------------------------------------
 
-    async def collect_attestations(self, *, interval: float = 0.25) -> None:
+    async def collect_attestations(
+        self, *, interval: float = 0.25, waiting_interval: float = 0.05
+    ) -> None:
+        """Attest VERIFIED messages as their quorums appear in the store. Signatures arrive from
+        other processes with no signal but the files themselves, so the store is polled: every
+        ``waiting_interval`` seconds while messages wait for signatures, every ``interval``
+        when none is due (see ``_poll_wait``)."""
+        # Kept across passes, so that a short poll does not recover the same signatures again.
+        short: dict[_Attesting, tuple[bytes, ...]] = {}
+        loop = asyncio.get_running_loop()
         while True:
+            started = loop.time()
             due = self.ledger.due(State.VERIFIED, limit=2000)
             # Reading and recovering signatures is file I/O and CPU: off the event loop, so
             # that watchers and submitters keep running while a large backlog is checked.
-            ready = await asyncio.to_thread(self._quorums, due)
+            ready = await asyncio.to_thread(self._quorums, due, short)
             attested = self._persist_attested(ready)
             if not due or attested == 0:
                 self.verified_event.clear()
+                wait = _poll_wait(
+                    waiting=bool(due),
+                    spent=loop.time() - started,
+                    interval=interval,
+                    waiting_interval=waiting_interval,
+                )
                 try:
-                    async with asyncio.timeout(interval):
+                    async with asyncio.timeout(wait):
                         await self.verified_event.wait()
                 except TimeoutError:
                     pass
@@ -157,37 +176,58 @@ class Core:
         return len(ready)
 
     def _quorums(
-        self, records: Sequence[MessageRecord]
+        self,
+        records: Sequence[MessageRecord],
+        short: dict[_Attesting, tuple[bytes, ...]] | None = None,
     ) -> list[tuple[MessageRecord, tuple[bytes, ...]]]:
+        """The records whose quorum is in the store, with its signatures. ``short`` remembers
+        the candidate sets that fell short; it is replaced by this pass's, so it only ever
+        holds messages still waiting."""
+        # Attesters publish one file per block: read each block once for all of its messages.
+        blocks: dict[tuple[int, bytes], dict[tuple[bytes, int], list[bytes]]] = {}
+        fell_short: dict[_Attesting, tuple[bytes, ...]] = {}
         out = []
         for record in records:
-            signatures = self._quorum(record)
-            if signatures is not None:
+            origin = self.config.chain(record.origin_chain)
+            destination = self.config.chain(record.destination_chain)
+            block = (origin.domain, record.block_hash)
+            if block not in blocks:
+                blocks[block] = self._block_candidates(*block)
+            candidates = tuple(blocks[block].get((record.id, destination.domain), ()))
+            key = (record.id, record.block_hash, destination.domain)
+            # select_quorum depends on nothing but the candidates once the message, block and
+            # destination are fixed (the committee is fixed for the process): the same set
+            # falls short again, and recovering it on every poll would only burn CPU.
+            if short is not None and short.get(key) == candidates:
+                fell_short[key] = candidates
+                continue
+            signatures = self._quorum(record, candidates)
+            if signatures is None:
+                fell_short[key] = candidates
+            else:
                 out.append((record, signatures))
+        if short is not None:
+            short.clear()
+            short.update(fell_short)
         return out
 
-    def _quorum(self, record: MessageRecord) -> tuple[bytes, ...] | None:
-        """The committee signatures that make ``record`` deliverable, in the order the
-        Gateway checks them (ascending signer), or None while there are too few."""
+    def _quorum(
+        self, record: MessageRecord, candidates: Sequence[bytes]
+    ) -> tuple[bytes, ...] | None:
+        """The committee signatures among ``candidates`` that make ``record`` deliverable, in
+        the order the Gateway checks them (ascending signer), or None while there are too few.
+        """
         origin = self.config.chain(record.origin_chain)
         destination = self.config.chain(record.destination_chain)
         committee = origin.committee
         if committee is None:
             # finality = "confirmations": no committee to wait for (development only).
             return ()
+        if len(candidates) < committee.threshold:
+            return None
         digest = self.plugins[destination.name].attestation_digest(
             destination, origin.domain, record.id, record.block_hash
         )
-        # The store is untrusted: only signatures over this very block and destination are
-        # candidates, and proofs.committee recovers and counts each one itself.
-        candidates = [
-            att.signature
-            for att in self.checkpoints.get(origin.domain, record.id)
-            if att.origin_block_hash == record.block_hash
-            and att.destination_domain == destination.domain
-        ]
-        if len(candidates) < committee.threshold:
-            return None
         try:
             chosen = select_quorum(
                 digest, candidates, self._members(committee.attesters), committee.threshold
@@ -196,7 +236,32 @@ class Core:
             return None
         return tuple(signature for _, signature in chosen)
 
+    def _block_candidates(
+        self, origin_domain: int, block_hash: bytes
+    ) -> dict[tuple[bytes, int], list[bytes]]:
+        """The signatures published for one origin block, by (message id, destination)."""
+        out: dict[tuple[bytes, int], list[bytes]] = {}
+        for att in self.checkpoints.get_block(origin_domain, block_hash):
+            # The store is untrusted: a file filed under this block may claim another one, and
+            # only signatures over this very block and destination are candidates (the digest
+            # binds both; proofs.committee recovers and counts each signature itself).
+            if att.origin_domain != origin_domain or att.origin_block_hash != block_hash:
+                continue
+            out.setdefault((att.message_id, att.destination_domain), []).append(att.signature)
+        return out
+
     @staticmethod
     @cache
     def _members(attesters: tuple[str, ...]) -> tuple[bytes, ...]:
         return tuple(bytes.fromhex(a[2:]) for a in attesters)
+
+
+def _poll_wait(*, waiting: bool, spent: float, interval: float, waiting_interval: float) -> float:
+    """How long the collector sleeps after a pass that attested nothing and took ``spent``."""
+    if not waiting:
+        return interval
+    # A pass over a large backlog costs tens of milliseconds, most of it the ledger query on
+    # the event loop (whose lock a worker thread would hold just the same): poll at most a fifth
+    # of the time, so that a backlog waiting for signatures never starves the watchers and
+    # submitters, and never less often than when nothing is due.
+    return min(max(waiting_interval, 4 * spent), interval)

@@ -88,6 +88,8 @@ class Watcher(Protocol):
     async def run(self, sink: ObservationSink) -> None:
         """Follow the chain forever from the persisted cursor, handing confirmed observations to
         ``sink``; the cursor advances only after ``sink`` returned, so nothing is skipped.
+        Each call of ``sink`` carries every observation of the blocks it covers (attesters
+        publish one file per block and replace it whole on a re-scan).
 
         Handles endpoint outages itself (backoff; ``chain.unavailable`` / ``chain.recovered``
         logged once each); returns only when cancelled."""

@@ -124,6 +124,8 @@ class Harness:
         self.store = DirectoryCheckpointStore(self.config.relayer.checkpoints)
         self.log = RecordingLog()
         self.core = Core(self.config, self.ledger, self.store, self.log)
+        # What each (claimed) signer has published per block: a block's file holds all of it.
+        self.published: dict[tuple[bytes, bytes], list[Attestation]] = {}
 
     def record(self, message_id: bytes) -> MessageRecord:
         record = self.ledger.get(message_id)
@@ -157,7 +159,7 @@ class Harness:
             destination,
         )
         signature = sign(key, digest)
-        self.store.put(
+        self.publish(
             Attestation(
                 signer=bytes.fromhex(account.address[2:])
                 if claimed_signer is None
@@ -173,8 +175,15 @@ class Harness:
         )
         return signature
 
-    def folder(self, message_id: bytes) -> Path:
-        return self.config.relayer.checkpoints / "1000" / message_id.hex()
+    def publish(self, attestation: Attestation) -> None:
+        """Add ``attestation`` to its signer's file for its block, as an attester would."""
+        key = (attestation.signer, attestation.origin_block_hash)
+        batch = self.published.setdefault(key, [])
+        batch.append(attestation)
+        self.store.put_block(1000, attestation.origin_block_hash, attestation.signer, batch)
+
+    def folder(self, block_hash: bytes) -> Path:
+        return self.config.relayer.checkpoints / "1000" / block_hash.hex()
 
 
 @pytest.fixture
@@ -409,7 +418,7 @@ async def test_duplicate_signature_of_one_member_counts_once(h: Harness) -> None
     h.attest(COMMITTEE_KEYS[0], record)
     # The same member's signature again, filed under another (claimed) signer's name.
     h.attest(COMMITTEE_KEYS[0], record, claimed_signer=b"\x42" * 20)
-    assert len(list(h.folder(record.id).iterdir())) == 2
+    assert len(list(h.folder(record.block_hash).iterdir())) == 2
     assert not h.core._try_attest(record)
     assert h.record(record.id).state is State.VERIFIED
 
@@ -446,7 +455,7 @@ async def test_signature_for_another_destination_does_not_count(h: Harness) -> N
 async def test_malformed_signature_is_ignored(h: Harness, signature: bytes) -> None:
     record = await verified(h)
     h.attest(COMMITTEE_KEYS[0], record)
-    h.store.put(
+    h.publish(
         Attestation(
             signer=bytes.fromhex(COMMITTEE[1][2:]),
             signature=signature,
@@ -469,7 +478,7 @@ async def test_high_s_twin_of_a_members_signature_does_not_count(h: Harness) -> 
     twin = (
         genuine_signature[:32] + (n - s).to_bytes(32, "big") + bytes([55 - genuine_signature[64]])
     )
-    h.store.put(
+    h.publish(
         Attestation(
             signer=bytes.fromhex(COMMITTEE[1][2:]),
             signature=twin,
@@ -484,13 +493,31 @@ async def test_high_s_twin_of_a_members_signature_does_not_count(h: Harness) -> 
 
 @pytest.mark.parametrize(
     "content",
-    [b"{not json", b"", b"[]", b'{"signer": "0x00"}', b"\xff\xfe\x00"],
-    ids=["broken-json", "empty", "array", "wrong-schema", "binary"],
+    [
+        b"{not json",
+        b"",
+        b"[]",
+        b'{"signer": "0x00"}',
+        b"\xff\xfe\x00",
+        msgspec.msgpack.encode({"format": "attestations.block.v1", "signer": 5}),
+        msgspec.msgpack.encode({"format": "attestations.block.v9", "messages": []}),
+        msgspec.msgpack.encode([1, 2, 3]),
+    ],
+    ids=[
+        "broken-json",
+        "empty",
+        "array",
+        "wrong-schema",
+        "binary",
+        "msgpack-wrong-schema",
+        "msgpack-unknown-format",
+        "msgpack-array",
+    ],
 )
 async def test_garbage_file_in_the_store_is_ignored(h: Harness, content: bytes) -> None:
     record = await verified(h)
     h.attest(COMMITTEE_KEYS[0], record)
-    (h.folder(record.id) / "garbage.json").write_bytes(content)
+    (h.folder(record.block_hash) / "garbage.msgpack").write_bytes(content)
     assert not h.core._try_attest(record)
     h.attest(COMMITTEE_KEYS[1], record)
     assert h.core._try_attest(record)
