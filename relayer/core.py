@@ -38,6 +38,14 @@ class Core:
         self.log = log
         self.plugins: dict[str, ChainPlugin] = {c.name: load_plugin(c.type) for c in config.chains}
         self.verified_event = asyncio.Event()
+        self._attested_listeners: list[asyncio.Event] = []
+
+    def listen_attested(self) -> asyncio.Event:
+        """An event of the caller's own, set whenever messages become ATTESTED (a delivery
+        worker waits on it instead of polling the ledger)."""
+        event = asyncio.Event()
+        self._attested_listeners.append(event)
+        return event
 
     # --- intake --------------------------------------------------------------------------------
 
@@ -82,16 +90,19 @@ class Core:
             verdicts.append((message_id, reason))
         # A rejected observation of a message the ledger already holds is only logged: evidence
         # that fails to verify must never overwrite evidence that did (a forged "reorg").
-        known = {mid for mid, reason in verdicts if reason is not None and self._state(mid)}
+        failed = [mid for mid, reason in verdicts if reason is not None]
+        known = set(self.ledger.states(failed)) if failed else set()
         rows = [row for row in rows if row.id not in known]
         if not rows:
             for mid in known:
                 self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason="known id")
             return
         self.ledger.record_observed_many(rows)
-        good = [mid for mid, reason in verdicts if reason is None]
         # Only rows still in OBSERVED move on: a message seen before keeps the state it reached.
-        fresh = [mid for mid in good if self._state(mid) is State.OBSERVED]
+        states = self.ledger.states(row.id for row in rows)
+        fresh = [
+            mid for mid, reason in verdicts if reason is None and states.get(mid) is State.OBSERVED
+        ]
         if fresh:
             self.ledger.transition_many(fresh, State.VERIFIED, expect=State.OBSERVED)
             self.verified_event.set()
@@ -99,7 +110,7 @@ class Core:
             if reason is None:
                 continue
             self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason=reason)
-            if mid not in known and self._state(mid) is State.OBSERVED:
+            if mid not in known and states.get(mid) is State.OBSERVED:
                 self.ledger.transition(mid, State.REJECTED, expect=State.OBSERVED, error=reason)
         rejected = {mid for mid, reason in verdicts if reason is not None}
         for row in rows:
@@ -113,10 +124,6 @@ class Core:
                 nonce=row.nonce,
                 block=row.block_number,
             )
-
-    def _state(self, message_id: bytes) -> State | None:
-        record = self.ledger.get(message_id)
-        return record.state if record else None
 
     # --- attestations --------------------------------------------------------------------------
 
@@ -166,6 +173,8 @@ class Core:
                 for r, sigs in ready
             ]
         )
+        for event in self._attested_listeners:
+            event.set()
         for record, sigs in ready:
             self.log.info(
                 "message.attested",

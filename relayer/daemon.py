@@ -75,6 +75,7 @@ async def run_daemon(config: Config, log: Any) -> None:
                     batch_size=int(getattr(chain.plugin, "batch_size", 40)),
                     max_in_flight=int(getattr(chain.plugin, "max_in_flight", 4)),
                     reorg_depth=_reorg_depth(chain.plugin),
+                    wake=core.listen_attested(),
                 )
                 group.create_task(worker.run(), name=f"deliver:{chain.name}")
             log.info("relayer.started", chains=[c.name for c in config.chains])

@@ -45,6 +45,7 @@ class DeliveryWorker:
         submit_timeout: float = 30.0,
         poll_interval: float = 0.2,
         reorg_depth: int = 12,
+        wake: asyncio.Event | None = None,
     ) -> None:
         self.chain = chain
         self.submitter = submitter
@@ -55,6 +56,9 @@ class DeliveryWorker:
         self.max_attempts = max_attempts
         self.submit_timeout = submit_timeout
         self.poll_interval = poll_interval
+        # Set by the core when it attested messages: the loop picks them up at once instead of
+        # at its next poll.
+        self.wake = wake
         self.in_flight: dict[int, PendingTx] = {}
         # Delivering transactions watched until ``reorg_depth`` blocks bury them: a reorg of
         # the destination can drop a delivery, and then the message must go out again.
@@ -135,17 +139,23 @@ class DeliveryWorker:
 
     async def _submit_loop(self) -> None:
         while True:
-            if len(self.in_flight) >= self.max_in_flight:
+            free = self.max_in_flight - len(self.in_flight)
+            if free <= 0:
                 await asyncio.sleep(self.poll_interval / 2)
                 continue
             records = self.ledger.due(
-                State.ATTESTED, destination_chain=self.chain, limit=self.batch_size
+                State.ATTESTED, destination_chain=self.chain, limit=self.batch_size * free
             )
             if not records:
-                await asyncio.sleep(self.poll_interval)
+                await self._idle()
                 continue
             try:
-                await self._submit(records)
+                await self._submit_batches(
+                    [
+                        records[start : start + self.batch_size]
+                        for start in range(0, len(records), self.batch_size)
+                    ]
+                )
             except ChainError as exc:
                 if not exc.retryable:
                     self._retry_all(records, str(exc))
@@ -158,7 +168,51 @@ class DeliveryWorker:
                 continue
             self._recovered()
 
-    async def _submit(self, records: Sequence[MessageRecord]) -> None:
+    async def _idle(self) -> None:
+        """Until the core attests something (``wake``) or the poll interval passed."""
+        if self.wake is None:
+            await asyncio.sleep(self.poll_interval)
+            return
+        try:
+            async with asyncio.timeout(self.poll_interval):
+                await self.wake.wait()
+        except TimeoutError:
+            pass
+        self.wake.clear()
+
+    async def _submit_batches(self, batches: Sequence[Sequence[MessageRecord]]) -> None:
+        """Check every batch at once (simulations are reads, independent of each other), and
+        sign, record and send each in order as soon as its own check is done, so that nonces
+        stay in order and the first transaction leaves before the last simulation ends. A batch
+        whose check failed for good is set aside; the first transient failure is raised after
+        the others went out."""
+        checks = [asyncio.ensure_future(self._check(batch)) for batch in batches]
+        failure: BaseException | None = None
+        try:
+            for batch, check in zip(batches, checks, strict=True):
+                try:
+                    deliveries = await check
+                except ChainError as exc:
+                    if exc.retryable:
+                        failure = failure or exc
+                    else:
+                        self._retry_all(batch, str(exc))
+                    continue
+                except (KeyError, TypeError, ValueError) as exc:
+                    failure = failure or exc
+                    continue
+                if deliveries:
+                    await self._send(deliveries)
+        finally:
+            for check in checks:
+                check.cancel()
+        if failure is not None:
+            raise failure
+
+    async def _check(self, records: Sequence[MessageRecord]) -> list[Delivery]:
+        """The deliveries of ``records`` worth sending. Items that fail in simulation are
+        either delivered already (by another relayer, or by us before a crash: settled) or
+        have a recipient that fails (set aside for a retry); only those few are asked about."""
         deliveries = [
             Delivery(
                 message_id=r.id,
@@ -168,25 +222,27 @@ class DeliveryWorker:
             )
             for r in records
         ]
-        # Both questions at once: one round trip instead of two on the hot path.
-        flags, ok = await asyncio.gather(
-            self.submitter.delivered_flags([r.id for r in records]), self._simulate(deliveries)
-        )
-        already = [r.id for r, done in zip(records, flags, strict=True) if done]
-        if already:
-            self.ledger.transition_many(
-                already, State.DELIVERED, expect=State.ATTESTED, detail="found delivered on chain"
-            )
-        for record, done, good in zip(records, flags, ok, strict=True):
-            if not done and not good:
-                self._retry(
-                    record, "recipient call fails in simulation (reverts or exceeds its gas cap)"
+        ok = await self._simulate(deliveries)
+        failing = [r for r, good in zip(records, ok, strict=True) if not good]
+        if failing:
+            flags = await self.submitter.delivered_flags([r.id for r in failing])
+            already = [r.id for r, done in zip(failing, flags, strict=True) if done]
+            if already:
+                self.ledger.transition_many(
+                    already,
+                    State.DELIVERED,
+                    expect=State.ATTESTED,
+                    detail="found delivered on chain",
                 )
-        deliveries = [
-            d for d, done, good in zip(deliveries, flags, ok, strict=True) if good and not done
-        ]
-        if not deliveries:
-            return
+            for record, done in zip(failing, flags, strict=True):
+                if not done:
+                    self._retry(
+                        record,
+                        "recipient call fails in simulation (reverts or exceeds its gas cap)",
+                    )
+        return [d for d, good in zip(deliveries, ok, strict=True) if good]
+
+    async def _send(self, deliveries: Sequence[Delivery]) -> None:
         pending = await self.submitter.prepare(deliveries)
         failpoint("after_sign")
         self.ledger.mark_submitted(

@@ -40,6 +40,8 @@ _FAILED_TOPIC = keccak256(b"DeliveryFailed(bytes32,bytes)")
 # A replacement must raise both fee fields by at least 10% (geth's default price bump); 12.5%
 # leaves room for rounding and for nodes that ask for a little more.
 _BUMP_NUM, _BUMP_DEN = 9, 8
+# Simulated batches whose gas is kept until they are signed: a few rounds of max_in_flight.
+_MEASURED_KEPT = 64
 
 
 class SignedBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,7 +98,8 @@ class EvmSubmitter:
         # eth_simulateV1 gives the batch's flags and its gas in one execution, where eth_call
         # and eth_createAccessList take two; nodes without it get those two.
         self._simulate_v1 = True
-        self._measured: tuple[bytes, int] | None = None  # (calldata, gas used) last simulated
+        # Gas used by each simulated calldata not signed yet (batches are checked together).
+        self._measured: dict[bytes, int] = {}
 
     async def start(self) -> None:
         chain_id = await self.rpc.chain_id()
@@ -162,7 +165,9 @@ class EvmSubmitter:
                 self._simulate_v1 = False
                 self.log.info("submit.no_simulate_v1", endpoint=self.endpoint, error=str(exc))
             else:
-                self._measured = (data, gas_used)
+                self._measured[data] = gas_used
+                while len(self._measured) > _MEASURED_KEPT:
+                    del self._measured[next(iter(self._measured))]
         if result is None:
             result = await self.rpc.call(self.gateway, data, sender=self.sender)
         (flags,) = abi_decode(["bool[]"], result)
@@ -193,9 +198,9 @@ class EvmSubmitter:
         the check that stops a caller from starving a recipient)."""
         limit = self.config.recipient_gas_limit
         reserve = limit * 64 // 63 + 10_000
-        measured, self._measured = self._measured, None
-        if measured is not None and measured[0] == data:
-            return measured[1] * 5 // 4 + reserve
+        measured = self._measured.pop(data, None)
+        if measured is not None:
+            return measured * 5 // 4 + reserve
         try:
             used = await self.rpc.gas_used(self.sender, self.gateway, data)
         except RpcError as exc:

@@ -1227,3 +1227,15 @@ def test_timing_of_batch_observation_and_the_due_query(tmp_path: Path) -> None:
         f"9,000 more in 9 batches {bulk * 1000:.1f} ms; two due() over 10,000 rows "
         f"{query * 1000:.1f} ms; one transition (fsync) {one * 1000:.2f} ms"
     )
+
+
+def test_states_answers_for_many_ids_at_once_and_leaves_out_unknown_ones(ledger: Ledger) -> None:
+    ids = [mid(n) for n in range(1, 1201)]
+    ledger.record_observed_many([row(n) for n in range(1, 1201)])
+    ledger.transition_many(ids[:700], State.VERIFIED, expect=State.OBSERVED)
+    states = ledger.states([*ids, mid("absent"), ids[0]])
+    assert len(states) == 1200
+    assert mid("absent") not in states
+    assert {states[i] for i in ids[:700]} == {State.VERIFIED}
+    assert {states[i] for i in ids[700:]} == {State.OBSERVED}
+    assert ledger.states([]) == {}

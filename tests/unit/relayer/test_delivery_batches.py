@@ -1,0 +1,165 @@
+"""relayer.delivery: several batches checked at once, sent in nonce order; only failing items
+are asked whether they were delivered already; the core's wake-up replaces the poll."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from relayer.delivery import DeliveryWorker
+from relayer.errors import PermanentChainError, TransientChainError
+from relayer.plugin import Delivery
+from relayer.retry import RpcErrorKind
+from relayer.store import Ledger, State
+from tests.unit.relayer.test_delivery_recovery import FakePending, QuietLog, attested, mid
+
+
+class LoudLog(QuietLog):
+    def error(self, event: str, **_: Any) -> None:
+        self.events.append(event)
+
+
+class BatchSubmitter:
+    """Simulations take a while (so overlapping ones show), everything else is instant."""
+
+    endpoint = "http://fake"
+
+    def __init__(
+        self,
+        *,
+        failing: frozenset[bytes] = frozenset(),
+        delivered: frozenset[bytes] = frozenset(),
+        broken: frozenset[bytes] = frozenset(),
+    ) -> None:
+        self.failing, self.delivered, self.broken = failing, delivered, broken
+        self.running = 0
+        self.most_at_once = 0
+        self.asked_delivered: list[bytes] = []
+        self.sent: list[FakePending] = []
+        self.nonce = 0
+
+    async def simulate(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        self.running += 1
+        self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            await asyncio.sleep(0.05)
+        finally:
+            self.running -= 1
+        if any(d.message_id in self.broken for d in deliveries):
+            raise PermanentChainError("execution reverted: InsufficientSignatures")
+        return [
+            d.message_id not in self.failing and d.message_id not in self.delivered
+            for d in deliveries
+        ]
+
+    async def delivered_flags(self, ids: Sequence[bytes]) -> list[bool]:
+        self.asked_delivered += ids
+        return [i in self.delivered for i in ids]
+
+    async def prepare(self, deliveries: Sequence[Delivery]) -> FakePending:
+        pending = FakePending(
+            nonce=self.nonce,
+            tx_hash=self.nonce.to_bytes(32, "big"),
+            message_ids=tuple(d.message_id for d in deliveries),
+        )
+        self.nonce += 1
+        return pending
+
+    async def broadcast(self, pending: FakePending) -> RpcErrorKind | None:
+        self.sent.append(pending)
+        return None
+
+
+def worker(led: Ledger, submitter: BatchSubmitter, **kw: Any) -> DeliveryWorker:
+    return DeliveryWorker(
+        chain="chain-b",
+        submitter=submitter,  # type: ignore[arg-type]
+        ledger=led,
+        log=LoudLog(),
+        batch_size=10,
+        **kw,
+    )
+
+
+def batches(led: Ledger, size: int = 10) -> list[list[Any]]:
+    records = led.due(State.ATTESTED, destination_chain="chain-b", limit=1000)
+    return [records[i : i + size] for i in range(0, len(records), size)]
+
+
+async def test_batches_are_checked_together_and_sent_in_nonce_order(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        ids = attested(led, range(30))
+        submitter = BatchSubmitter()
+        await worker(led, submitter)._submit_batches(batches(led))
+        assert submitter.most_at_once == 3
+        assert [p.nonce for p in submitter.sent] == [0, 1, 2]
+        assert [m for p in submitter.sent for m in p.message_ids] == ids
+        # Every item simulated fine: nobody asked the chain what it delivered already.
+        assert submitter.asked_delivered == []
+        assert set(led.states(ids).values()) == {State.SUBMITTED}
+
+
+async def test_only_items_failing_simulation_are_asked_whether_they_were_delivered(
+    tmp_path: Path,
+) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        ids = attested(led, range(10))
+        submitter = BatchSubmitter(failing=frozenset({ids[3]}), delivered=frozenset({ids[7]}))
+        await worker(led, submitter)._submit_batches(batches(led))
+        assert submitter.asked_delivered == [ids[3], ids[7]]
+        states = led.states(ids)
+        assert states[ids[7]] is State.DELIVERED
+        failing = led.get(ids[3])
+        assert failing is not None and failing.state is State.ATTESTED
+        assert failing.attempts == 1 and "simulation" in (failing.last_error or "")
+        (sent,) = submitter.sent
+        assert set(sent.message_ids) == set(ids) - {ids[3], ids[7]}
+
+
+async def test_a_batch_refused_for_good_is_set_aside_while_the_others_go_out(
+    tmp_path: Path,
+) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        ids = attested(led, range(30))
+        # Its single-item re-simulation fails too: the whole batch is retried later.
+        submitter = BatchSubmitter(broken=frozenset(ids[10:20]))
+        await worker(led, submitter)._submit_batches(batches(led))
+        assert [p.message_ids for p in submitter.sent] == [tuple(ids[:10]), tuple(ids[20:])]
+        for message_id in ids[10:20]:
+            record = led.get(message_id)
+            assert record is not None and record.state is State.ATTESTED
+            assert record.attempts == 1
+
+
+async def test_a_transient_failure_of_one_check_is_raised_after_the_rest_went_out(
+    tmp_path: Path,
+) -> None:
+    class Flaky(BatchSubmitter):
+        async def simulate(self, deliveries: Sequence[Delivery]) -> list[bool]:
+            if deliveries[0].message_id == mid(0):
+                raise TransientChainError("node busy")
+            return await super().simulate(deliveries)
+
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        ids = attested(led, range(20))
+        submitter = Flaky()
+        with pytest.raises(TransientChainError):
+            await worker(led, submitter)._submit_batches(batches(led))
+        assert [p.message_ids for p in submitter.sent] == [tuple(ids[10:])]
+        assert set(led.states(ids[:10]).values()) == {State.ATTESTED}
+
+
+async def test_the_core_wakes_an_idle_worker_at_once(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        wake = asyncio.Event()
+        idle = worker(led, BatchSubmitter(), wake=wake, poll_interval=30.0)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        loop.call_later(0.05, wake.set)
+        await idle._idle()
+        assert loop.time() - started < 5
+        assert not wake.is_set()
