@@ -24,6 +24,9 @@ from relayer.store import Ledger, MessageRecord, ObservedRow, State
 
 __all__ = ["Core"]
 
+# Messages checked and persisted at a time by the collector (see ``collect_attestations``).
+_CHUNK = 200
+
 # (message id, origin block hash, destination domain): what one attestation digest binds.
 _Attesting = tuple[bytes, bytes, int]
 
@@ -140,10 +143,19 @@ class Core:
         while True:
             started = loop.time()
             due = self.ledger.due(State.VERIFIED, limit=2000)
-            # Reading and recovering signatures is file I/O and CPU: off the event loop, so
-            # that watchers and submitters keep running while a large backlog is checked.
-            ready = await asyncio.to_thread(self._quorums, due, short)
-            attested = self._persist_attested(ready)
+            attested = 0
+            fell_short: dict[_Attesting, tuple[bytes, ...]] = {}
+            # In chunks, each persisted (and handed to the delivery workers) as soon as it is
+            # checked: the first transactions of a large block go out while the rest of its
+            # signatures are still being recovered. Reading and recovering is file I/O and
+            # CPU: off the event loop, so that watchers and submitters keep running meanwhile.
+            for start in range(0, len(due), _CHUNK):
+                ready = await asyncio.to_thread(
+                    self._quorums, due[start : start + _CHUNK], short, into=fell_short
+                )
+                attested += self._persist_attested(ready)
+            short.clear()
+            short.update(fell_short)
             if not due or attested == 0:
                 self.verified_event.clear()
                 wait = _poll_wait(
@@ -188,10 +200,13 @@ class Core:
         self,
         records: Sequence[MessageRecord],
         short: dict[_Attesting, tuple[bytes, ...]] | None = None,
+        *,
+        into: dict[_Attesting, tuple[bytes, ...]] | None = None,
     ) -> list[tuple[MessageRecord, tuple[bytes, ...]]]:
         """The records whose quorum is in the store, with its signatures. ``short`` remembers
-        the candidate sets that fell short; it is replaced by this pass's, so it only ever
-        holds messages still waiting."""
+        the candidate sets that fell short; it is replaced by this pass's (or, with ``into``,
+        this pass's are added to ``into`` for the caller to swap in), so it only ever holds
+        messages still waiting."""
         # Attesters publish one file per block: read each block once for all of its messages.
         blocks: dict[tuple[int, bytes], dict[tuple[bytes, int], list[bytes]]] = {}
         fell_short: dict[_Attesting, tuple[bytes, ...]] = {}
@@ -215,7 +230,9 @@ class Core:
                 fell_short[key] = candidates
             else:
                 out.append((record, signatures))
-        if short is not None:
+        if into is not None:
+            into.update(fell_short)
+        elif short is not None:
             short.clear()
             short.update(fell_short)
         return out
