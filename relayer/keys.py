@@ -13,15 +13,17 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import coincurve
-from eth_account import Account
-from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
+from proofs.hashing import keccak256
 from relayer.errors import ConfigError
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
 
 __all__ = ["KeyRef", "KeyUnavailableError", "LocalKey", "load_key"]
 
@@ -90,17 +92,31 @@ class KeyRef(BaseModel):
 class LocalKey:
     """A loaded private key. ``repr``/``str`` show the address and source, never the key."""
 
-    __slots__ = ("_signer", "account", "address", "source")
+    __slots__ = ("_account", "_secret", "_signer", "address", "source")
 
-    account: LocalAccount
     address: bytes
     source: str
 
-    def __init__(self, account: LocalAccount, source: str) -> None:
-        self.account = account
-        self.address = bytes.fromhex(account.address[2:])
+    def __init__(self, key: bytes | LocalAccount, source: str) -> None:
+        """``key``: the 32 secret bytes (or an eth-account account holding them). Raises
+        ``ValueError`` when they are not a secp256k1 private key."""
+        account = None if isinstance(key, bytes) else key
+        self._secret = key if isinstance(key, bytes) else bytes(key.key)
+        self._signer = coincurve.PrivateKey(self._secret)
+        self._account = account
+        self.address = keccak256(self._signer.public_key.format(compressed=False)[1:])[12:]
         self.source = source
-        self._signer = coincurve.PrivateKey(bytes(account.key))
+
+    @property
+    def account(self) -> LocalAccount:
+        """The key as an eth-account account, for signing transactions. Imported on first use:
+        only submitters sign transactions, and importing eth-account costs a second of CPU
+        (its keyfile module builds py_ecc's BLS tables) in every attester otherwise."""
+        if self._account is None:
+            from eth_account import Account  # noqa: PLC0415
+
+            self._account = Account.from_key(self._secret)
+        return self._account
 
     def sign_hash(self, digest: bytes) -> bytes:
         """A 65-byte r || s || v (v in {27, 28}, low s) signature of a 32-byte hash; the form
@@ -134,7 +150,7 @@ def load_key(
     when it is there but unusable. Messages name the variable or file, never a value."""
     if ref.env is not None:
         secret = _require_env(env, ref.env, "a hex private key")
-        return LocalKey(_account_from_hex(secret, f"environment variable {ref.env}"), ref.identity)
+        return _key_from_hex(secret, f"environment variable {ref.env}", ref.identity)
 
     assert ref.keystore is not None and ref.password_env is not None  # KeyRef._one_source
     path = ref.keystore
@@ -155,6 +171,8 @@ def load_key(
         ) from None
     if not isinstance(keystore, dict) or keystore.get("version") != 3:
         raise ConfigError(f"keystore file {path} is not an Ethereum V3 keystore")
+    from eth_account import Account  # noqa: PLC0415  (see LocalKey.account)
+
     try:
         secret_bytes = Account.decrypt(keystore, password)
     except ValueError as exc:
@@ -166,17 +184,14 @@ def load_key(
         raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
     except (KeyError, TypeError, NotImplementedError):
         raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
-    account = _account_from_bytes(bytes(secret_bytes), f"keystore file {path}")
+    key = _key_from_bytes(bytes(secret_bytes), f"keystore file {path}", ref.identity)
     claimed = keystore.get("address")
-    if (
-        isinstance(claimed, str)
-        and claimed.lower().removeprefix("0x") != account.address[2:].lower()
-    ):
+    if isinstance(claimed, str) and claimed.lower().removeprefix("0x") != key.address.hex():
         raise ConfigError(
             f"keystore file {path} names address {claimed} but its key belongs to "
-            f"{account.address}; the file has been tampered with or mixed up"
+            f"{key.checksum_address}; the file has been tampered with or mixed up"
         )
-    return LocalKey(account, ref.identity)
+    return key
 
 
 def _require_env(env: Mapping[str, str], name: str, holding: str) -> str:
@@ -188,17 +203,16 @@ def _require_env(env: Mapping[str, str], name: str, holding: str) -> str:
     return value
 
 
-def _account_from_hex(secret: str, where: str) -> LocalAccount:
+def _key_from_hex(secret: str, where: str, source: str) -> LocalKey:
     secret = secret.strip()
     if not _HEX_KEY.fullmatch(secret):
         raise ConfigError(f"{where} does not hold a 32-byte hex private key (64 hex digits)")
-    return _account_from_bytes(bytes.fromhex(secret[-64:]), where)
+    return _key_from_bytes(bytes.fromhex(secret[-64:]), where, source)
 
 
-def _account_from_bytes(secret: bytes, where: str) -> LocalAccount:
+def _key_from_bytes(secret: bytes, where: str, source: str) -> LocalKey:
     try:
-        account: LocalAccount = Account.from_key(secret)
+        return LocalKey(secret, source)
     except ValueError:
         # Zero, or not below the secp256k1 group order: no such private key exists.
         raise ConfigError(f"{where} does not hold a valid secp256k1 private key") from None
-    return account

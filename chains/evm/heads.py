@@ -10,11 +10,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from web3 import AsyncWeb3, WebSocketProvider
+import aiohttp
+import msgspec
 
 from relayer.retry import backoff_delay
 
 __all__ = ["HeadNotifier"]
+
+_SUBSCRIBE = msgspec.json.encode(
+    {"jsonrpc": "2.0", "id": 1, "method": "eth_subscribe", "params": ["newHeads"]}
+).decode()
 
 
 class HeadNotifier:
@@ -31,18 +36,13 @@ class HeadNotifier:
         attempt = 0
         while True:
             try:
-                async with AsyncWeb3(WebSocketProvider(self.ws_url)) as w3:
-                    await w3.eth.subscribe("newHeads")
-                    if attempt:
-                        self.log.info("heads.resubscribed")
-                    attempt = 0
-                    self.subscribed = True
-                    async for _ in w3.socket.process_subscriptions():
-                        for event in self._listeners:
-                            event.set()
+                await self._subscribe(attempt)
+                raise ConnectionError("the node closed the subscription")
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001  (any websocket failure: fall back to polling)
+                if self.subscribed:
+                    attempt = 0  # it worked until now: a new outage, logged once again
                 self.subscribed = False
                 attempt += 1
                 if attempt == 1:
@@ -50,6 +50,30 @@ class HeadNotifier:
                         "heads.subscription_lost", error=f"{type(exc).__name__}: {exc}"
                     )
                 await asyncio.sleep(backoff_delay(attempt, base=1.0, cap=30.0))
+
+    async def _subscribe(self, attempt: int) -> None:
+        """One subscription, until the socket closes. JSON-RPC over aiohttp's websocket: the
+        only thing needed is a wake-up per head, not web3's subscription machinery."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.ws_connect(self.ws_url, heartbeat=30.0) as socket,
+        ):
+            await socket.send_str(_SUBSCRIBE)
+            async for frame in socket:
+                if frame.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    break
+                note = msgspec.json.decode(frame.data)
+                if not isinstance(note, dict):
+                    continue
+                if note.get("id") == 1:
+                    if "error" in note or not isinstance(note.get("result"), str):
+                        raise ConnectionError(f"eth_subscribe refused: {note.get('error')}")
+                    if attempt:
+                        self.log.info("heads.resubscribed")
+                    self.subscribed = True
+                elif note.get("method") == "eth_subscription":
+                    for event in self._listeners:
+                        event.set()
 
     def listen(self) -> asyncio.Event:
         """A consumer's own event, set on every head."""
