@@ -128,15 +128,16 @@ class Attester:
         except (EvidenceRejectedError, MessageFormatError, UnknownChainError) as exc:
             self.log.error("proof.rejected", chain=origin.name, reason=str(exc))
             return None
+        message_id = message.id
         digest = load_plugin(destination.type).attestation_digest(
-            destination, origin.domain, message.id, obs.block_hash
+            destination, origin.domain, message_id, obs.block_hash
         )
         signature = self.key.sign_hash(eth_signed_message_hash(digest))
         return Attestation(
             signer=self.signer,
             signature=signature,
             origin_domain=origin.domain,
-            message_id=message.id,
+            message_id=message_id,
             origin_block_hash=obs.block_hash,
             destination_domain=destination.domain,
         )

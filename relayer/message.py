@@ -5,8 +5,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
-from eth_hash.auto import keccak
-
+from proofs.hashing import keccak256
 from relayer.errors import RelayerError
 
 __all__ = ["HEADER_LEN", "VERSION", "Message", "MessageFormatError"]
@@ -49,4 +48,4 @@ class Message:
 
     @property
     def id(self) -> bytes:
-        return bytes(keccak(self.encode()))
+        return keccak256(self.encode())

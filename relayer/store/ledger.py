@@ -332,6 +332,19 @@ class Ledger:
         )
 
     @staticmethod
+    def _histories(
+        conn: sqlite3.Connection,
+        now: float,
+        entries: Sequence[tuple[bytes, State | None, State, str | None]],
+    ) -> None:
+        """History rows (message id, from, to, detail) for many messages in one statement."""
+        conn.executemany(
+            "INSERT INTO history (message_id, at, from_state, to_state, detail, error)"
+            " VALUES (?, ?, ?, ?, ?, NULL)",
+            [(mid, now, before, after, detail) for mid, before, after, detail in entries],
+        )
+
+    @staticmethod
     def _fetch(conn: sqlite3.Connection, message_id: bytes) -> MessageRecord:
         row = conn.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone()
         if row is None:
@@ -417,9 +430,73 @@ class Ledger:
         """``record_observed`` for many messages (a block's) in one transaction; returns how
         many were new or changed."""
         batch = [_as_row(r) for r in rows]
+        for row in batch:
+            if len(row.id) != 32:
+                raise StoreError(f"message id {_short(row.id)} is {len(row.id)} bytes, not 32")
         with self._write() as conn:
             now = self._clock()
-            return sum(self._observe(conn, row, now) for row in batch)
+            known = self._known(conn, [row.id for row in batch])
+            # Ids never seen (a block's worth, usually all of them) go in with two statements
+            # for the lot; the rest (re-observations, repeats within the batch) one by one.
+            fresh: dict[bytes, ObservedRow] = {}
+            again: list[ObservedRow] = []
+            for row in batch:
+                if row.id in known or row.id in fresh:
+                    again.append(row)
+                else:
+                    fresh[row.id] = row
+            conn.executemany(
+                "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
+                " block_number, block_hash, evidence, state, attempts, next_attempt_at,"
+                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                [
+                    (
+                        row.id,
+                        row.origin_chain,
+                        row.destination_chain,
+                        row.route,
+                        row.nonce,
+                        row.message,
+                        row.block_number,
+                        row.block_hash,
+                        row.evidence,
+                        State.OBSERVED,
+                        now,
+                        now,
+                        now,
+                    )
+                    for row in fresh.values()
+                ],
+            )
+            self._histories(
+                conn,
+                now,
+                [
+                    (
+                        row.id,
+                        None,
+                        State.OBSERVED,
+                        f"observed in block {row.block_number} ({_short(row.block_hash)})",
+                    )
+                    for row in fresh.values()
+                ],
+            )
+            return len(fresh) + sum(self._observe(conn, row, now) for row in again)
+
+    @staticmethod
+    def _known(conn: sqlite3.Connection, ids: Sequence[bytes]) -> set[bytes]:
+        out: set[bytes] = set()
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            out.update(
+                bytes(found)
+                for (found,) in conn.execute(
+                    f"SELECT id FROM messages WHERE id IN ({marks})",  # noqa: S608 -- placeholders only
+                    chunk,
+                )
+            )
+        return out
 
     def _observe(self, conn: sqlite3.Connection, row: ObservedRow, now: float) -> bool:
         if len(row.id) != 32:
@@ -607,19 +684,16 @@ class Ledger:
         with self._write() as conn:
             now = self._clock()
             txs: set[tuple[str, bytes]] = set()
-            for message_id in unique:
-                record = self._fetch_brief(conn, message_id)
+            briefs = [self._fetch_brief(conn, message_id) for message_id in unique]
+            for record in briefs:
                 self._check(record, to, wanted)
-                conn.execute(
-                    "UPDATE messages SET state = ?, updated_at = ?, next_attempt_at = ?"
-                    " WHERE id = ?",
-                    (to, now, now, message_id),
-                )
-                self._history(
-                    conn, message_id, now, from_state=record.state, to_state=to, detail=detail
-                )
                 if record.tx_hash is not None:
                     txs.add((record.destination_chain, record.tx_hash))
+            conn.executemany(
+                "UPDATE messages SET state = ?, updated_at = ?, next_attempt_at = ? WHERE id = ?",
+                [(to, now, now, record.id) for record in briefs],
+            )
+            self._histories(conn, now, [(r.id, r.state, to, detail) for r in briefs])
             self._prune_txs(conn, txs)
             return len(unique)
 
@@ -628,22 +702,28 @@ class Ledger:
         of signatures and detail; all or nothing (``StoreError`` as ``transition``)."""
         with self._write() as conn:
             now = self._clock()
-            for message_id, signatures, detail in items:
-                record = self._fetch_brief(conn, message_id)
+            briefs = [self._fetch_brief(conn, message_id) for message_id, _, _ in items]
+            if len({record.id for record in briefs}) != len(briefs):
+                # As attesting one twice in a row would be: ATTESTED -> ATTESTED is refused.
+                raise StoreError("mark_attested was given the same message twice")
+            for record in briefs:
                 self._check(record, State.ATTESTED, frozenset({State.VERIFIED}))
-                conn.execute(
-                    "UPDATE messages SET state = ?, signatures = ?, updated_at = ?,"
-                    " next_attempt_at = ? WHERE id = ?",
-                    (State.ATTESTED, _pack_signatures(signatures), now, now, message_id),
-                )
-                self._history(
-                    conn,
-                    message_id,
-                    now,
-                    from_state=record.state,
-                    to_state=State.ATTESTED,
-                    detail=detail,
-                )
+            conn.executemany(
+                "UPDATE messages SET state = ?, signatures = ?, updated_at = ?,"
+                " next_attempt_at = ? WHERE id = ?",
+                [
+                    (State.ATTESTED, _pack_signatures(signatures), now, now, message_id)
+                    for message_id, signatures, _ in items
+                ],
+            )
+            self._histories(
+                conn,
+                now,
+                [
+                    (record.id, record.state, State.ATTESTED, detail)
+                    for record, (_, _, detail) in zip(briefs, items, strict=True)
+                ],
+            )
             return len(items)
 
     def mark_submitted(
