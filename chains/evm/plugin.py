@@ -115,6 +115,9 @@ class EvmPlugin:
 
     def submitter(self, chain: ChainConfig, *, key: LocalKey, log: Any) -> _Submitter:
         config = _evm(chain)
+        # Transactions are signed with eth-account, whose import takes about a second: now, at
+        # start, rather than on the event loop when the first delivery is due.
+        _ = key.account
         return _Submitter(
             chain_name=chain.name, config=config, rpc=EvmRpc(config.rpc), key=key, log=log
         )
