@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from functools import cache
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from proofs import QuorumError
 from proofs.committee import select_quorum
@@ -29,6 +29,24 @@ _CHUNK = 200
 
 # (message id, origin block hash, destination domain): what one attestation digest binds.
 _Attesting = tuple[bytes, bytes, int]
+# Quorums found early (see ``Core._precheck``) and not yet used, at most.
+_EARLY_KEPT = 20_000
+
+
+class _Attestable(Protocol):
+    """What a quorum is looked up by: a ledger record, or a row about to become one."""
+
+    @property
+    def id(self) -> bytes: ...
+    @property
+    def origin_chain(self) -> str: ...
+    @property
+    def destination_chain(self) -> str: ...
+    @property
+    def block_hash(self) -> bytes: ...
+
+
+_R = TypeVar("_R", bound=_Attestable)
 
 
 class Core:
@@ -42,6 +60,8 @@ class Core:
         self.plugins: dict[str, ChainPlugin] = {c.name: load_plugin(c.type) for c in config.chains}
         self.verified_event = asyncio.Event()
         self._attested_listeners: list[asyncio.Event] = []
+        self._early: dict[_Attesting, tuple[bytes, ...]] = {}
+        self._prechecks: set[asyncio.Task[None]] = set()
 
     def listen_attested(self) -> asyncio.Event:
         """An event of the caller's own, set whenever messages become ATTESTED (a delivery
@@ -49,6 +69,30 @@ class Core:
         event = asyncio.Event()
         self._attested_listeners.append(event)
         return event
+
+    def _start_precheck(self, rows: Sequence[ObservedRow]) -> None:
+        """Look for the quorums of a block's messages in a worker thread while the event loop
+        writes them to the ledger: attesters usually publish before the relayer is done, and
+        recovering signatures (libsecp256k1, GIL released) then overlaps the ledger writes."""
+        if rows and any(self.config.chain(r.origin_chain).committee for r in rows):
+            task = asyncio.create_task(self._precheck(rows))
+            self._prechecks.add(task)
+            task.add_done_callback(self._prechecks.discard)
+
+    async def _precheck(self, rows: Sequence[ObservedRow]) -> None:
+        try:
+            found = await asyncio.to_thread(self._quorums, rows)
+        except Exception as exc:  # noqa: BLE001  (an optimisation: the collector checks anyway)
+            self.log.debug("attestations.precheck_failed", error=f"{type(exc).__name__}: {exc}")
+            return
+        for row, signatures in found:
+            self._early[self._attesting(row)] = signatures
+        while len(self._early) > _EARLY_KEPT:
+            del self._early[next(iter(self._early))]
+
+    def _attesting(self, record: _Attestable) -> _Attesting:
+        destination = self.config.chain(record.destination_chain)
+        return (record.id, record.block_hash, destination.domain)
 
     # --- intake --------------------------------------------------------------------------------
 
@@ -94,12 +138,14 @@ class Core:
         # A rejected observation of a message the ledger already holds is only logged: evidence
         # that fails to verify must never overwrite evidence that did (a forged "reorg").
         failed = [mid for mid, reason in verdicts if reason is not None]
+        verified_ok = {mid for mid, reason in verdicts if reason is None}
         known = set(self.ledger.states(failed)) if failed else set()
         rows = [row for row in rows if row.id not in known]
         if not rows:
             for mid in known:
                 self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason="known id")
             return
+        self._start_precheck([row for row in rows if row.id in verified_ok])
         self.ledger.record_observed_many(rows)
         # Only rows still in OBSERVED move on: a message seen before keeps the state it reached.
         states = self.ledger.states(row.id for row in rows)
@@ -149,10 +195,21 @@ class Core:
             # checked: the first transactions of a large block go out while the rest of its
             # signatures are still being recovered. Reading and recovering is file I/O and
             # CPU: off the event loop, so that watchers and submitters keep running meanwhile.
+            if due and self._prechecks:
+                # They are doing this very work for the newest block: wait rather than repeat.
+                await asyncio.wait(set(self._prechecks), timeout=2.0)
             for start in range(0, len(due), _CHUNK):
-                ready = await asyncio.to_thread(
-                    self._quorums, due[start : start + _CHUNK], short, into=fell_short
-                )
+                chunk = due[start : start + _CHUNK]
+                ready = []
+                rest = []
+                for record in chunk:
+                    early = self._early.pop(self._attesting(record), None)
+                    if early is None:
+                        rest.append(record)
+                    else:
+                        ready.append((record, early))
+                if rest:
+                    ready += await asyncio.to_thread(self._quorums, rest, short, into=fell_short)
                 attested += self._persist_attested(ready)
             short.clear()
             short.update(fell_short)
@@ -198,11 +255,11 @@ class Core:
 
     def _quorums(
         self,
-        records: Sequence[MessageRecord],
+        records: Sequence[_R],
         short: dict[_Attesting, tuple[bytes, ...]] | None = None,
         *,
         into: dict[_Attesting, tuple[bytes, ...]] | None = None,
-    ) -> list[tuple[MessageRecord, tuple[bytes, ...]]]:
+    ) -> list[tuple[_R, tuple[bytes, ...]]]:
         """The records whose quorum is in the store, with its signatures. ``short`` remembers
         the candidate sets that fell short; it is replaced by this pass's (or, with ``into``,
         this pass's are added to ``into`` for the caller to swap in), so it only ever holds
@@ -237,9 +294,7 @@ class Core:
             short.update(fell_short)
         return out
 
-    def _quorum(
-        self, record: MessageRecord, candidates: Sequence[bytes]
-    ) -> tuple[bytes, ...] | None:
+    def _quorum(self, record: _Attestable, candidates: Sequence[bytes]) -> tuple[bytes, ...] | None:
         """The committee signatures among ``candidates`` that make ``record`` deliverable, in
         the order the Gateway checks them (ascending signer), or None while there are too few.
         """
