@@ -68,6 +68,7 @@ class DeliveryWorker:
         # Recorded and in flight, but the broadcast itself failed (endpoint down): sent again
         # as soon as the endpoint answers, rather than after the replacement timeout.
         self.unsent: set[int] = set()
+        self._broadcasts: set[asyncio.Task[None]] = set()
         self._outage_attempt = 0
 
     async def run(self) -> None:
@@ -78,6 +79,8 @@ class DeliveryWorker:
                 group.create_task(self._submit_loop(), name=f"submit:{self.chain}")
                 group.create_task(self._confirm_loop(), name=f"confirm:{self.chain}")
         finally:
+            for task in self._broadcasts:
+                task.cancel()
             await self.submitter.close()
 
     # --- outage handling -----------------------------------------------------------------------
@@ -260,13 +263,31 @@ class DeliveryWorker:
             messages=len(deliveries),
         )
         self.unsent.add(pending.nonce)
-        kind = await self.submitter.broadcast(pending)
+        # Sent in the background: the next batch is signed and recorded meanwhile (a node
+        # takes a later nonce first as well, and mines it after the earlier one).
+        task = asyncio.create_task(self._broadcast(pending))
+        self._broadcasts.add(task)
+        task.add_done_callback(self._broadcasts.discard)
+
+    async def _broadcast(self, pending: PendingTx) -> None:
+        try:
+            kind = await self.submitter.broadcast(pending)
+        except (ChainError, KeyError, TypeError, ValueError) as exc:
+            # Still in ``unsent``: the confirm loop sends it again once the endpoint answers.
+            self.log.warning(
+                "submit.broadcast_failed",
+                nonce=pending.nonce,
+                tx="0x" + pending.tx_hash.hex(),
+                error=str(exc),
+            )
+            return
         self.unsent.discard(pending.nonce)
         failpoint("after_send")
         if kind is RpcErrorKind.NONCE_TOO_LOW:
             # An outside transaction took the nonce (or ours was mined already): the confirm
-            # loop settles these ids from receipts/delivered(); new batches use a fresh nonce.
-            await self.submitter.resync_nonce()
+            # loop settles these ids from receipts/delivered(); new batches use a fresh nonce,
+            # above every one of ours still in flight.
+            await self.submitter.resync_nonce(at_least=max(self.in_flight, default=-1) + 1)
 
     async def _simulate(self, deliveries: list[Delivery]) -> list[bool]:
         try:

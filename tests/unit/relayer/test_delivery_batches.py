@@ -85,6 +85,14 @@ def worker(led: Ledger, submitter: BatchSubmitter, **kw: Any) -> DeliveryWorker:
     )
 
 
+async def submit(w: DeliveryWorker, led: Ledger) -> None:
+    """One round of the submit loop, broadcasts (sent in the background) included."""
+    try:
+        await w._submit_batches(batches(led))
+    finally:
+        await asyncio.gather(*w._broadcasts)
+
+
 def batches(led: Ledger, size: int = 10) -> list[list[Any]]:
     records = led.due(State.ATTESTED, destination_chain="chain-b", limit=1000)
     return [records[i : i + size] for i in range(0, len(records), size)]
@@ -94,7 +102,7 @@ async def test_batches_are_checked_together_and_sent_in_nonce_order(tmp_path: Pa
     with Ledger.open(tmp_path / "ledger.db") as led:
         ids = attested(led, range(30))
         submitter = BatchSubmitter()
-        await worker(led, submitter)._submit_batches(batches(led))
+        await submit(worker(led, submitter), led)
         assert submitter.most_at_once == 3
         assert [p.nonce for p in submitter.sent] == [0, 1, 2]
         assert [m for p in submitter.sent for m in p.message_ids] == ids
@@ -109,7 +117,7 @@ async def test_only_items_failing_simulation_are_asked_whether_they_were_deliver
     with Ledger.open(tmp_path / "ledger.db") as led:
         ids = attested(led, range(10))
         submitter = BatchSubmitter(failing=frozenset({ids[3]}), delivered=frozenset({ids[7]}))
-        await worker(led, submitter)._submit_batches(batches(led))
+        await submit(worker(led, submitter), led)
         assert submitter.asked_delivered == [ids[3], ids[7]]
         states = led.states(ids)
         assert states[ids[7]] is State.DELIVERED
@@ -127,7 +135,7 @@ async def test_a_batch_refused_for_good_is_set_aside_while_the_others_go_out(
         ids = attested(led, range(30))
         # Its single-item re-simulation fails too: the whole batch is retried later.
         submitter = BatchSubmitter(broken=frozenset(ids[10:20]))
-        await worker(led, submitter)._submit_batches(batches(led))
+        await submit(worker(led, submitter), led)
         assert [p.message_ids for p in submitter.sent] == [tuple(ids[:10]), tuple(ids[20:])]
         for message_id in ids[10:20]:
             record = led.get(message_id)
@@ -148,7 +156,7 @@ async def test_a_transient_failure_of_one_check_is_raised_after_the_rest_went_ou
         ids = attested(led, range(20))
         submitter = Flaky()
         with pytest.raises(TransientChainError):
-            await worker(led, submitter)._submit_batches(batches(led))
+            await submit(worker(led, submitter), led)
         assert [p.message_ids for p in submitter.sent] == [tuple(ids[10:])]
         assert set(led.states(ids[:10]).values()) == {State.ATTESTED}
 
@@ -163,3 +171,30 @@ async def test_the_core_wakes_an_idle_worker_at_once(tmp_path: Path) -> None:
         await idle._idle()
         assert loop.time() - started < 5
         assert not wake.is_set()
+
+
+async def test_broadcasts_do_not_hold_up_the_next_batch_and_failures_stay_unsent(
+    tmp_path: Path,
+) -> None:
+    class SlowNode(BatchSubmitter):
+        async def broadcast(self, pending: FakePending) -> RpcErrorKind | None:
+            await asyncio.sleep(0.3)
+            if pending.nonce == 1:
+                raise TransientChainError("connection reset")
+            return await super().broadcast(pending)
+
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        attested(led, range(30))
+        submitter = SlowNode()
+        w = worker(led, submitter)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await w._submit_batches(batches(led))
+        # Three broadcasts of 0.3 s each did not run one after the other before returning.
+        assert loop.time() - started < 0.6
+        assert sorted(w.in_flight) == [0, 1, 2]
+        await asyncio.gather(*w._broadcasts)
+        assert [p.nonce for p in submitter.sent] == [0, 2]
+        # The confirm loop sends nonce 1 again once the endpoint answers.
+        assert w.unsent == {1}
+        assert "submit.broadcast_failed" in w.log.events

@@ -774,3 +774,78 @@ def test_bump_near_the_cap_clamps_the_priority_fee_like_the_max_fee() -> None:
     assert bumped is not None
     assert bumped.max_fee <= 100 * GWEI
     assert bumped.priority_fee * 10 >= batch.priority_fee * 11
+
+
+# --- batch calldata against eth_abi ----------------------------------------------------------
+
+BATCH_TYPE = "(bytes,bytes32,bytes[],uint64)[]"
+
+# Mostly 65-byte signatures (what the Gateway takes), but any length must encode the same:
+# lengths around a word boundary are where padding bugs hide.
+_signature = st.one_of(
+    st.binary(min_size=65, max_size=65),
+    st.binary(max_size=100),
+    st.sampled_from([b"", b"\x01" * 31, b"\x02" * 32, b"\x03" * 33, b"\x04" * 64]),
+)
+_delivery = st.builds(
+    Delivery,
+    message_id=st.just(b"\x00" * 32),
+    # st.binary(max_size=300) stays short nearly always; drawing the length first reaches the
+    # long messages too.
+    message=st.integers(0, 300).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+    origin_block_hash=st.binary(min_size=32, max_size=32),
+    signatures=st.lists(_signature, max_size=4).map(tuple),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    deliveries=st.lists(_delivery, max_size=20),
+    gas_limit=st.one_of(st.integers(0, 2**64 - 1), st.sampled_from([0, 2**64 - 1, 500_000])),
+)
+def test_encode_batch_is_byte_for_byte_what_eth_abi_encodes(
+    deliveries: list[Delivery], gas_limit: int
+) -> None:
+    items = [(d.message, d.origin_block_hash, list(d.signatures), gas_limit) for d in deliveries]
+    expected = BATCH_SELECTOR + abi_encode([BATCH_TYPE], [items])
+    assert encode_batch(deliveries, gas_limit) == expected
+
+
+@pytest.mark.parametrize("gas_limit", [-1, 2**64, 2**256])
+def test_encode_batch_refuses_a_gas_limit_outside_uint64(gas_limit: int) -> None:
+    with pytest.raises(ValueError, match="uint64"):
+        encode_batch([delivery(1)], gas_limit)
+
+
+@pytest.mark.parametrize("gas_limit", [True, 1.0, "1"])
+def test_encode_batch_refuses_a_gas_limit_that_is_not_an_int(gas_limit: object) -> None:
+    with pytest.raises(TypeError):
+        encode_batch([delivery(1)], gas_limit)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("length", [0, 20, 31, 33, 64])
+def test_encode_batch_refuses_a_block_hash_that_is_not_32_bytes(length: int) -> None:
+    # eth_abi would right-pad a short one; a truncated hash must not reach the chain padded.
+    bad = Delivery(
+        message_id=b"\x00" * 32,
+        message=b"m",
+        origin_block_hash=b"\x01" * length,
+        signatures=(),
+    )
+    with pytest.raises(ValueError, match="32 bytes"):
+        encode_batch([delivery(1), bad], 500_000)
+
+
+async def test_the_base_fee_is_read_once_a_second_not_once_a_batch() -> None:
+    rpc = FakeRpc(pending=3)
+    submitter = make_submitter(rpc)
+    await submitter.prepare([delivery(1)])
+    await submitter.prepare([delivery(2)])
+    assert rpc.names().count("block") == 1
+    assert submitter._fee_cache is not None
+    read_at, fees = submitter._fee_cache
+    submitter._fee_cache = (read_at - 2.0, fees)  # as if two seconds went by
+    rpc.base_fee = 5 * GWEI
+    batch = await submitter.prepare([delivery(3)])
+    assert rpc.names().count("block") == 2
+    assert batch.max_fee == 2 * 5 * GWEI + GWEI
