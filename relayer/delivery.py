@@ -450,7 +450,10 @@ class DeliveryWorker:
         if delivered and mined is not None:
             self.watching[mined] = tuple(delivered)
         if delivered:
-            self.ledger.transition_many(
+            # In a worker thread: the sqlite work (and its fsync) releases the GIL, so the
+            # next batches are simulated and signed meanwhile rather than after it.
+            await asyncio.to_thread(
+                self.ledger.transition_many,
                 delivered,
                 State.DELIVERED,
                 expect=State.SUBMITTED,
