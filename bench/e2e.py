@@ -62,11 +62,14 @@ def _pct(values: list[float], q: float) -> float:
 def _events(log: Path, name: str) -> list[dict[str, object]]:
     out = []
     for line in log.read_text().splitlines():
-        if f'"event": "{name}"' in line:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:
-                continue
+        if name not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if entry.get("event") == name:
+            out.append(entry)
     return out
 
 

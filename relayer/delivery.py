@@ -30,6 +30,9 @@ from relayer.store import Ledger, MessageRecord, State
 
 __all__ = ["DeliveryWorker"]
 
+# Seconds without a receipt after which an in-flight transaction is sent to the node again.
+_RESEND_AFTER = 5.0
+
 
 class DeliveryWorker:
     def __init__(
@@ -68,7 +71,9 @@ class DeliveryWorker:
         # Recorded and in flight, but the broadcast itself failed (endpoint down): sent again
         # as soon as the endpoint answers, rather than after the replacement timeout.
         self.unsent: set[int] = set()
-        self._broadcasts: set[asyncio.Task[None]] = set()
+        self._outbox: asyncio.Queue[PendingTx] = asyncio.Queue()
+        self._broadcaster: asyncio.Task[None] | None = None
+        self._sent_at: dict[int, float] = {}
         self._outage_attempt = 0
 
     async def run(self) -> None:
@@ -79,8 +84,8 @@ class DeliveryWorker:
                 group.create_task(self._submit_loop(), name=f"submit:{self.chain}")
                 group.create_task(self._confirm_loop(), name=f"confirm:{self.chain}")
         finally:
-            for task in self._broadcasts:
-                task.cancel()
+            if self._broadcaster is not None:
+                self._broadcaster.cancel()
             await self.submitter.close()
 
     # --- outage handling -----------------------------------------------------------------------
@@ -263,13 +268,27 @@ class DeliveryWorker:
             messages=len(deliveries),
         )
         self.unsent.add(pending.nonce)
-        # Sent in the background: the next batch is signed and recorded meanwhile (a node
-        # takes a later nonce first as well, and mines it after the earlier one).
-        task = asyncio.create_task(self._broadcast(pending))
-        self._broadcasts.add(task)
-        task.add_done_callback(self._broadcasts.discard)
+        # Sent in the background, so that the next batch is signed and recorded meanwhile, but
+        # one at a time and in nonce order: a node that sees a later nonce first parks it as
+        # "queued" (anvil then left one stuck until its fee bump, 30 s later).
+        self._outbox.put_nowait(pending)
+        if self._broadcaster is None or self._broadcaster.done():
+            self._broadcaster = asyncio.create_task(self._broadcast_loop())
+
+    async def _broadcast_loop(self) -> None:
+        while True:
+            pending = await self._outbox.get()
+            try:
+                await self._broadcast(pending)
+            finally:
+                self._outbox.task_done()
+
+    async def _drain(self) -> None:
+        """Until every recorded transaction went to the node once (tests)."""
+        await self._outbox.join()
 
     async def _broadcast(self, pending: PendingTx) -> None:
+        self._sent_at[pending.nonce] = time.monotonic()
         try:
             kind = await self.submitter.broadcast(pending)
         except (ChainError, KeyError, TypeError, ValueError) as exc:
@@ -367,9 +386,21 @@ class DeliveryWorker:
                 if outcomes is not None:
                     del self.in_flight[nonce]
                     self.unsent.discard(nonce)
+                    self._sent_at.pop(nonce, None)
                     await self._settle(pending, outcomes)
                 elif time.time() - pending.signed_at > self.submit_timeout:
                     await self._replace(pending)
+                elif time.monotonic() - self._sent_at.get(nonce, 0.0) > _RESEND_AFTER:
+                    # Not mined yet: send the very same bytes again (the node answers "already
+                    # known" if it has them). A node may drop a transaction that did not fit
+                    # its block (anvil does) and would otherwise wait for the fee bump.
+                    self._sent_at[nonce] = time.monotonic()
+                    try:
+                        await self.submitter.broadcast(pending)
+                    except (ChainError, KeyError, TypeError, ValueError) as exc:
+                        # Nothing lost: the receipt check, the next resend or the fee bump
+                        # settles it.
+                        self.log.debug("submit.resend_failed", nonce=nonce, error=str(exc))
             await asyncio.sleep(self.poll_interval / 2)
 
     async def _requeue_above_gap(self) -> None:

@@ -40,6 +40,7 @@ class BatchSubmitter:
         self.most_at_once = 0
         self.asked_delivered: list[bytes] = []
         self.sent: list[FakePending] = []
+        self.arrived: list[int] = []
         self.nonce = 0
 
     async def simulate(self, deliveries: Sequence[Delivery]) -> list[bool]:
@@ -90,7 +91,7 @@ async def submit(w: DeliveryWorker, led: Ledger) -> None:
     try:
         await w._submit_batches(batches(led))
     finally:
-        await asyncio.gather(*w._broadcasts)
+        await w._drain()
 
 
 def batches(led: Ledger, size: int = 10) -> list[list[Any]]:
@@ -178,6 +179,7 @@ async def test_broadcasts_do_not_hold_up_the_next_batch_and_failures_stay_unsent
 ) -> None:
     class SlowNode(BatchSubmitter):
         async def broadcast(self, pending: FakePending) -> RpcErrorKind | None:
+            self.arrived.append(pending.nonce)
             await asyncio.sleep(0.3)
             if pending.nonce == 1:
                 raise TransientChainError("connection reset")
@@ -193,8 +195,10 @@ async def test_broadcasts_do_not_hold_up_the_next_batch_and_failures_stay_unsent
         # Three broadcasts of 0.3 s each did not run one after the other before returning.
         assert loop.time() - started < 0.6
         assert sorted(w.in_flight) == [0, 1, 2]
-        await asyncio.gather(*w._broadcasts)
+        await w._drain()
         assert [p.nonce for p in submitter.sent] == [0, 2]
+        # One at a time, in nonce order: a node never sees a later nonce first.
+        assert submitter.arrived == [0, 1, 2]
         # The confirm loop sends nonce 1 again once the endpoint answers.
         assert w.unsent == {1}
         assert "submit.broadcast_failed" in w.log.events
