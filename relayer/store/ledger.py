@@ -435,7 +435,7 @@ class Ledger:
                 raise StoreError(f"message id {_short(row.id)} is {len(row.id)} bytes, not 32")
         with self._write() as conn:
             now = self._clock()
-            known = self._known(conn, [row.id for row in batch])
+            known = self._states_in(conn, [row.id for row in batch])
             # Ids never seen (a block's worth, usually all of them) go in with two statements
             # for the lot; the rest (re-observations, repeats within the batch) one by one.
             fresh: dict[bytes, ObservedRow] = {}
@@ -445,70 +445,32 @@ class Ledger:
                     again.append(row)
                 else:
                     fresh[row.id] = row
-            conn.executemany(
-                "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
-                " block_number, block_hash, evidence, state, attempts, next_attempt_at,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
-                [
-                    (
-                        row.id,
-                        row.origin_chain,
-                        row.destination_chain,
-                        row.route,
-                        row.nonce,
-                        row.message,
-                        row.block_number,
-                        row.block_hash,
-                        row.evidence,
-                        State.OBSERVED,
-                        now,
-                        now,
-                        now,
-                    )
-                    for row in fresh.values()
-                ],
-            )
-            self._histories(
-                conn,
-                now,
-                [
-                    (
-                        row.id,
-                        None,
-                        State.OBSERVED,
-                        f"observed in block {row.block_number} ({_short(row.block_hash)})",
-                    )
-                    for row in fresh.values()
-                ],
-            )
+            self._insert_observed(conn, list(fresh.values()), now)
             return len(fresh) + sum(self._observe(conn, row, now) for row in again)
 
     @staticmethod
-    def _known(conn: sqlite3.Connection, ids: Sequence[bytes]) -> set[bytes]:
-        out: set[bytes] = set()
+    def _states_in(conn: sqlite3.Connection, ids: Sequence[bytes]) -> dict[bytes, State]:
+        """The state of each of ``ids`` the ledger holds, in one query per 500 ids."""
+        out: dict[bytes, State] = {}
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            out.update(
-                bytes(found)
-                for (found,) in conn.execute(
-                    f"SELECT id FROM messages WHERE id IN ({marks})",  # noqa: S608 -- placeholders only
-                    chunk,
-                )
-            )
+            for message_id, state in conn.execute(
+                f"SELECT id, state FROM messages WHERE id IN ({marks})",  # noqa: S608 -- placeholders only
+                chunk,
+            ):
+                out[bytes(message_id)] = State(state)
         return out
 
-    def _observe(self, conn: sqlite3.Connection, row: ObservedRow, now: float) -> bool:
-        if len(row.id) != 32:
-            raise StoreError(f"message id {_short(row.id)} is {len(row.id)} bytes, not 32")
-        existing = conn.execute(
-            "SELECT state, block_number, block_hash FROM messages WHERE id = ?", (row.id,)
-        ).fetchone()
-        if existing is None:
-            conn.execute(
-                "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
-                " block_number, block_hash, evidence, state, attempts, next_attempt_at,"
-                " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+    def _insert_observed(
+        self, conn: sqlite3.Connection, rows: Sequence[ObservedRow], now: float
+    ) -> None:
+        """Never-seen messages, OBSERVED, with their history rows: two statements for the lot."""
+        conn.executemany(
+            "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
+            " block_number, block_hash, evidence, state, attempts, next_attempt_at,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            [
                 (
                     row.id,
                     row.origin_chain,
@@ -523,12 +485,32 @@ class Ledger:
                     now,
                     now,
                     now,
-                ),
-            )
-            detail = f"observed in block {row.block_number} ({_short(row.block_hash)})"
-            self._history(
-                conn, row.id, now, from_state=None, to_state=State.OBSERVED, detail=detail
-            )
+                )
+                for row in rows
+            ],
+        )
+        self._histories(
+            conn,
+            now,
+            [
+                (
+                    row.id,
+                    None,
+                    State.OBSERVED,
+                    f"observed in block {row.block_number} ({_short(row.block_hash)})",
+                )
+                for row in rows
+            ],
+        )
+
+    def _observe(self, conn: sqlite3.Connection, row: ObservedRow, now: float) -> bool:
+        if len(row.id) != 32:
+            raise StoreError(f"message id {_short(row.id)} is {len(row.id)} bytes, not 32")
+        existing = conn.execute(
+            "SELECT state, block_number, block_hash FROM messages WHERE id = ?", (row.id,)
+        ).fetchone()
+        if existing is None:
+            self._insert_observed(conn, [row], now)
             return True
         state, old_number, old_hash = State(existing[0]), existing[1], existing[2]
         if old_hash == row.block_hash:
@@ -894,18 +876,8 @@ class Ledger:
     def states(self, ids: Iterable[bytes]) -> dict[bytes, State]:
         """The state of each of ``ids`` the ledger holds (absent ids are left out), in one
         query per 500 ids rather than a record read per message."""
-        wanted = list(dict.fromkeys(ids))
-        out: dict[bytes, State] = {}
         with self._read() as conn:
-            for start in range(0, len(wanted), 500):
-                chunk = wanted[start : start + 500]
-                marks = ",".join("?" * len(chunk))
-                for message_id, state in conn.execute(
-                    f"SELECT id, state FROM messages WHERE id IN ({marks})",  # noqa: S608 -- placeholders only
-                    chunk,
-                ):
-                    out[bytes(message_id)] = State(state)
-        return out
+            return self._states_in(conn, list(dict.fromkeys(ids)))
 
     def get(self, id: bytes) -> MessageRecord | None:
         with self._read() as conn:
