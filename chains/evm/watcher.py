@@ -214,10 +214,7 @@ class EvmWatcher:
         if fork < self.config.start_block:
             self.ledger.set_cursor(self.chain, self.owner, self.config.start_block - 1, b"")
             return
-        block = await self.rpc.block(fork)
-        if block is None:
-            raise TransientChainError(f"node does not know block {fork}")
-        self.ledger.set_cursor(self.chain, self.owner, fork, bytes.fromhex(block["hash"][2:]))
+        self.ledger.set_cursor(self.chain, self.owner, fork, await self._hash_at(fork))
 
     async def _fork_point(self, number: int) -> int:
         """The highest remembered block that the node still has with the same hash."""
