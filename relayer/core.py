@@ -146,21 +146,17 @@ class Core:
                 self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason="known id")
             return
         self._start_precheck([row for row in rows if row.id in verified_ok])
-        self.ledger.record_observed_many(rows)
-        # Only rows still in OBSERVED move on: a message seen before keeps the state it reached.
-        states = self.ledger.states(row.id for row in rows)
-        fresh = [
-            mid for mid, reason in verdicts if reason is None and states.get(mid) is State.OBSERVED
-        ]
-        if fresh:
-            self.ledger.transition_many(fresh, State.VERIFIED, expect=State.OBSERVED)
+        # One transaction: the rows go in with their verdicts (VERIFIED or REJECTED) at once.
+        changed = self.ledger.record_observed_many(
+            rows,
+            verified=verified_ok,
+            rejected={mid: reason for mid, reason in verdicts if reason and mid not in known},
+        )
+        if changed and verified_ok:
             self.verified_event.set()
         for mid, reason in verdicts:
-            if reason is None:
-                continue
-            self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason=reason)
-            if mid not in known and states.get(mid) is State.OBSERVED:
-                self.ledger.transition(mid, State.REJECTED, expect=State.OBSERVED, error=reason)
+            if reason is not None:
+                self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason=reason)
         rejected = {mid for mid, reason in verdicts if reason is not None}
         for row in rows:
             if row.id in rejected:

@@ -12,6 +12,7 @@ from relayer.store.ledger import (
     ObservedRow,
     SignedTx,
     State,
+    SubmittedTx,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "ObservedRow",
     "SignedTx",
     "State",
+    "SubmittedTx",
 ]

@@ -12,6 +12,7 @@ thread at a time, so callers may use it from the event loop or from a worker thr
 from __future__ import annotations
 
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -87,7 +88,6 @@ class MessageRecord:
     message: bytes
     block_number: int
     block_hash: bytes
-    evidence: bytes
     state: State
     attempts: int
     last_error: str | None
@@ -116,6 +116,16 @@ class SignedTx:
 
     nonce: int
     tx_hash: bytes
+    raw_tx: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class SubmittedTx:
+    """One signed transaction and the messages it carries, as ``mark_submitted_many`` takes it."""
+
+    ids: tuple[bytes, ...]
+    tx_hash: bytes
+    tx_nonce: int
     raw_tx: bytes
 
 
@@ -233,6 +243,8 @@ class Ledger:
         self._lock = threading.Lock()
         self._clock = clock
         self.path = path
+        self._checkpointer: threading.Thread | None = None
+        self._stop_checkpoints = threading.Event()
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -265,10 +277,50 @@ class Ledger:
         return cls(conn, path=target, clock=clock)
 
     def close(self) -> None:
+        self._stop_checkpoints.set()
+        if self._checkpointer is not None:
+            self._checkpointer.join()
+            self._checkpointer = None
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def start_checkpointer(self, interval: float = 1.0) -> None:
+        """Take WAL checkpoints off the write path (the daemon calls this; short-lived tools
+        need not). SQLite's default runs one inside the COMMIT that takes the WAL past 1000
+        pages: copying them into the database and syncing it stalled accepting a 900-message
+        block by 50 ms. From now on this connection never checkpoints; a thread of the ledger's
+        own, on a connection of its own, runs a PASSIVE checkpoint (it waits for no reader and
+        no writer) every ``interval`` seconds until ``close``."""
+        if self._checkpointer is not None or self.path == ":memory:":
+            return
+        try:
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the ledger at {self.path}: {exc}") from exc
+        with self._read() as own:
+            own.execute("PRAGMA wal_autocheckpoint = 0")
+        self._stop_checkpoints.clear()
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop,
+            args=(conn, interval),
+            name="ledger-checkpoints",
+            daemon=True,
+        )
+        self._checkpointer.start()
+
+    def _checkpoint_loop(self, conn: sqlite3.Connection, interval: float) -> None:
+        try:
+            while not self._stop_checkpoints.wait(interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except sqlite3.Error as exc:
+                    # Only the WAL grows meanwhile: every commit stays durable. Said once per
+                    # failing pass, where an operator looks (the daemon's stderr).
+                    print(f"ledger {self.path}: WAL checkpoint failed: {exc}", file=sys.stderr)
+        finally:
+            conn.close()
 
     def __enter__(self) -> Self:
         return self
@@ -354,7 +406,7 @@ class Ledger:
     @staticmethod
     def _fetch_brief(conn: sqlite3.Connection, message_id: bytes) -> _Brief:
         """State, destination and transaction of one message: what a transition needs, without
-        building the whole record (evidence included) for each of a batch's messages."""
+        building the whole record for each of a batch's messages."""
         row = conn.execute(
             "SELECT id, state, destination_chain, tx_hash FROM messages WHERE id = ?",
             (message_id,),
@@ -426,27 +478,52 @@ class Ledger:
         with self._write() as conn:
             return self._observe(conn, row, self._clock())
 
-    def record_observed_many(self, rows: Sequence[ObservedRow | Mapping[str, Any]]) -> int:
+    def record_observed_many(
+        self,
+        rows: Sequence[ObservedRow | Mapping[str, Any]],
+        *,
+        verified: Collection[bytes] = frozenset(),
+        rejected: Mapping[bytes, str] | None = None,
+    ) -> int:
         """``record_observed`` for many messages (a block's) in one transaction; returns how
-        many were new or changed."""
+        many were new or changed.
+
+        With the caller's verdicts on the evidence, a row takes its next step in the same
+        transaction: one in ``verified`` that is (still, or again) OBSERVED moves to VERIFIED;
+        one in ``rejected`` goes in as REJECTED with its reason if the ledger does not know the
+        message, and is ignored if it does (evidence that fails to verify must never replace
+        evidence that did: that would be a forged "reorg")."""
         batch = [_as_row(r) for r in rows]
         for row in batch:
             if len(row.id) != 32:
                 raise StoreError(f"message id {_short(row.id)} is {len(row.id)} bytes, not 32")
+        refused = rejected or {}
         with self._write() as conn:
             now = self._clock()
             known = self._states_in(conn, [row.id for row in batch])
-            # Ids never seen (a block's worth, usually all of them) go in with two statements
+            # Ids never seen (a block's worth, usually all of them) go in with a few statements
             # for the lot; the rest (re-observations, repeats within the batch) one by one.
             fresh: dict[bytes, ObservedRow] = {}
             again: list[ObservedRow] = []
             for row in batch:
                 if row.id in known or row.id in fresh:
-                    again.append(row)
+                    if row.id not in refused:
+                        again.append(row)
                 else:
                     fresh[row.id] = row
-            self._insert_observed(conn, list(fresh.values()), now)
-            return len(fresh) + sum(self._observe(conn, row, now) for row in again)
+            self._insert_observed(conn, list(fresh.values()), now, verified, refused)
+            changed = {row.id for row in again if self._observe(conn, row, now)}
+            pending = self._states_in(conn, [row.id for row in again if row.id in verified])
+            moving = [mid for mid, state in pending.items() if state is State.OBSERVED]
+            self._verify_observed(conn, moving, now)
+            return len(fresh) + len(changed | set(moving))
+
+    def _verify_observed(self, conn: sqlite3.Connection, ids: Sequence[bytes], now: float) -> None:
+        conn.executemany(
+            "UPDATE messages SET state = ?, updated_at = ?, next_attempt_at = ? WHERE id = ?",
+            [(State.VERIFIED, now, now, message_id) for message_id in ids],
+        )
+        self._histories(conn, now, [(mid, State.OBSERVED, State.VERIFIED, None) for mid in ids])
 
     @staticmethod
     def _states_in(conn: sqlite3.Connection, ids: Sequence[bytes]) -> dict[bytes, State]:
@@ -463,13 +540,26 @@ class Ledger:
         return out
 
     def _insert_observed(
-        self, conn: sqlite3.Connection, rows: Sequence[ObservedRow], now: float
+        self,
+        conn: sqlite3.Connection,
+        rows: Sequence[ObservedRow],
+        now: float,
+        verified: Collection[bytes] = frozenset(),
+        rejected: Mapping[bytes, str] | None = None,
     ) -> None:
-        """Never-seen messages, OBSERVED, with their history rows: two statements for the lot."""
+        """Never-seen messages with their evidence and history, a few statements for the lot:
+        OBSERVED, or straight on to VERIFIED / REJECTED with the caller's verdict (the history
+        shows both steps)."""
+
+        def state_of(row: ObservedRow) -> State:
+            if rejected and row.id in rejected:
+                return State.REJECTED
+            return State.VERIFIED if row.id in verified else State.OBSERVED
+
         conn.executemany(
             "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
             " block_number, block_hash, evidence, state, attempts, next_attempt_at,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, 0, ?, ?, ?)",
             [
                 (
                     row.id,
@@ -480,14 +570,17 @@ class Ledger:
                     row.message,
                     row.block_number,
                     row.block_hash,
-                    row.evidence,
-                    State.OBSERVED,
+                    state_of(row),
                     now,
                     now,
                     now,
                 )
                 for row in rows
             ],
+        )
+        conn.executemany(
+            "INSERT INTO evidence (message_id, evidence) VALUES (?, ?)",
+            [(row.id, row.evidence) for row in rows],
         )
         self._histories(
             conn,
@@ -502,6 +595,23 @@ class Ledger:
                 for row in rows
             ],
         )
+        self._histories(
+            conn,
+            now,
+            [(row.id, State.OBSERVED, State.VERIFIED, None) for row in rows if row.id in verified],
+        )
+        for row in rows:
+            if rejected and row.id in rejected:
+                reason = rejected[row.id]
+                conn.execute("UPDATE messages SET last_error = ? WHERE id = ?", (reason, row.id))
+                self._history(
+                    conn,
+                    row.id,
+                    now,
+                    from_state=State.OBSERVED,
+                    to_state=State.REJECTED,
+                    error=reason,
+                )
 
     def _observe(self, conn: sqlite3.Connection, row: ObservedRow, now: float) -> bool:
         if len(row.id) != 32:
@@ -583,9 +693,14 @@ class Ledger:
         detail: str,
     ) -> None:
         conn.execute(
-            "UPDATE messages SET block_number = ?, block_hash = ?, evidence = ?, state = ?,"
+            "UPDATE messages SET block_number = ?, block_hash = ?, state = ?,"
             " signatures = x'', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE id = ?",
-            (block_number, block_hash, evidence, State.OBSERVED, now, now, message_id),
+            (block_number, block_hash, State.OBSERVED, now, now, message_id),
+        )
+        conn.execute(
+            "INSERT INTO evidence (message_id, evidence) VALUES (?, ?)"
+            " ON CONFLICT (message_id) DO UPDATE SET evidence = excluded.evidence",
+            (message_id, evidence),
         )
         self._history(
             conn, message_id, now, from_state=state, to_state=State.OBSERVED, detail=detail
@@ -727,58 +842,83 @@ class Ledger:
         The bytes are stored once, not per message; a replaced transaction that no submitted
         message holds any more is forgotten: the replacement lists every hash signed at its
         nonce, which is all a restart needs to find whichever of them is mined."""
-        unique = list(dict.fromkeys(ids))
+        with self._write() as conn:
+            return self._submitted(
+                conn,
+                self._clock(),
+                ids,
+                tx_hash=tx_hash,
+                tx_nonce=tx_nonce,
+                raw_tx=raw_tx,
+                detail=detail,
+            )
+
+    def mark_submitted_many(self, txs: Sequence[SubmittedTx]) -> int:
+        """``mark_submitted`` for several transactions (consecutive nonces signed together) in
+        one transaction, all or nothing; returns how many messages were recorded."""
         with self._write() as conn:
             now = self._clock()
-            chains: set[str] = set()
-            replaced: set[tuple[str, bytes]] = set()
-            for message_id in unique:
-                # Only the columns this needs: building whole records, evidence included, was a
-                # third of the call once the signed bytes were no longer written per message.
-                found = conn.execute(
-                    "SELECT state, destination_chain, tx_hash FROM messages WHERE id = ?",
-                    (message_id,),
-                ).fetchone()
-                if found is None:
-                    raise StoreError(f"message {_short(message_id)} is not in the ledger")
-                state, chain, old_hash = State(found[0]), str(found[1]), found[2]
-                if state not in {State.ATTESTED, State.SUBMITTED}:
-                    raise StoreError(
-                        f"message {_short(message_id)} is {state}; only attested or "
-                        "submitted messages can be put in a transaction"
-                    )
-                chains.add(chain)
-                if old_hash is not None and old_hash != tx_hash:
-                    replaced.add((chain, bytes(old_hash)))
-                verb = "replaced by" if state is State.SUBMITTED else "submitted in"
-                conn.execute(
-                    "UPDATE messages SET state = ?, tx_hash = ?, tx_nonce = ?,"
-                    " next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                    (State.SUBMITTED, tx_hash, tx_nonce, now, now, message_id),
+            return sum(
+                self._submitted(
+                    conn, now, tx.ids, tx_hash=tx.tx_hash, tx_nonce=tx.tx_nonce, raw_tx=tx.raw_tx
                 )
-                self._history(
-                    conn,
-                    message_id,
-                    now,
-                    from_state=state,
-                    to_state=State.SUBMITTED,
-                    detail=detail or f"{verb} tx {_short(tx_hash)} (nonce {tx_nonce})",
-                )
-            if len(chains) > 1:
+                for tx in txs
+            )
+
+    def _submitted(
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        ids: Iterable[bytes],
+        *,
+        tx_hash: bytes,
+        tx_nonce: int,
+        raw_tx: bytes,
+        detail: str | None = None,
+    ) -> int:
+        unique = list(dict.fromkeys(ids))
+        chains: set[str] = set()
+        replaced: set[tuple[str, bytes]] = set()
+        moves: list[tuple[bytes, State | None, State, str | None]] = []
+        for brief in (self._fetch_brief(conn, message_id) for message_id in unique):
+            if brief.state not in {State.ATTESTED, State.SUBMITTED}:
                 raise StoreError(
-                    f"tx {_short(tx_hash)} cannot carry messages for {sorted(chains)}: "
-                    "a transaction lands on one destination chain"
+                    f"message {_short(brief.id)} is {brief.state}; only attested or "
+                    "submitted messages can be put in a transaction"
                 )
-            for chain in chains:
-                conn.execute(
-                    "INSERT INTO pending_txs"
-                    " (destination_chain, tx_hash, tx_nonce, raw_tx, created_at)"
-                    " VALUES (?, ?, ?, ?, ?) ON CONFLICT (destination_chain, tx_hash) DO UPDATE"
-                    " SET tx_nonce = excluded.tx_nonce, raw_tx = excluded.raw_tx",
-                    (chain, tx_hash, tx_nonce, raw_tx, now),
+            chains.add(brief.destination_chain)
+            if brief.tx_hash is not None and brief.tx_hash != tx_hash:
+                replaced.add((brief.destination_chain, brief.tx_hash))
+            verb = "replaced by" if brief.state is State.SUBMITTED else "submitted in"
+            moves.append(
+                (
+                    brief.id,
+                    brief.state,
+                    State.SUBMITTED,
+                    detail or f"{verb} tx {_short(tx_hash)} (nonce {tx_nonce})",
                 )
-            self._prune_txs(conn, replaced)
-            return len(unique)
+            )
+        conn.executemany(
+            "UPDATE messages SET state = ?, tx_hash = ?, tx_nonce = ?,"
+            " next_attempt_at = ?, updated_at = ? WHERE id = ?",
+            [(State.SUBMITTED, tx_hash, tx_nonce, now, now, mid) for mid, *_ in moves],
+        )
+        self._histories(conn, now, moves)
+        if len(chains) > 1:
+            raise StoreError(
+                f"tx {_short(tx_hash)} cannot carry messages for {sorted(chains)}: "
+                "a transaction lands on one destination chain"
+            )
+        for chain in chains:
+            conn.execute(
+                "INSERT INTO pending_txs"
+                " (destination_chain, tx_hash, tx_nonce, raw_tx, created_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (destination_chain, tx_hash) DO UPDATE"
+                " SET tx_nonce = excluded.tx_nonce, raw_tx = excluded.raw_tx",
+                (chain, tx_hash, tx_nonce, raw_tx, now),
+            )
+        self._prune_txs(conn, replaced)
+        return len(unique)
 
     def schedule_retry(
         self,
@@ -883,6 +1023,14 @@ class Ledger:
         with self._read() as conn:
             row = conn.execute(f"{_SELECT} WHERE id = ?", (id,)).fetchone()
         return None if row is None else _record(row)
+
+    def evidence(self, id: bytes) -> bytes | None:
+        """The evidence the message was recorded with (of its current origin block)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT evidence FROM evidence WHERE message_id = ?", (id,)
+            ).fetchone()
+        return None if row is None else bytes(row[0])
 
     def find(self, prefix_hex: str, *, limit: int = 20) -> list[MessageRecord]:
         """Messages whose id starts with ``prefix_hex`` (``0x`` optional, any case): what

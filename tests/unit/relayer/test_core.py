@@ -238,7 +238,7 @@ async def test_verified_observations_reach_verified(h: Harness) -> None:
         assert record.message == obs.message
         assert record.block_hash == obs.block_hash
         assert record.block_number == obs.block_number
-        assert record.evidence == obs.evidence
+        assert h.ledger.evidence(record.id) == obs.evidence
         assert record.last_error is None
     assert [r.nonce for r in h.ledger.in_state(State.VERIFIED)] == [1, 2, 3]
     assert len(h.log.named("message.verified")) == 3

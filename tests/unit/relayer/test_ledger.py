@@ -26,6 +26,7 @@ from relayer.store import (
     ObservedRow,
     SignedTx,
     State,
+    SubmittedTx,
 )
 from relayer.store.schema import MIGRATIONS, SCHEMA_VERSION
 
@@ -511,7 +512,7 @@ def test_message_reincluded_after_origin_reorg_is_reobserved_from_early_states(
         11,
         bhash("11b"),
     )
-    assert record.evidence == b"evidence-11"
+    assert ledger.evidence(message_id) == b"evidence-11"
     assert record.signatures == (), "signatures bound the old block hash"
     assert ledger.due(State.OBSERVED) == [record], "due again at once"
     last = ledger.history(message_id)[-1]
@@ -558,7 +559,8 @@ def test_reobserve_replaces_block_and_evidence(ledger: Ledger) -> None:
     record = ledger.reobserve(
         message_id, block_number=12, block_hash=bhash(12), evidence=b"new", detail="operator"
     )
-    assert (record.state, record.block_number, record.evidence) == (State.OBSERVED, 12, b"new")
+    assert (record.state, record.block_number) == (State.OBSERVED, 12)
+    assert ledger.evidence(message_id) == b"new"
     assert ledger.history(message_id)[-1].detail == "operator"
 
 
@@ -1239,3 +1241,160 @@ def test_states_answers_for_many_ids_at_once_and_leaves_out_unknown_ones(ledger:
     assert {states[i] for i in ids[:700]} == {State.VERIFIED}
     assert {states[i] for i in ids[700:]} == {State.OBSERVED}
     assert ledger.states([]) == {}
+
+
+# --- evidence, verdicts on intake, several transactions at once, checkpoints ---------------------
+
+
+def test_a_v2_ledger_moves_its_evidence_to_a_table_of_its_own(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (*MIGRATIONS[0], *MIGRATIONS[1]):  # V2 exactly as a released relayer made it
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 2")
+    for n, state in ((1, "verified"), (2, "submitted")):
+        conn.execute(
+            "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
+            " block_number, block_hash, evidence, state, next_attempt_at, created_at, updated_at)"
+            " VALUES (?, 'chain-a', 'chain-b', 'chain-a->chain-b', ?, x'00', 10, ?, ?, ?, 0, 0, 0)",
+            (mid(n), n, bhash(10), b"proof of %d" % n, state),
+        )
+    conn.close()
+
+    with Ledger.open(path) as led:
+        own = led._conn
+        assert own is not None
+        assert own.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert led.evidence(mid(1)) == b"proof of 1"
+        assert led.evidence(mid(2)) == b"proof of 2"
+        assert led.evidence(mid(3)) is None
+        assert own.execute("SELECT count(*) FROM messages WHERE evidence != x''").fetchone() == (0,)
+        record = led.get(mid(1))
+        assert record is not None and record.state is State.VERIFIED
+
+
+def test_evidence_is_kept_once_and_replaced_by_a_reobservation(ledger: Ledger) -> None:
+    message_id = observe(ledger, 1)
+    bring_to(ledger, message_id, State.ATTESTED)
+    assert ledger.evidence(message_id) == b"evidence-10"
+    ledger.record_observed_many([row(1, block=11)])
+    assert ledger.evidence(message_id) == b"evidence-11"
+    conn = ledger._conn
+    assert conn is not None
+    assert conn.execute("SELECT count(*) FROM evidence").fetchone() == (1,)
+
+
+def test_intake_with_verdicts_records_verified_and_rejected_in_one_step(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    good, bad = mid(1), mid(2)
+    changed = ledger.record_observed_many(
+        [row(1), row(2)], verified={good}, rejected={bad: "receipt proof does not verify"}
+    )
+    assert changed == 2
+    assert ledger.states([good, bad]) == {good: State.VERIFIED, bad: State.REJECTED}
+    assert [(h.from_state, h.to_state) for h in ledger.history(good)] == [
+        (None, State.OBSERVED),
+        (State.OBSERVED, State.VERIFIED),
+    ]
+    rejected = ledger.history(bad)
+    assert [(h.from_state, h.to_state) for h in rejected] == [
+        (None, State.OBSERVED),
+        (State.OBSERVED, State.REJECTED),
+    ]
+    assert rejected[-1].error == "receipt proof does not verify"
+    record = ledger.get(bad)
+    assert record is not None and record.last_error == "receipt proof does not verify"
+    assert all(h.at == clock.now for h in ledger.history(good) + rejected)
+
+
+def test_a_rejected_observation_never_touches_a_known_message(ledger: Ledger) -> None:
+    message_id = observe(ledger, 1)
+    bring_to(ledger, message_id, State.ATTESTED)
+    before = (ledger.get(message_id), ledger.history(message_id), ledger.evidence(message_id))
+    forged = row(1, block=12)
+    assert ledger.record_observed_many([forged], rejected={message_id: "forged"}) == 0
+    after = (ledger.get(message_id), ledger.history(message_id), ledger.evidence(message_id))
+    assert after == before
+
+
+def test_a_verified_row_moves_a_message_left_observed_by_a_crash(ledger: Ledger) -> None:
+    # Recorded OBSERVED (as an older relayer did first), then the process died: the same block
+    # seen again with a verdict moves it on, and only it.
+    stuck = observe(ledger, 1)
+    done = observe(ledger, 2)
+    bring_to(ledger, done, State.ATTESTED)
+    assert ledger.record_observed_many([row(1), row(2)], verified={stuck, done}) == 1
+    assert ledger.states([stuck, done]) == {stuck: State.VERIFIED, done: State.ATTESTED}
+    assert ledger.record_observed_many([row(1), row(2)], verified={stuck, done}) == 0
+
+
+def test_a_reobserved_and_verified_message_goes_back_to_verified(ledger: Ledger) -> None:
+    message_id = observe(ledger, 1)
+    bring_to(ledger, message_id, State.ATTESTED)
+    assert ledger.record_observed_many([row(1, block=11)], verified={message_id}) == 1
+    record = ledger.get(message_id)
+    assert record is not None
+    assert (record.state, record.block_number, record.signatures) == (State.VERIFIED, 11, ())
+    assert [h.to_state for h in ledger.history(message_id)][-2:] == [
+        State.OBSERVED,
+        State.VERIFIED,
+    ]
+
+
+def test_several_transactions_are_recorded_in_one_step_or_not_at_all(ledger: Ledger) -> None:
+    ids = attested(ledger, range(4))
+    recorded = ledger.mark_submitted_many(
+        [
+            SubmittedTx(ids=tuple(ids[:2]), tx_hash=tx(1), tx_nonce=1, raw_tx=b"one"),
+            SubmittedTx(ids=tuple(ids[2:]), tx_hash=tx(2), tx_nonce=2, raw_tx=b"two"),
+        ]
+    )
+    assert recorded == 4
+    assert [(t.nonce, t.raw_tx) for t in ledger.pending_txs("chain-b")] == [
+        (1, b"one"),
+        (2, b"two"),
+    ]
+    for message_id, (nonce, hash_) in zip(ids, [(1, tx(1))] * 2 + [(2, tx(2))] * 2, strict=True):
+        record = ledger.get(message_id)
+        assert record is not None
+        assert (record.state, record.tx_nonce, record.tx_hash) == (State.SUBMITTED, nonce, hash_)
+        assert (
+            ledger.history(message_id)[-1].detail
+            == f"submitted in tx 0x{hash_.hex()} (nonce {nonce})"
+        )
+
+    more = attested(ledger, range(10, 12))
+    delivered = observe(ledger, 20)
+    bring_to(ledger, delivered, State.DELIVERED)
+    with pytest.raises(StoreError, match="delivered"):
+        ledger.mark_submitted_many(
+            [
+                SubmittedTx(ids=tuple(more), tx_hash=tx(3), tx_nonce=3, raw_tx=b"three"),
+                SubmittedTx(ids=(delivered,), tx_hash=tx(4), tx_nonce=4, raw_tx=b"four"),
+            ]
+        )
+    assert ledger.states(more) == dict.fromkeys(more, State.ATTESTED)
+    assert [t.nonce for t in ledger.pending_txs("chain-b")] == [1, 2]
+
+
+def test_the_checkpointer_keeps_the_wal_short_and_stops_with_the_ledger(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    led = Ledger.open(path)
+    led.start_checkpointer(interval=0.01)
+    own = led._conn
+    assert own is not None
+    assert own.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    before = path.stat().st_size
+    led.record_observed_many([row(n) for n in range(300)])
+    # The rows are in the WAL; only a checkpoint copies them into the database file itself.
+    deadline = time.monotonic() + 10
+    while path.stat().st_size == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert path.stat().st_size > before, "no checkpoint ran"
+    thread = led._checkpointer
+    assert thread is not None and thread.is_alive()
+    led.close()
+    assert not thread.is_alive()
+    with Ledger.open(path) as again:
+        assert len(again.states([mid(n) for n in range(300)])) == 300
