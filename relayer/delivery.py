@@ -26,7 +26,7 @@ from relayer.failpoints import failpoint
 from relayer.health import HEALTH
 from relayer.plugin import Delivery, DeliveryOutcome, PendingTx, Submitter
 from relayer.retry import RpcErrorKind, backoff_delay
-from relayer.store import Ledger, MessageRecord, State
+from relayer.store import Ledger, MessageRecord, State, SubmittedTx
 
 __all__ = ["DeliveryWorker"]
 
@@ -196,8 +196,14 @@ class DeliveryWorker:
         the others went out."""
         checks = [asyncio.ensure_future(self._check(batch)) for batch in batches]
         failure: BaseException | None = None
+        # Checked batches wait here until the next check is not done yet: those are signed and
+        # recorded together, one ledger commit for several transactions.
+        ready: list[list[Delivery]] = []
         try:
             for batch, check in zip(batches, checks, strict=True):
+                if ready and not check.done():
+                    await self._send(ready)
+                    ready = []
                 try:
                     deliveries = await check
                 except ChainError as exc:
@@ -210,7 +216,9 @@ class DeliveryWorker:
                     failure = failure or exc
                     continue
                 if deliveries:
-                    await self._send(deliveries)
+                    ready.append(deliveries)
+            if ready:
+                await self._send(ready)
         finally:
             for check in checks:
                 check.cancel()
@@ -250,30 +258,50 @@ class DeliveryWorker:
                     )
         return [d for d, good in zip(deliveries, ok, strict=True) if good]
 
-    async def _send(self, deliveries: Sequence[Delivery]) -> None:
-        pending = await self.submitter.prepare(deliveries)
-        failpoint("after_sign")
-        self.ledger.mark_submitted(
-            [d.message_id for d in deliveries],
-            tx_hash=pending.tx_hash,
-            tx_nonce=pending.nonce,
-            raw_tx=pending.encode(),
-        )
-        failpoint("after_record")
-        self.in_flight[pending.nonce] = pending
-        self.log.info(
-            "submit.started",
-            nonce=pending.nonce,
-            tx="0x" + pending.tx_hash.hex(),
-            messages=len(deliveries),
-        )
-        self.unsent.add(pending.nonce)
-        # Sent in the background, so that the next batch is signed and recorded meanwhile, but
-        # one at a time and in nonce order: a node that sees a later nonce first parks it as
-        # "queued" (anvil then left one stuck until its fee bump, 30 s later).
-        self._outbox.put_nowait(pending)
-        if self._broadcaster is None or self._broadcaster.done():
+    async def _send(self, groups: Sequence[Sequence[Delivery]]) -> None:
+        """Sign one transaction per group at consecutive nonces, record them all in one ledger
+        transaction, then queue them for broadcast in nonce order."""
+        signed: list[PendingTx] = []
+        failure: BaseException | None = None
+        for deliveries in groups:
+            try:
+                signed.append(await self.submitter.prepare(deliveries))
+            except BaseException as exc:  # noqa: BLE001  (re-raised below, after the record)
+                # Those signed already hold their nonces: record and send them regardless, or
+                # the next transaction would wait behind a nonce gap.
+                failure = exc
+                break
+        if signed:
+            failpoint("after_sign")
+            self.ledger.mark_submitted_many(
+                [
+                    SubmittedTx(
+                        ids=pending.message_ids,
+                        tx_hash=pending.tx_hash,
+                        tx_nonce=pending.nonce,
+                        raw_tx=pending.encode(),
+                    )
+                    for pending in signed
+                ]
+            )
+            failpoint("after_record")
+        for pending in signed:
+            self.in_flight[pending.nonce] = pending
+            self.log.info(
+                "submit.started",
+                nonce=pending.nonce,
+                tx="0x" + pending.tx_hash.hex(),
+                messages=len(pending.message_ids),
+            )
+            self.unsent.add(pending.nonce)
+            # Sent in the background, so that the next batch is signed and recorded meanwhile,
+            # but one at a time and in nonce order: a node that sees a later nonce first parks
+            # it as "queued" (anvil then left one stuck until its fee bump, 30 s later).
+            self._outbox.put_nowait(pending)
+        if signed and (self._broadcaster is None or self._broadcaster.done()):
             self._broadcaster = asyncio.create_task(self._broadcast_loop())
+        if failure is not None:
+            raise failure
 
     async def _broadcast_loop(self) -> None:
         while True:
