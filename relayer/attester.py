@@ -10,6 +10,7 @@ against the committee.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,12 @@ from relayer.plugin import ChainPlugin, Observation, load_plugin
 from relayer.store import Ledger
 
 __all__ = ["Attester"]
+
+# Signatures made ahead for blocks not final yet (see ``Attester._presign``) and not used, at
+# most: a few blocks of a few thousand messages; the oldest go first.
+_PRESIGNED_KEPT = 20_000
+# (origin domain, message id, origin block hash, destination domain): what a digest binds.
+_Signing = tuple[int, bytes, bytes, int]
 
 
 class Attester:
@@ -48,6 +55,8 @@ class Attester:
         self.ledger = ledger
         self.checkpoints = checkpoints
         self.log = log.bind(attester=name)
+        self._presigned: dict[_Signing, bytes] = {}
+        self._presigned_lock = threading.Lock()  # filled from the watcher's worker thread
 
     async def run(self) -> None:
         async with asyncio.TaskGroup() as group:
@@ -68,6 +77,7 @@ class Attester:
                     owner=f"attester:{self.name}",
                     rpc_url=self.spec.rpc.get(origin.name),
                     log=self.log,
+                    prepared=self._presigner(origin),
                 )
                 group.create_task(
                     watcher.run(self._sink(origin)), name=f"attest:{self.name}:{origin.name}"
@@ -117,6 +127,39 @@ class Attester:
 
         return sink
 
+    def _presigner(self, origin: ChainConfig) -> Any:
+        def presign(observations: Sequence[Observation]) -> None:
+            """Sign the digests of a young block's messages ahead, into memory only: signing is
+            most of an attester's work once a block is final, and a block of a thousand
+            messages would otherwise be signed then, beside the relayer on the same cores.
+
+            Nothing signed here is published as it is: ``_attest`` verifies the observation
+            when its block is final and only then takes the signature (or signs, if none is
+            here). A digest binds the block hash, so one of a block that never becomes final
+            can never be used: it is never taken, and drops out of the bounded cache."""
+            for obs in observations:
+                try:
+                    message = Message.decode(obs.message)
+                    destination = self.config.chain_by_domain(message.destination)
+                except (MessageFormatError, UnknownChainError):
+                    continue  # refused (and logged) when final, if it ever is
+                key = (origin.domain, message.id, obs.block_hash, destination.domain)
+                signature = self._sign(origin, destination, message.id, obs.block_hash)
+                with self._presigned_lock:
+                    self._presigned[key] = signature
+                    while len(self._presigned) > _PRESIGNED_KEPT:
+                        del self._presigned[next(iter(self._presigned))]
+
+        return presign
+
+    def _sign(
+        self, origin: ChainConfig, destination: ChainConfig, message_id: bytes, block_hash: bytes
+    ) -> bytes:
+        digest = load_plugin(destination.type).attestation_digest(
+            destination, origin.domain, message_id, block_hash
+        )
+        return self.key.sign_hash(eth_signed_message_hash(digest))
+
     def _attest(
         self, origin: ChainConfig, plugin: ChainPlugin, obs: Observation
     ) -> Attestation | None:
@@ -129,10 +172,12 @@ class Attester:
             self.log.error("proof.rejected", chain=origin.name, reason=str(exc))
             return None
         message_id = message.id
-        digest = load_plugin(destination.type).attestation_digest(
-            destination, origin.domain, message_id, obs.block_hash
-        )
-        signature = self.key.sign_hash(eth_signed_message_hash(digest))
+        with self._presigned_lock:
+            signature = self._presigned.pop(
+                (origin.domain, message_id, obs.block_hash, destination.domain), None
+            )
+        if signature is None:
+            signature = self._sign(origin, destination, message_id, obs.block_hash)
         return Attestation(
             signer=self.signer,
             signature=signature,

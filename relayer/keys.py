@@ -92,7 +92,7 @@ class KeyRef(BaseModel):
 class LocalKey:
     """A loaded private key. ``repr``/``str`` show the address and source, never the key."""
 
-    __slots__ = ("_account", "_secret", "_signer", "address", "source")
+    __slots__ = ("_secret", "_signer", "address", "source")
 
     address: bytes
     source: str
@@ -100,23 +100,10 @@ class LocalKey:
     def __init__(self, key: bytes | LocalAccount, source: str) -> None:
         """``key``: the 32 secret bytes (or an eth-account account holding them). Raises
         ``ValueError`` when they are not a secp256k1 private key."""
-        account = None if isinstance(key, bytes) else key
         self._secret = key if isinstance(key, bytes) else bytes(key.key)
         self._signer = coincurve.PrivateKey(self._secret)
-        self._account = account
         self.address = keccak256(self._signer.public_key.format(compressed=False)[1:])[12:]
         self.source = source
-
-    @property
-    def account(self) -> LocalAccount:
-        """The key as an eth-account account, for signing transactions. Imported on first use:
-        only submitters sign transactions, and importing eth-account costs a second of CPU
-        (its keyfile module builds py_ecc's BLS tables) in every attester otherwise."""
-        if self._account is None:
-            from eth_account import Account  # noqa: PLC0415
-
-            self._account = Account.from_key(self._secret)
-        return self._account
 
     def sign_hash(self, digest: bytes) -> bytes:
         """A 65-byte r || s || v (v in {27, 28}, low s) signature of a 32-byte hash; the form
@@ -171,7 +158,8 @@ def load_key(
         ) from None
     if not isinstance(keystore, dict) or keystore.get("version") != 3:
         raise ConfigError(f"keystore file {path} is not an Ethereum V3 keystore")
-    from eth_account import Account  # noqa: PLC0415  (see LocalKey.account)
+    # Imported here only: eth-account costs a second of CPU at import (py_ecc's BLS tables).
+    from eth_account import Account  # noqa: PLC0415
 
     try:
         secret_bytes = Account.decrypt(keystore, password)

@@ -186,9 +186,21 @@ class ChainPlugin(Protocol):
         ...
 
     def watcher(
-        self, chain: ChainConfig, *, ledger: Ledger, owner: str, rpc_url: str | None, log: Any
+        self,
+        chain: ChainConfig,
+        *,
+        ledger: Ledger,
+        owner: str,
+        rpc_url: str | None,
+        log: Any,
+        prepared: Callable[[Sequence[Observation]], None] | None = None,
     ) -> Watcher:
-        """A watcher for ``chain`` whose cursor is kept in ``ledger`` under ``owner``."""
+        """A watcher for ``chain`` whose cursor is kept in ``ledger`` under ``owner``.
+
+        ``prepared``, if given, is called (from a worker thread) with the observations of a
+        block that is not final yet, as soon as the watcher has fetched them: a chance to do
+        per-message work ahead that can be thrown away. Nothing in them is verified or final;
+        only what the watcher hands over later is."""
         ...
 
     def submitter(self, chain: ChainConfig, *, key: LocalKey, log: Any) -> Submitter:
@@ -210,5 +222,11 @@ def load_plugin(kind: str) -> ChainPlugin:
             f"no chain plugin of type {kind!r} is installed (installed: {known}); "
             f"plugins register under the {ENTRY_POINT_GROUP!r} entry-point group"
         )
+    return _load(entry)
+
+
+@cache
+def _load(entry: Any) -> ChainPlugin:
+    # Cached: the attester and the core ask once per message, and EntryPoint.load imports.
     plugin: ChainPlugin = entry.load()
     return plugin

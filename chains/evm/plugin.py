@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from chains.evm.config import EvmChainConfig
@@ -95,13 +95,22 @@ class EvmPlugin:
         )
 
     def watcher(
-        self, chain: ChainConfig, *, ledger: Ledger, owner: str, rpc_url: str | None, log: Any
+        self,
+        chain: ChainConfig,
+        *,
+        ledger: Ledger,
+        owner: str,
+        rpc_url: str | None,
+        log: Any,
+        prepared: Callable[[Sequence[Observation]], None] | None = None,
     ) -> EvmWatcher:
         config = _evm(chain)
         gateway, domain = bytes.fromhex(config.gateway[2:]), chain.domain
 
         def warm(observations: Sequence[Observation]) -> None:
             self._verdicts.compute(observations, gateway=gateway, domain=domain)
+            if prepared is not None:
+                prepared(observations)
 
         return EvmWatcher(
             chain_name=chain.name,
@@ -115,9 +124,6 @@ class EvmPlugin:
 
     def submitter(self, chain: ChainConfig, *, key: LocalKey, log: Any) -> _Submitter:
         config = _evm(chain)
-        # Transactions are signed with eth-account, whose import takes about a second: now, at
-        # start, rather than on the event loop when the first delivery is due.
-        _ = key.account
         return _Submitter(
             chain_name=chain.name, config=config, rpc=EvmRpc(config.rpc), key=key, log=log
         )

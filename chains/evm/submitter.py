@@ -18,10 +18,10 @@ from typing import Any
 import msgspec
 import structlog
 from eth_abi.abi import decode as abi_decode
-from eth_typing import HexStr
 
 from chains.evm.config import EvmChainConfig
 from chains.evm.rpc import EvmRpc, RpcError
+from chains.evm.txsign import DynamicFeeTx, sign_dynamic_fee_tx
 from proofs.hashing import keccak256
 from relayer.errors import PermanentChainError, TransientChainError
 from relayer.keys import LocalKey
@@ -164,6 +164,7 @@ class EvmSubmitter:
         self.key = key
         self.sender = key.checksum_address
         self.gateway = config.gateway
+        self._gateway_bytes = bytes.fromhex(config.gateway[2:])
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self._next_nonce: int | None = None
         self._fee_cache: tuple[float, tuple[int, int]] | None = None
@@ -318,23 +319,23 @@ class EvmSubmitter:
         message_ids: tuple[bytes, ...],
         previous: tuple[bytes, ...],
     ) -> SignedBatch:
-        signed = self.key.account.sign_transaction(
-            {
-                "type": 2,
-                "chainId": self.config.chain_id,
-                "nonce": nonce,
-                "to": HexStr(self.gateway),
-                "value": 0,
-                "data": calldata,
-                "gas": gas,
-                "maxFeePerGas": max_fee,
-                "maxPriorityFeePerGas": priority,
-            }
+        signed = sign_dynamic_fee_tx(
+            DynamicFeeTx(
+                chain_id=self.config.chain_id,
+                nonce=nonce,
+                max_priority_fee=priority,
+                max_fee=max_fee,
+                gas=gas,
+                to=self._gateway_bytes,
+                value=0,
+                data=calldata,
+            ),
+            self.key,
         )
         tx_hash = bytes(signed.hash)
         return SignedBatch(
             nonce=nonce,
-            raw=bytes(signed.raw_transaction),
+            raw=signed.raw,
             tx_hash=tx_hash,
             max_fee=max_fee,
             priority_fee=priority,

@@ -194,3 +194,47 @@ async def test_the_store_is_written_off_the_event_loop(
     await w.attest(0, genuine())
     assert len(writers) == 1
     assert threading.get_ident() not in writers
+
+
+async def test_signatures_made_ahead_are_published_only_once_the_final_block_verifies(
+    w: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    observations = genuine()
+    attester = w.attesters[0]
+    presign = attester._presigner(w.origin)
+    good, source, _ = observations
+    forged = msgspec.structs.replace(source, message=source.message + b"!")
+    presign([*observations, forged])  # a young block: nothing is published yet
+    assert not w.h.folder(good.block_hash).exists()
+    assert len(attester._presigned) == 4
+
+    signed: list[bytes] = []
+    real = attester._sign
+
+    def sign(*args: Any) -> bytes:
+        signed.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(attester, "_sign", sign)
+    await w.attest(0, [good, forged])  # final: only what verifies is taken, nothing re-signed
+    assert signed == []
+    published = w.h.store.get_block(1000, good.block_hash)
+    assert [a.message_id for a in published] == [Message.decode(good.message).id]
+    digest = w.h.digest(published[0].message_id, good.block_hash)
+    assert recover_signer(eth_signed_message_hash(digest), published[0].signature) == (
+        w.keys[0].address
+    )
+    # The forged one's stays unpublished in memory (until pushed out); the rest are waiting.
+    assert len(attester._presigned) == 3
+
+
+async def test_a_block_that_was_not_signed_ahead_is_signed_when_final(w: World) -> None:
+    observations = genuine()
+    w.attesters[0]._presigner(w.origin)(observations[:1])
+    await w.attest(0, observations)
+    published = w.h.store.get_block(1000, observations[0].block_hash)
+    assert len(published) == 3
+    for att in published:
+        digest = w.h.digest(att.message_id, att.origin_block_hash)
+        assert recover_signer(eth_signed_message_hash(digest), att.signature) == w.keys[0].address
+    assert w.attesters[0]._presigned == {}
