@@ -9,7 +9,8 @@ destination gateway will check.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any, Protocol, TypeVar
 
@@ -31,6 +32,12 @@ _CHUNK = 200
 _Attesting = tuple[bytes, bytes, int]
 # Quorums found early (see ``Core._precheck``) and not yet used, at most.
 _EARLY_KEPT = 20_000
+# The collector reads the VERIFIED messages due first, at most this many per pass. Those still
+# short of a quorum this long after they were verified are looked at again only every
+# _STALLED_RECHECK seconds, so that any number of them never hides newer messages.
+_DUE_PER_PASS = 2000
+_STALLED_AFTER = 30.0
+_STALLED_RECHECK = 10.0
 
 
 class _Attestable(Protocol):
@@ -184,7 +191,7 @@ class Core:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            due = self.ledger.due(State.VERIFIED, limit=2000)
+            due = self.ledger.due(State.VERIFIED, limit=_DUE_PER_PASS)
             attested = 0
             fell_short: dict[_Attesting, tuple[bytes, ...]] = {}
             # In chunks, each persisted (and handed to the delivery workers) as soon as it is
@@ -209,6 +216,7 @@ class Core:
                 attested += self._persist_attested(ready)
             short.clear()
             short.update(fell_short)
+            self._postpone_stalled(due, fell_short)
             if not due or attested == 0:
                 self.verified_event.clear()
                 wait = _poll_wait(
@@ -224,6 +232,28 @@ class Core:
                     pass
             else:
                 await asyncio.sleep(0)
+
+    def _postpone_stalled(
+        self, due: Sequence[MessageRecord], fell_short: Mapping[_Attesting, object]
+    ) -> None:
+        """Postpone the messages still short of a quorum ``_STALLED_AFTER`` seconds after they
+        were verified (an attester down, or a committee that disagrees with the config)."""
+        overdue = time.time() - _STALLED_AFTER
+        stalled = [
+            record
+            for record in due
+            if record.updated_at <= overdue and self._attesting(record) in fell_short
+        ]
+        if not stalled:
+            return
+        self.ledger.postpone([record.id for record in stalled], delay=_STALLED_RECHECK)
+        self.log.warning(
+            "attestations.stalled",
+            messages=len(stalled),
+            oldest_waiting_s=round(time.time() - min(r.updated_at for r in stalled), 1),
+            recheck_s=_STALLED_RECHECK,
+            hint="is a quorum of the committee's attesters running and publishing to the store?",
+        )
 
     def _try_attest(self, record: MessageRecord) -> bool:
         """Attest one message now if its quorum is in the store (tests and tools)."""

@@ -554,6 +554,40 @@ async def test_collector_attests_every_message_with_a_quorum(h: Harness) -> None
     assert h.state(records[2].id) is State.VERIFIED
 
 
+async def test_messages_long_short_of_a_quorum_do_not_hide_newer_ones(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two per pass, and "long" is now: without postponing, the two oldest (never signed) would
+    # be the whole of every pass and the third, signed, would wait forever.
+    monkeypatch.setattr("relayer.core._DUE_PER_PASS", 2)
+    monkeypatch.setattr("relayer.core._STALLED_AFTER", 0.0)
+    await h.core.accept(genuine())
+    stalled, signed = h.ledger.in_state(State.VERIFIED)[:2], h.ledger.in_state(State.VERIFIED)[2]
+    h.attest(COMMITTEE_KEYS[1], signed)
+    h.attest(COMMITTEE_KEYS[2], signed)
+
+    await run_collector(h, until=lambda: h.state(signed.id) is State.ATTESTED)
+    assert h.state(signed.id) is State.ATTESTED
+    for record in stalled:
+        after = h.record(record.id)
+        assert after.state is State.VERIFIED
+        assert after.next_attempt_at >= record.next_attempt_at + 9
+        assert [e.to_state for e in h.ledger.history(record.id)] == [
+            State.OBSERVED,
+            State.VERIFIED,
+        ]
+    (warning,) = h.log.named("attestations.stalled")[:1]
+    assert warning["messages"] == 2
+
+
+async def test_messages_short_of_a_quorum_for_a_moment_are_not_postponed(h: Harness) -> None:
+    await h.core.accept(genuine())
+    records = h.ledger.in_state(State.VERIFIED)
+    await run_collector(h, until=lambda: False, rounds=50)
+    assert [h.record(r.id).next_attempt_at for r in records] == [r.next_attempt_at for r in records]
+    assert h.log.named("attestations.stalled") == []
+
+
 async def test_collector_attests_once_the_second_signature_arrives(h: Harness) -> None:
     record = await verified(h)
     h.attest(COMMITTEE_KEYS[0], record)

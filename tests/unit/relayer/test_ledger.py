@@ -1398,3 +1398,22 @@ def test_the_checkpointer_keeps_the_wal_short_and_stops_with_the_ledger(tmp_path
     assert not thread.is_alive()
     with Ledger.open(path) as again:
         assert len(again.states([mid(n) for n in range(300)])) == 300
+
+
+def test_postpone_makes_messages_due_later_and_changes_nothing_else(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    waiting, other = observe(ledger, 1), observe(ledger, 2)
+    for message_id in (waiting, other):
+        bring_to(ledger, message_id, State.VERIFIED)
+    history = ledger.history(waiting)
+    assert ledger.postpone([waiting, waiting], delay=10) == 1
+    assert [r.id for r in ledger.due(State.VERIFIED)] == [other]
+    clock.advance(10)
+    assert {r.id for r in ledger.due(State.VERIFIED)} == {waiting, other}
+    record = ledger.get(waiting)
+    assert record is not None and (record.state, record.attempts) == (State.VERIFIED, 0)
+    assert ledger.history(waiting) == history
+    assert ledger.postpone([mid(99)], delay=1) == 0
+    with pytest.raises(StoreError, match="delay"):
+        ledger.postpone([waiting], delay=-1)
