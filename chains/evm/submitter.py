@@ -250,12 +250,19 @@ class EvmSubmitter:
 
     # --- transactions --------------------------------------------------------------------------
 
+    def _fees_fresh(self) -> bool:
+        return self._fee_cache is not None and time.monotonic() - self._fee_cache[0] < _FEE_TTL
+
+    def _cached_fees(self) -> tuple[int, int]:
+        assert self._fee_cache is not None
+        return self._fee_cache[1]
+
     async def _fees(self) -> tuple[int, int]:
         # One read of the base fee serves the batches signed within a second: the cap of twice
         # the base fee absorbs the rise a block or two can bring (12.5% each at most).
+        if self._fees_fresh():
+            return self._cached_fees()
         now = time.monotonic()
-        if self._fee_cache is not None and now - self._fee_cache[0] < _FEE_TTL:
-            return self._fee_cache[1]
         fees = await self._read_fees()
         self._fee_cache = (now, fees)
         return fees
@@ -279,11 +286,9 @@ class EvmSubmitter:
         """Gas for a deliverBatch: what one run used, plus headroom for refunds, plus the
         reserve the Gateway demands before each recipient call (its gas cap * 64/63 + 5,000:
         the check that stops a caller from starving a recipient)."""
-        limit = self.config.recipient_gas_limit
-        reserve = limit * 64 // 63 + 10_000
         measured = self._measured.pop(data, None)
         if measured is not None:
-            return measured * 5 // 4 + reserve
+            return self._gas_from(measured)
         try:
             used = await self.rpc.gas_used(self.sender, self.gateway, data)
         except RpcError as exc:
@@ -291,12 +296,24 @@ class EvmSubmitter:
                 raise
             # A node without eth_createAccessList: let it bisect.
             return await self.rpc.estimate_gas(self.sender, self.gateway, data) * 6 // 5
+        return self._gas_from(used)
+
+    def _gas_from(self, used: int) -> int:
+        reserve = self.config.recipient_gas_limit * 64 // 63 + 10_000
         return used * 5 // 4 + reserve
 
     async def prepare(self, deliveries: Sequence[Delivery]) -> SignedBatch:
         """Sign one deliverBatch transaction at the next nonce (nothing is sent)."""
         data = encode_batch(deliveries, self.config.recipient_gas_limit)
-        gas, (max_fee, priority) = await asyncio.gather(self._gas(data), self._fees())
+        measured = self._measured.get(data)
+        if measured is not None and self._fees_fresh():
+            # Both known (simulated just now, fees read within the second): no await, so a
+            # burst's batches are signed back to back instead of each giving the event loop
+            # away (to the collector, the watcher, the broadcasts) on the way.
+            gas, (max_fee, priority) = self._gas_from(measured), self._cached_fees()
+            del self._measured[data]
+        else:
+            gas, (max_fee, priority) = await asyncio.gather(self._gas(data), self._fees())
         nonce = await self._take_nonce()
         return self._sign(
             nonce=nonce,

@@ -849,3 +849,22 @@ async def test_the_base_fee_is_read_once_a_second_not_once_a_batch() -> None:
     batch = await submitter.prepare([delivery(3)])
     assert rpc.names().count("block") == 2
     assert batch.max_fee == 2 * 5 * GWEI + GWEI
+
+
+async def test_a_simulated_batch_is_signed_without_giving_the_event_loop_away() -> None:
+    # A burst signs its batches back to back: with the gas measured by the simulation and the
+    # fees read within the second, prepare() completes without ever suspending.
+    rpc = FakeRpc(pending=3)
+    submitter = make_submitter(rpc)
+    await submitter.prepare([delivery(9)])  # reads the fees and the nonce once
+    deliveries = [delivery(1), delivery(2)]
+    rpc.simulate_v1_answer = (abi_encode(["bool[]"], [[True, True]]), 200_000)
+    assert await submitter.simulate(deliveries) == [True, True]
+    calls = len(rpc.calls)
+    coroutine = submitter.prepare(deliveries)
+    with pytest.raises(StopIteration) as done:
+        coroutine.send(None)
+    batch = cast(SignedBatch, done.value.value)
+    assert len(rpc.calls) == calls
+    assert (batch.nonce, batch.gas) == (4, 250_000 + 500_000 * 64 // 63 + 10_000)
+    assert submitter._measured == {}
