@@ -30,8 +30,13 @@ from relayer.store import Ledger, MessageRecord, State, SubmittedTx
 
 __all__ = ["DeliveryWorker"]
 
-# Seconds without a receipt after which an in-flight transaction is sent to the node again.
-_RESEND_AFTER = 5.0
+# Seconds without a receipt after which an in-flight transaction is sent to the node again,
+# doubling with each resend up to the cap: anvil drops a transaction that did not fit its block
+# (ten 7M-gas batches against 30M blocks), and a later nonce then waits behind it; resending
+# soon brought bench/e2e.py from 71 to 113 delivered msgs/s, and the doubling keeps a slow
+# chain's endpoint from being asked every second and a half.
+_RESEND_AFTER = 1.5
+_RESEND_AFTER_MAX = 30.0
 
 
 class DeliveryWorker:
@@ -74,6 +79,7 @@ class DeliveryWorker:
         self._outbox: asyncio.Queue[PendingTx] = asyncio.Queue()
         self._broadcaster: asyncio.Task[None] | None = None
         self._sent_at: dict[int, float] = {}
+        self._resends: dict[int, int] = {}
         self._outage_attempt = 0
 
     async def run(self) -> None:
@@ -190,14 +196,13 @@ class DeliveryWorker:
 
     async def _submit_batches(self, batches: Sequence[Sequence[MessageRecord]]) -> None:
         """Check every batch at once (simulations are reads, independent of each other), and
-        sign, record and send each in order as soon as its own check is done, so that nonces
-        stay in order and the first transaction leaves before the last simulation ends. A batch
-        whose check failed for good is set aside; the first transient failure is raised after
-        the others went out."""
+        sign, record and send them in order as their checks complete, so that nonces stay in
+        order and the first transaction leaves before the last simulation ends. Batches whose
+        checks are done by then go together: signed back to back, recorded in one ledger
+        commit. A batch whose check failed for good is set aside; the first transient failure
+        is raised after the others went out."""
         checks = [asyncio.ensure_future(self._check(batch)) for batch in batches]
         failure: BaseException | None = None
-        # Checked batches wait here until the next check is not done yet: those are signed and
-        # recorded together, one ledger commit for several transactions.
         ready: list[list[Delivery]] = []
         try:
             for batch, check in zip(batches, checks, strict=True):
@@ -317,6 +322,7 @@ class DeliveryWorker:
 
     async def _broadcast(self, pending: PendingTx) -> None:
         self._sent_at[pending.nonce] = time.monotonic()
+        self._resends.pop(pending.nonce, None)  # a new transaction at this nonce starts over
         try:
             kind = await self.submitter.broadcast(pending)
         except (ChainError, KeyError, TypeError, ValueError) as exc:
@@ -415,14 +421,18 @@ class DeliveryWorker:
                     del self.in_flight[nonce]
                     self.unsent.discard(nonce)
                     self._sent_at.pop(nonce, None)
+                    self._resends.pop(nonce, None)
                     await self._settle(pending, outcomes)
                 elif time.time() - pending.signed_at > self.submit_timeout:
                     await self._replace(pending)
-                elif time.monotonic() - self._sent_at.get(nonce, 0.0) > _RESEND_AFTER:
+                elif time.monotonic() - self._sent_at.get(nonce, 0.0) > _resend_after(
+                    self._resends.get(nonce, 0)
+                ):
                     # Not mined yet: send the very same bytes again (the node answers "already
                     # known" if it has them). A node may drop a transaction that did not fit
                     # its block (anvil does) and would otherwise wait for the fee bump.
                     self._sent_at[nonce] = time.monotonic()
+                    self._resends[nonce] = self._resends.get(nonce, 0) + 1
                     try:
                         await self.submitter.broadcast(pending)
                     except (ChainError, KeyError, TypeError, ValueError) as exc:
@@ -545,3 +555,9 @@ class DeliveryWorker:
                 error=outcome.error,
             )
             self._retry(record, outcome.error or "not delivered")
+
+
+def _resend_after(resends: int) -> float:
+    """Seconds without a receipt before the next resend of a transaction sent ``resends``
+    times again already."""
+    return min(_RESEND_AFTER * float(1 << min(resends, 16)), _RESEND_AFTER_MAX)

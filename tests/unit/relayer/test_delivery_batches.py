@@ -202,3 +202,12 @@ async def test_broadcasts_do_not_hold_up_the_next_batch_and_failures_stay_unsent
         # The confirm loop sends nonce 1 again once the endpoint answers.
         assert w.unsent == {1}
         assert "submit.broadcast_failed" in w.log.events
+
+
+def test_an_unmined_transaction_is_sent_again_soon_then_ever_less_often() -> None:
+    from relayer.delivery import _RESEND_AFTER_MAX, _resend_after  # noqa: PLC0415
+
+    waits = [_resend_after(n) for n in range(10)]
+    assert waits[:4] == [1.5, 3.0, 6.0, 12.0]
+    assert waits == sorted(waits)
+    assert max(waits) == _resend_after(10_000) == _RESEND_AFTER_MAX
