@@ -141,10 +141,12 @@ class Attester:
                 try:
                     message = Message.decode(obs.message)
                     destination = self.config.chain_by_domain(message.destination)
-                except (MessageFormatError, UnknownChainError):
-                    continue  # refused (and logged) when final, if it ever is
-                key = (origin.domain, message.id, obs.block_hash, destination.domain)
-                signature = self._sign(origin, destination, message.id, obs.block_hash)
+                    key = (origin.domain, message.id, obs.block_hash, destination.domain)
+                    signature = self._sign(origin, destination, message.id, obs.block_hash)
+                except Exception:  # noqa: BLE001, S112  (refused, and logged, when final)
+                    # Only an optimisation: whatever fails here is done (or refused) again
+                    # when the block is final, and must not cost the watcher its read-ahead.
+                    continue
                 with self._presigned_lock:
                     self._presigned[key] = signature
                     while len(self._presigned) > _PRESIGNED_KEPT:

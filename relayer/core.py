@@ -142,31 +142,19 @@ class Core:
                 )
             )
             verdicts.append((message_id, reason))
-        # A rejected observation of a message the ledger already holds is only logged: evidence
-        # that fails to verify must never overwrite evidence that did (a forged "reorg").
-        failed = [mid for mid, reason in verdicts if reason is not None]
-        verified_ok = {mid for mid, reason in verdicts if reason is None}
-        known = set(self.ledger.states(failed)) if failed else set()
-        rows = [row for row in rows if row.id not in known]
         if not rows:
-            for mid in known:
-                self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason="known id")
             return
+        verified_ok = {mid for mid, reason in verdicts if reason is None}
         self._start_precheck([row for row in rows if row.id in verified_ok])
-        # One transaction: the rows go in with their verdicts (VERIFIED or REJECTED) at once.
-        changed = self.ledger.record_observed_many(
-            rows,
-            verified=verified_ok,
-            rejected={mid: reason for mid, reason in verdicts if reason and mid not in known},
-        )
+        # One transaction: the rows go in with their verdicts (VERIFIED or REJECTED) at once. A
+        # refused observation of a message the ledger already holds is only logged: evidence
+        # that fails to verify must never overwrite evidence that did (a forged "reorg").
+        changed = self.ledger.record_observed_many(rows, [reason for _, reason in verdicts])
         if changed and verified_ok:
             self.verified_event.set()
-        for mid, reason in verdicts:
+        for row, (mid, reason) in zip(rows, verdicts, strict=True):
             if reason is not None:
                 self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason=reason)
-        rejected = {mid for mid, reason in verdicts if reason is not None}
-        for row in rows:
-            if row.id in rejected:
                 continue
             self.log.info(
                 "message.verified",
@@ -238,22 +226,30 @@ class Core:
     ) -> None:
         """Postpone the messages still short of a quorum ``_STALLED_AFTER`` seconds after they
         were verified (an attester down, or a committee that disagrees with the config)."""
+        # A first sort by the records read before this pass; the ledger checks again, by its
+        # own clock and the rows as they are now.
         overdue = time.time() - _STALLED_AFTER
-        stalled = [
+        candidates = [
             record
             for record in due
             if record.updated_at <= overdue and self._attesting(record) in fell_short
         ]
-        if not stalled:
+        if not candidates:
             return
-        self.ledger.postpone([record.id for record in stalled], delay=_STALLED_RECHECK)
-        self.log.warning(
-            "attestations.stalled",
-            messages=len(stalled),
-            oldest_waiting_s=round(time.time() - min(r.updated_at for r in stalled), 1),
-            recheck_s=_STALLED_RECHECK,
-            hint="is a quorum of the committee's attesters running and publishing to the store?",
+        postponed = self.ledger.postpone(
+            [record.id for record in candidates],
+            delay=_STALLED_RECHECK,
+            state=State.VERIFIED,
+            unchanged_for=_STALLED_AFTER,
         )
+        if postponed:
+            self.log.warning(
+                "attestations.stalled",
+                messages=postponed,
+                oldest_waiting_s=round(time.time() - min(r.updated_at for r in candidates), 1),
+                recheck_s=_STALLED_RECHECK,
+                hint="is a quorum of the committee's attesters running and publishing?",
+            )
 
     def _try_attest(self, record: MessageRecord) -> bool:
         """Attest one message now if its quorum is in the store (tests and tools)."""

@@ -33,7 +33,7 @@ def _reorg_depth(plugin_config: object) -> int:
 
 async def run_daemon(config: Config, log: Any) -> None:
     ledger = Ledger.open(config.relayer.database)
-    ledger.start_checkpointer()
+    ledger.start_checkpointer(log=log)
     runner = None
     try:
         host, port = config.relayer.health_address

@@ -451,6 +451,8 @@ class DeliveryWorker:
         for nonce in sorted(stuck):
             pending = self.in_flight.pop(nonce)
             self.unsent.discard(nonce)
+            self._sent_at.pop(nonce, None)
+            self._resends.pop(nonce, None)
             ids = [
                 mid
                 for mid in pending.message_ids
@@ -482,6 +484,9 @@ class DeliveryWorker:
             raw_tx=bumped.encode(),
         )
         self.in_flight[bumped.nonce] = bumped
+        # A new transaction at this nonce: its resends start over from the first interval.
+        self._sent_at[bumped.nonce] = time.monotonic()
+        self._resends.pop(bumped.nonce, None)
         kind = await self.submitter.broadcast(bumped)
         self.log.info(
             "submit.replaced", nonce=bumped.nonce, tx="0x" + bumped.tx_hash.hex(), answer=str(kind)

@@ -315,15 +315,19 @@ class EvmSubmitter:
         else:
             gas, (max_fee, priority) = await asyncio.gather(self._gas(data), self._fees())
         nonce = await self._take_nonce()
-        return self._sign(
-            nonce=nonce,
-            calldata=data,
-            gas=gas,
-            max_fee=max_fee,
-            priority=priority,
-            message_ids=tuple(d.message_id for d in deliveries),
-            previous=(),
-        )
+        try:
+            return self._sign(
+                nonce=nonce,
+                calldata=data,
+                gas=gas,
+                max_fee=max_fee,
+                priority=priority,
+                message_ids=tuple(d.message_id for d in deliveries),
+                previous=(),
+            )
+        except BaseException:
+            self.release_nonce(nonce)  # nothing was signed: the next batch takes it
+            raise
 
     def _sign(
         self,

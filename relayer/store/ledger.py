@@ -11,8 +11,8 @@ thread at a time, so callers may use it from the event loop or from a worker thr
 
 from __future__ import annotations
 
+import math
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
@@ -119,6 +119,13 @@ class SignedTx:
     raw_tx: bytes
 
 
+class _Unjudged:
+    """A row recorded without a verdict on its evidence (it stays OBSERVED)."""
+
+
+_UNJUDGED = _Unjudged()
+
+
 @dataclass(frozen=True, slots=True)
 class SubmittedTx:
     """One signed transaction and the messages it carries, as ``mark_submitted_many`` takes it."""
@@ -171,6 +178,10 @@ _PENDING_TX_IS_USED = (
 )
 # SQLite's default limit on host parameters is 32766 since 3.32, 999 before: stay below both.
 _CHUNK = 500
+# With the checkpointer running, the write path checkpoints only past this many WAL pages
+# (40 MB: several thousand messages), and a reset WAL file is cut back to this many bytes.
+_WAL_BACKSTOP_PAGES = 10_000
+_WAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 
 def _record(row: Sequence[Any]) -> MessageRecord:
@@ -286,13 +297,15 @@ class Ledger:
                 self._conn.close()
                 self._conn = None
 
-    def start_checkpointer(self, interval: float = 1.0) -> None:
+    def start_checkpointer(self, interval: float = 1.0, log: Any = None) -> None:
         """Take WAL checkpoints off the write path (the daemon calls this; short-lived tools
         need not). SQLite's default runs one inside the COMMIT that takes the WAL past 1000
         pages: copying them into the database and syncing it stalled accepting a 900-message
-        block by 50 ms. From now on this connection never checkpoints; a thread of the ledger's
-        own, on a connection of its own, runs a PASSIVE checkpoint (it waits for no reader and
-        no writer) every ``interval`` seconds until ``close``."""
+        block by 50 ms. From now on a thread of the ledger's own, on a connection of its own,
+        runs a PASSIVE checkpoint (it waits for no reader and no writer) every ``interval``
+        seconds until ``close``, and this connection checkpoints on commit only past
+        ``_WAL_BACKSTOP_PAGES``: should that thread fall behind or fail, the WAL stays bounded.
+        ``log`` (a structlog logger) hears of failing checkpoints, at most once a minute."""
         if self._checkpointer is not None or self.path == ":memory:":
             return
         try:
@@ -300,25 +313,35 @@ class Ledger:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the ledger at {self.path}: {exc}") from exc
         with self._read() as own:
-            own.execute("PRAGMA wal_autocheckpoint = 0")
+            own.execute(f"PRAGMA wal_autocheckpoint = {_WAL_BACKSTOP_PAGES}")
+            # After a checkpoint that reached the end, the next writer starts the WAL over;
+            # this also gives its file back down to this size.
+            own.execute(f"PRAGMA journal_size_limit = {_WAL_SIZE_LIMIT}")
         self._stop_checkpoints.clear()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop,
-            args=(conn, interval),
+            args=(conn, interval, log),
             name="ledger-checkpoints",
             daemon=True,
         )
         self._checkpointer.start()
 
-    def _checkpoint_loop(self, conn: sqlite3.Connection, interval: float) -> None:
+    def _checkpoint_loop(self, conn: sqlite3.Connection, interval: float, log: Any) -> None:
+        said_at = -math.inf
         try:
             while not self._stop_checkpoints.wait(interval):
                 try:
                     conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-                except sqlite3.Error as exc:
-                    # Only the WAL grows meanwhile: every commit stays durable. Said once per
-                    # failing pass, where an operator looks (the daemon's stderr).
-                    print(f"ledger {self.path}: WAL checkpoint failed: {exc}", file=sys.stderr)
+                except Exception as exc:  # noqa: BLE001  (the thread must outlive any failure)
+                    # Only the WAL grows meanwhile (up to the backstop): every commit stays
+                    # durable.
+                    if log is not None and time.monotonic() - said_at > 60:
+                        said_at = time.monotonic()
+                        log.warning(
+                            "ledger.checkpoint_failed",
+                            path=self.path,
+                            error=f"{type(exc).__name__}: {exc}",
+                        )
         finally:
             conn.close()
 
@@ -490,39 +513,50 @@ class Ledger:
     def record_observed_many(
         self,
         rows: Sequence[ObservedRow | Mapping[str, Any]],
-        *,
-        verified: Collection[bytes] = frozenset(),
-        rejected: Mapping[bytes, str] | None = None,
+        verdicts: Sequence[str | None] | None = None,
     ) -> int:
         """``record_observed`` for many messages (a block's) in one transaction; returns how
         many were new or changed.
 
-        With the caller's verdicts on the evidence, a row takes its next step in the same
-        transaction: one in ``verified`` that is (still, or again) OBSERVED moves to VERIFIED;
-        one in ``rejected`` goes in as REJECTED with its reason if the ledger does not know the
-        message, and is ignored if it does (evidence that fails to verify must never replace
-        evidence that did: that would be a forged "reorg")."""
+        ``verdicts``, if given, holds the caller's verdict on each row's evidence, in order:
+        None where it verified, the reason where it did not. A row then takes its next step in
+        the same transaction: a verified one that is (still, or again) OBSERVED moves to
+        VERIFIED; a refused one goes in as REJECTED with its reason if the ledger does not know
+        the message, and is ignored if it does (evidence that fails to verify must never
+        replace evidence that did: that would be a forged "reorg"). Where one id comes with
+        rows of both kinds, a verified row is the one kept."""
         batch = [_as_row(r) for r in rows]
         for row in batch:
             if len(row.id) != 32:
                 raise StoreError(f"message id {_short(row.id)} is {len(row.id)} bytes, not 32")
-        refused = rejected or {}
+        if verdicts is not None and len(verdicts) != len(batch):
+            raise StoreError(f"{len(verdicts)} verdicts for {len(batch)} observed rows")
+        judged: list[tuple[ObservedRow, str | _Unjudged | None]] = list(
+            zip(batch, [_UNJUDGED] * len(batch) if verdicts is None else verdicts, strict=True)
+        )
+        verified_ids = {row.id for row, verdict in judged if verdict is None}
+        # A verified row of an id outranks every other row of it (a forged twin in the same
+        # batch must not decide what is stored), and a refused row only ever introduces an id
+        # nothing else in the batch vouches for.
+        judged = [(r, v) for r, v in judged if v is None or r.id not in verified_ids]
+        vouched = {row.id for row, verdict in judged if not isinstance(verdict, str)}
         with self._write() as conn:
             now = self._clock()
             known = self._states_in(conn, [row.id for row in batch])
             # Ids never seen (a block's worth, usually all of them) go in with a few statements
             # for the lot; the rest (re-observations, repeats within the batch) one by one.
-            fresh: dict[bytes, ObservedRow] = {}
+            fresh: dict[bytes, tuple[ObservedRow, str | _Unjudged | None]] = {}
             again: list[ObservedRow] = []
-            for row in batch:
+            for row, verdict in judged:
+                refused = isinstance(verdict, str)
                 if row.id in known or row.id in fresh:
-                    if row.id not in refused:
+                    if not refused:
                         again.append(row)
-                else:
-                    fresh[row.id] = row
-            self._insert_observed(conn, list(fresh.values()), now, verified, refused)
+                elif not refused or row.id not in vouched:
+                    fresh[row.id] = (row, verdict)
+            self._insert_observed(conn, list(fresh.values()), now)
             changed = {row.id for row in again if self._observe(conn, row, now)}
-            pending = self._states_in(conn, [row.id for row in again if row.id in verified])
+            pending = self._states_in(conn, [row.id for row in again if row.id in verified_ids])
             moving = [mid for mid, state in pending.items() if state is State.OBSERVED]
             self._verify_observed(conn, moving, now)
             return len(fresh) + len(changed | set(moving))
@@ -551,17 +585,18 @@ class Ledger:
     def _insert_observed(
         self,
         conn: sqlite3.Connection,
-        rows: Sequence[ObservedRow],
+        judged: Sequence[tuple[ObservedRow, str | _Unjudged | None]],
         now: float,
-        verified: Collection[bytes] = frozenset(),
-        rejected: Mapping[bytes, str] | None = None,
     ) -> None:
         """Never-seen messages with their evidence and history, a few statements for the lot:
         OBSERVED, or straight on to VERIFIED / REJECTED with the caller's verdict (the history
         shows both steps)."""
+        rows = [row for row, _ in judged]
+        verified = {row.id for row, verdict in judged if verdict is None}
+        rejected = {row.id: verdict for row, verdict in judged if isinstance(verdict, str)}
 
         def state_of(row: ObservedRow) -> State:
-            if rejected and row.id in rejected:
+            if row.id in rejected:
                 return State.REJECTED
             return State.VERIFIED if row.id in verified else State.OBSERVED
 
@@ -610,7 +645,7 @@ class Ledger:
             [(row.id, State.OBSERVED, State.VERIFIED, None) for row in rows if row.id in verified],
         )
         for row in rows:
-            if rejected and row.id in rejected:
+            if row.id in rejected:
                 reason = rejected[row.id]
                 conn.execute("UPDATE messages SET last_error = ? WHERE id = ?", (reason, row.id))
                 self._history(
@@ -629,7 +664,7 @@ class Ledger:
             "SELECT state, block_number, block_hash FROM messages WHERE id = ?", (row.id,)
         ).fetchone()
         if existing is None:
-            self._insert_observed(conn, [row], now)
+            self._insert_observed(conn, [(row, _UNJUDGED)], now)
             return True
         state, old_number, old_hash = State(existing[0]), existing[1], existing[2]
         if old_hash == row.block_hash:
@@ -929,19 +964,27 @@ class Ledger:
         self._prune_txs(conn, replaced)
         return len(unique)
 
-    def postpone(self, ids: Iterable[bytes], *, delay: float) -> int:
+    def postpone(
+        self, ids: Iterable[bytes], *, delay: float, state: State, unchanged_for: float = 0.0
+    ) -> int:
         """Make messages due again only in ``delay`` seconds, state and history unchanged (not
         an attempt: e.g. verified messages whose signatures are long overdue, so that they
-        stop filling the head of ``due`` before newer ones). Returns how many it holds."""
-        if delay < 0:
-            raise StoreError(f"postpone delay must be >= 0, got {delay}")
+        stop filling the head of ``due`` before newer ones). Only those still in ``state`` and
+        unchanged for ``unchanged_for`` seconds are touched (one that moved meanwhile, say
+        re-verified after a reorg, is left due). Returns how many were postponed."""
+        if delay < 0 or unchanged_for < 0:
+            raise StoreError(f"postpone needs delays >= 0, got {delay} and {unchanged_for}")
         unique = list(dict.fromkeys(ids))
         with self._write() as conn:
-            until = self._clock() + delay
+            now = self._clock()
             before = conn.total_changes
             conn.executemany(
-                "UPDATE messages SET next_attempt_at = ? WHERE id = ?",
-                [(until, message_id) for message_id in unique],
+                "UPDATE messages SET next_attempt_at = ?"
+                " WHERE id = ? AND state = ? AND updated_at <= ?",
+                [
+                    (now + delay, message_id, State(state), now - unchanged_for)
+                    for message_id in unique
+                ],
             )
             return conn.total_changes - before
 

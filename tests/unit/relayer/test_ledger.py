@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import random
@@ -1288,9 +1289,7 @@ def test_intake_with_verdicts_records_verified_and_rejected_in_one_step(
     ledger: Ledger, clock: FakeClock
 ) -> None:
     good, bad = mid(1), mid(2)
-    changed = ledger.record_observed_many(
-        [row(1), row(2)], verified={good}, rejected={bad: "receipt proof does not verify"}
-    )
+    changed = ledger.record_observed_many([row(1), row(2)], [None, "receipt proof does not verify"])
     assert changed == 2
     assert ledger.states([good, bad]) == {good: State.VERIFIED, bad: State.REJECTED}
     assert [(h.from_state, h.to_state) for h in ledger.history(good)] == [
@@ -1313,7 +1312,7 @@ def test_a_rejected_observation_never_touches_a_known_message(ledger: Ledger) ->
     bring_to(ledger, message_id, State.ATTESTED)
     before = (ledger.get(message_id), ledger.history(message_id), ledger.evidence(message_id))
     forged = row(1, block=12)
-    assert ledger.record_observed_many([forged], rejected={message_id: "forged"}) == 0
+    assert ledger.record_observed_many([forged], ["forged"]) == 0
     after = (ledger.get(message_id), ledger.history(message_id), ledger.evidence(message_id))
     assert after == before
 
@@ -1324,15 +1323,15 @@ def test_a_verified_row_moves_a_message_left_observed_by_a_crash(ledger: Ledger)
     stuck = observe(ledger, 1)
     done = observe(ledger, 2)
     bring_to(ledger, done, State.ATTESTED)
-    assert ledger.record_observed_many([row(1), row(2)], verified={stuck, done}) == 1
+    assert ledger.record_observed_many([row(1), row(2)], [None, None]) == 1
     assert ledger.states([stuck, done]) == {stuck: State.VERIFIED, done: State.ATTESTED}
-    assert ledger.record_observed_many([row(1), row(2)], verified={stuck, done}) == 0
+    assert ledger.record_observed_many([row(1), row(2)], [None, None]) == 0
 
 
 def test_a_reobserved_and_verified_message_goes_back_to_verified(ledger: Ledger) -> None:
     message_id = observe(ledger, 1)
     bring_to(ledger, message_id, State.ATTESTED)
-    assert ledger.record_observed_many([row(1, block=11)], verified={message_id}) == 1
+    assert ledger.record_observed_many([row(1, block=11)], [None]) == 1
     record = ledger.get(message_id)
     assert record is not None
     assert (record.state, record.block_number, record.signatures) == (State.VERIFIED, 11, ())
@@ -1384,7 +1383,7 @@ def test_the_checkpointer_keeps_the_wal_short_and_stops_with_the_ledger(tmp_path
     led.start_checkpointer(interval=0.01)
     own = led._conn
     assert own is not None
-    assert own.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    assert own.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 10_000
     before = path.stat().st_size
     led.record_observed_many([row(n) for n in range(300)])
     # The rows are in the WAL; only a checkpoint copies them into the database file itself.
@@ -1403,17 +1402,50 @@ def test_the_checkpointer_keeps_the_wal_short_and_stops_with_the_ledger(tmp_path
 def test_postpone_makes_messages_due_later_and_changes_nothing_else(
     ledger: Ledger, clock: FakeClock
 ) -> None:
-    waiting, other = observe(ledger, 1), observe(ledger, 2)
-    for message_id in (waiting, other):
+    waiting, other, moved = observe(ledger, 1), observe(ledger, 2), observe(ledger, 3)
+    for message_id in (waiting, other, moved):
         bring_to(ledger, message_id, State.VERIFIED)
+    ledger.transition(moved, State.ATTESTED, signatures=(SIG, SIG2))
     history = ledger.history(waiting)
-    assert ledger.postpone([waiting, waiting], delay=10) == 1
+    clock.advance(30)
+    assert ledger.postpone([waiting, waiting, moved], delay=10, state=State.VERIFIED) == 1
     assert [r.id for r in ledger.due(State.VERIFIED)] == [other]
     clock.advance(10)
     assert {r.id for r in ledger.due(State.VERIFIED)} == {waiting, other}
     record = ledger.get(waiting)
     assert record is not None and (record.state, record.attempts) == (State.VERIFIED, 0)
     assert ledger.history(waiting) == history
-    assert ledger.postpone([mid(99)], delay=1) == 0
-    with pytest.raises(StoreError, match="delay"):
-        ledger.postpone([waiting], delay=-1)
+    assert ledger.postpone([mid(99)], delay=1, state=State.VERIFIED) == 0
+    with pytest.raises(StoreError, match="delays"):
+        ledger.postpone([waiting], delay=-1, state=State.VERIFIED)
+
+
+def test_postpone_leaves_a_message_that_changed_lately(ledger: Ledger, clock: FakeClock) -> None:
+    message_id = observe(ledger, 1)
+    bring_to(ledger, message_id, State.VERIFIED)
+    clock.advance(29)
+    assert ledger.postpone([message_id], delay=10, state=State.VERIFIED, unchanged_for=30) == 0
+    clock.advance(1)
+    assert ledger.postpone([message_id], delay=10, state=State.VERIFIED, unchanged_for=30) == 1
+
+
+@pytest.mark.parametrize("forged_first", [True, False])
+def test_a_forged_twin_in_the_same_batch_neither_rejects_nor_replaces_the_genuine_row(
+    ledger: Ledger, forged_first: bool
+) -> None:
+    genuine = row(1)
+    forged = dataclasses.replace(genuine, evidence=b"forged")
+    pair = [(forged, "does not verify"), (genuine, None)]
+    if not forged_first:
+        pair.reverse()
+    assert ledger.record_observed_many([r for r, _ in pair], [v for _, v in pair]) == 1
+    record = ledger.get(genuine.id)
+    assert record is not None and record.state is State.VERIFIED
+    assert ledger.evidence(genuine.id) == genuine.evidence
+    assert [h.to_state for h in ledger.history(genuine.id)] == [State.OBSERVED, State.VERIFIED]
+
+
+def test_verdicts_must_match_the_rows(ledger: Ledger) -> None:
+    with pytest.raises(StoreError, match="1 verdicts for 2"):
+        ledger.record_observed_many([row(1), row(2)], [None])
+    assert ledger.states([mid(1), mid(2)]) == {}

@@ -868,3 +868,20 @@ async def test_a_simulated_batch_is_signed_without_giving_the_event_loop_away() 
     assert len(rpc.calls) == calls
     assert (batch.nonce, batch.gas) == (4, 250_000 + 500_000 * 64 // 63 + 10_000)
     assert submitter._measured == {}
+
+
+async def test_a_batch_that_fails_to_sign_gives_its_nonce_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rpc = FakeRpc(pending=3)
+    submitter = make_submitter(rpc)
+    real = submitter._sign
+
+    def broken(**_: Any) -> SignedBatch:
+        raise ValueError("a field is not a uint256")
+
+    monkeypatch.setattr(submitter, "_sign", broken)
+    with pytest.raises(ValueError, match="uint256"):
+        await submitter.prepare([delivery(1)])
+    monkeypatch.setattr(submitter, "_sign", real)
+    assert (await submitter.prepare([delivery(1)])).nonce == 3
