@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from relayer.errors import ChainError
+from relayer.errors import ChainError, StoreError
 from relayer.failpoints import failpoint
 from relayer.health import HEALTH
 from relayer.plugin import Delivery, DeliveryOutcome, PendingTx, Submitter
@@ -278,18 +278,32 @@ class DeliveryWorker:
                 break
         if signed:
             failpoint("after_sign")
-            self.ledger.mark_submitted_many(
-                [
-                    SubmittedTx(
-                        ids=pending.message_ids,
-                        tx_hash=pending.tx_hash,
-                        tx_nonce=pending.nonce,
-                        raw_tx=pending.encode(),
-                    )
-                    for pending in signed
-                ]
-            )
-            failpoint("after_record")
+            try:
+                self.ledger.mark_submitted_many(
+                    [
+                        SubmittedTx(
+                            ids=pending.message_ids,
+                            tx_hash=pending.tx_hash,
+                            tx_nonce=pending.nonce,
+                            raw_tx=pending.encode(),
+                        )
+                        for pending in signed
+                    ]
+                )
+            except StoreError as exc:
+                # A message left ATTESTED while its batch was checked and signed (an origin
+                # reorg observed it again): none of these transactions is recorded, so none is
+                # sent. Their nonces are handed out again; the messages still attested come
+                # round in the next pass, in new transactions.
+                self.log.error(
+                    "submit.record_refused",
+                    nonces=[pending.nonce for pending in signed],
+                    error=str(exc),
+                )
+                await self.submitter.resync_nonce(at_least=signed[0].nonce)
+                signed = []
+            else:
+                failpoint("after_record")
         for pending in signed:
             self.in_flight[pending.nonce] = pending
             self.log.info(

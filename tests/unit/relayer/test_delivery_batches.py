@@ -211,3 +211,43 @@ def test_an_unmined_transaction_is_sent_again_soon_then_ever_less_often() -> Non
     assert waits[:4] == [1.5, 3.0, 6.0, 12.0]
     assert waits == sorted(waits)
     assert max(waits) == _resend_after(10_000) == _RESEND_AFTER_MAX
+
+
+class ReorgingSubmitter(BatchSubmitter):
+    """While the batches are simulated, an origin reorg sends one message back to OBSERVED."""
+
+    def __init__(self, led: Ledger, moved: bytes) -> None:
+        super().__init__()
+        self.led, self.moved = led, moved
+        self.resynced: list[int] = []
+
+    async def simulate(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        flags = await super().simulate(deliveries)
+        if self.led.states([self.moved])[self.moved] is State.ATTESTED:
+            self.led.reobserve(self.moved, block_number=11, block_hash=b"\x0b" * 32, evidence=b"e")
+        return flags
+
+    async def resync_nonce(self, at_least: int = 0) -> int:
+        self.resynced.append(at_least)
+        self.nonce = at_least
+        return at_least
+
+
+async def test_a_message_that_left_attested_meanwhile_costs_no_nonce_and_no_crash(
+    tmp_path: Path,
+) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        ids = attested(led, range(20))
+        submitter = ReorgingSubmitter(led, ids[13])
+        w = worker(led, submitter)
+        await submit(w, led)
+        assert submitter.sent == [], "nothing unrecorded is ever sent"
+        assert submitter.resynced == [0]
+        assert w.log.events == ["submit.record_refused"]  # type: ignore[attr-defined]
+        assert set(led.states(ids).values()) == {State.ATTESTED, State.OBSERVED}
+        # The next pass sends the messages still attested, from the same nonce.
+        await submit(w, led)
+        assert [p.nonce for p in submitter.sent] == [0, 1]
+        assert sorted(m for p in submitter.sent for m in p.message_ids) == sorted(
+            i for i in ids if i != ids[13]
+        )
