@@ -78,8 +78,8 @@ class DeliveryWorker:
         self.unsent: set[int] = set()
         self._outbox: asyncio.Queue[PendingTx] = asyncio.Queue()
         self._broadcaster: asyncio.Task[None] | None = None
-        self._sent_at: dict[int, float] = {}
-        self._resends: dict[int, int] = {}
+        # By nonce: when its transaction last went to the node, and how many resends that made.
+        self._sent: dict[int, tuple[float, int]] = {}
         self._outage_attempt = 0
 
     async def run(self) -> None:
@@ -335,8 +335,7 @@ class DeliveryWorker:
         await self._outbox.join()
 
     async def _broadcast(self, pending: PendingTx) -> None:
-        self._sent_at[pending.nonce] = time.monotonic()
-        self._resends.pop(pending.nonce, None)  # a new transaction at this nonce starts over
+        self._sent[pending.nonce] = (time.monotonic(), 0)  # a new transaction starts over
         try:
             kind = await self.submitter.broadcast(pending)
         except (ChainError, KeyError, TypeError, ValueError) as exc:
@@ -434,19 +433,15 @@ class DeliveryWorker:
                 if outcomes is not None:
                     del self.in_flight[nonce]
                     self.unsent.discard(nonce)
-                    self._sent_at.pop(nonce, None)
-                    self._resends.pop(nonce, None)
+                    self._sent.pop(nonce, None)
                     await self._settle(pending, outcomes)
                 elif time.time() - pending.signed_at > self.submit_timeout:
                     await self._replace(pending)
-                elif time.monotonic() - self._sent_at.get(nonce, 0.0) > _resend_after(
-                    self._resends.get(nonce, 0)
-                ):
+                elif _resend_due(self._sent.get(nonce)):
                     # Not mined yet: send the very same bytes again (the node answers "already
                     # known" if it has them). A node may drop a transaction that did not fit
                     # its block (anvil does) and would otherwise wait for the fee bump.
-                    self._sent_at[nonce] = time.monotonic()
-                    self._resends[nonce] = self._resends.get(nonce, 0) + 1
+                    self._sent[nonce] = (time.monotonic(), self._sent.get(nonce, (0.0, 0))[1] + 1)
                     try:
                         await self.submitter.broadcast(pending)
                     except (ChainError, KeyError, TypeError, ValueError) as exc:
@@ -465,8 +460,7 @@ class DeliveryWorker:
         for nonce in sorted(stuck):
             pending = self.in_flight.pop(nonce)
             self.unsent.discard(nonce)
-            self._sent_at.pop(nonce, None)
-            self._resends.pop(nonce, None)
+            self._sent.pop(nonce, None)
             ids = [
                 mid
                 for mid in pending.message_ids
@@ -499,8 +493,7 @@ class DeliveryWorker:
         )
         self.in_flight[bumped.nonce] = bumped
         # A new transaction at this nonce: its resends start over from the first interval.
-        self._sent_at[bumped.nonce] = time.monotonic()
-        self._resends.pop(bumped.nonce, None)
+        self._sent[bumped.nonce] = (time.monotonic(), 0)
         kind = await self.submitter.broadcast(bumped)
         self.log.info(
             "submit.replaced", nonce=bumped.nonce, tx="0x" + bumped.tx_hash.hex(), answer=str(kind)
@@ -574,6 +567,15 @@ class DeliveryWorker:
                 error=outcome.error,
             )
             self._retry(record, outcome.error or "not delivered")
+
+
+def _resend_due(sent: tuple[float, int] | None) -> bool:
+    """Whether a transaction last sent at ``sent`` (monotonic time, resends so far; None:
+    not sent by this process yet) is due to go to the node again."""
+    if sent is None:
+        return True
+    at, resends = sent
+    return time.monotonic() - at > _resend_after(resends)
 
 
 def _resend_after(resends: int) -> float:

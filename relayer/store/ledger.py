@@ -432,21 +432,16 @@ class Ledger:
         needs, without building whole records, in one query per 500 ids. Raises
         ``StoreError`` naming the first id the ledger does not hold."""
         found: dict[bytes, _Brief] = {}
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for message_id, state, destination, tx_hash in conn.execute(
-                "SELECT id, state, destination_chain, tx_hash FROM messages"  # noqa: S608 -- placeholders only
-                f" WHERE id IN ({marks})",
-                chunk,
-            ):
-                brief = _Brief(
-                    id=bytes(message_id),
-                    state=State(state),
-                    destination_chain=str(destination),
-                    tx_hash=None if tx_hash is None else bytes(tx_hash),
-                )
-                found[brief.id] = brief
+        for message_id, state, destination, tx_hash in Ledger._rows_in(
+            conn, "id, state, destination_chain, tx_hash", ids
+        ):
+            brief = _Brief(
+                id=bytes(message_id),
+                state=State(state),
+                destination_chain=str(destination),
+                tx_hash=None if tx_hash is None else bytes(tx_hash),
+            )
+            found[brief.id] = brief
         missing = next((message_id for message_id in ids if message_id not in found), None)
         if missing is not None:
             raise StoreError(f"message {_short(missing)} is not in the ledger")
@@ -558,29 +553,41 @@ class Ledger:
             changed = {row.id for row in again if self._observe(conn, row, now)}
             pending = self._states_in(conn, [row.id for row in again if row.id in verified_ids])
             moving = [mid for mid, state in pending.items() if state is State.OBSERVED]
-            self._verify_observed(conn, moving, now)
+            self._move(conn, now, [(mid, State.OBSERVED, State.VERIFIED, None) for mid in moving])
             return len(fresh) + len(changed | set(moving))
 
-    def _verify_observed(self, conn: sqlite3.Connection, ids: Sequence[bytes], now: float) -> None:
+    def _move(
+        self,
+        conn: sqlite3.Connection,
+        now: float,
+        moves: Sequence[tuple[bytes, State | None, State, str | None]],
+    ) -> None:
+        """Messages (id, from, to, detail) to new states, due at once, with their history rows;
+        the caller checked the transitions."""
         conn.executemany(
             "UPDATE messages SET state = ?, updated_at = ?, next_attempt_at = ? WHERE id = ?",
-            [(State.VERIFIED, now, now, message_id) for message_id in ids],
+            [(to, now, now, message_id) for message_id, _, to, _ in moves],
         )
-        self._histories(conn, now, [(mid, State.OBSERVED, State.VERIFIED, None) for mid in ids])
+        self._histories(conn, now, moves)
 
     @staticmethod
     def _states_in(conn: sqlite3.Connection, ids: Sequence[bytes]) -> dict[bytes, State]:
         """The state of each of ``ids`` the ledger holds, in one query per 500 ids."""
-        out: dict[bytes, State] = {}
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
+        return {
+            bytes(message_id): State(state)
+            for message_id, state in Ledger._rows_in(conn, "id, state", ids)
+        }
+
+    @staticmethod
+    def _rows_in(conn: sqlite3.Connection, columns: str, ids: Sequence[bytes]) -> Iterator[Any]:
+        """``columns`` (a constant) of the messages among ``ids``, in one query per 500 ids."""
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for message_id, state in conn.execute(
-                f"SELECT id, state FROM messages WHERE id IN ({marks})",  # noqa: S608 -- placeholders only
+            yield from conn.execute(
+                f"SELECT {columns} FROM messages WHERE id IN ({marks})",  # noqa: S608 -- constants and placeholders
                 chunk,
-            ):
-                out[bytes(message_id)] = State(state)
-        return out
+            )
 
     def _insert_observed(
         self,
@@ -602,8 +609,8 @@ class Ledger:
 
         conn.executemany(
             "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
-            " block_number, block_hash, evidence, state, attempts, next_attempt_at,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, 0, ?, ?, ?)",
+            " block_number, block_hash, evidence, state, attempts, last_error, next_attempt_at,"
+            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, 0, ?, ?, ?, ?)",
             [
                 (
                     row.id,
@@ -615,6 +622,7 @@ class Ledger:
                     row.block_number,
                     row.block_hash,
                     state_of(row),
+                    rejected.get(row.id),
                     now,
                     now,
                     now,
@@ -647,7 +655,6 @@ class Ledger:
         for row in rows:
             if row.id in rejected:
                 reason = rejected[row.id]
-                conn.execute("UPDATE messages SET last_error = ? WHERE id = ?", (reason, row.id))
                 self._history(
                     conn,
                     row.id,
@@ -830,11 +837,7 @@ class Ledger:
                 self._check(record, to, wanted)
                 if record.tx_hash is not None:
                     txs.add((record.destination_chain, record.tx_hash))
-            conn.executemany(
-                "UPDATE messages SET state = ?, updated_at = ?, next_attempt_at = ? WHERE id = ?",
-                [(to, now, now, record.id) for record in briefs],
-            )
-            self._histories(conn, now, [(r.id, r.state, to, detail) for r in briefs])
+            self._move(conn, now, [(r.id, r.state, to, detail) for r in briefs])
             self._prune_txs(conn, txs)
             return len(unique)
 
