@@ -17,8 +17,9 @@ from typing import Any
 from proofs.committee import eth_signed_message_hash
 from relayer.checkpoints import Attestation, CheckpointStore
 from relayer.config import ChainConfig, Config
+from relayer.ecdsa_key import EcdsaKey
 from relayer.errors import ConfigError, EvidenceRejectedError, UnknownChainError
-from relayer.keys import LocalKey
+from relayer.follower import follow
 from relayer.message import Message, MessageFormatError
 from relayer.plugin import ChainPlugin, Observation, load_plugin
 from relayer.store import Ledger
@@ -38,7 +39,7 @@ class Attester:
         *,
         config: Config,
         name: str,
-        key: LocalKey,
+        key: EcdsaKey,
         ledger: Ledger,
         checkpoints: CheckpointStore,
         log: Any,
@@ -71,7 +72,7 @@ class Attester:
                         chain=origin.name,
                         signer=self.key.checksum_address,
                     )
-                watcher = load_plugin(origin.type).watcher(
+                watcher = follow(
                     origin,
                     ledger=self.ledger,
                     owner=f"attester:{self.name}",

@@ -126,7 +126,7 @@ def attest(config_path: Path, name: str) -> None:
     """Run one attester: watch its origins with its own RPC, verify, sign, publish."""
     from relayer.attester import Attester  # noqa: PLC0415
     from relayer.checkpoints import DirectoryCheckpointStore  # noqa: PLC0415
-    from relayer.keys import load_key  # noqa: PLC0415
+    from relayer.ecdsa_key import load_ecdsa_key  # noqa: PLC0415
 
     config = _load(config_path)
     configure_logging(config.relayer.log_level)
@@ -135,7 +135,7 @@ def attest(config_path: Path, name: str) -> None:
     if spec is None:
         raise click.ClickException(f"no [[attesters]] table named {name!r}")
     try:
-        key = load_key(spec.key, config.base_dir)
+        key = load_ecdsa_key(spec.key, config.base_dir)
     except RelayerError as exc:
         raise click.ClickException(str(exc)) from None
     # Its own cursor database beside the relayer's, so attesters and daemon never share state.

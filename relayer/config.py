@@ -37,9 +37,10 @@ from pydantic import (
 
 from proofs.committee import check_threshold
 from proofs.errors import QuorumError
+from relayer.ecdsa_key import load_ecdsa_key
 from relayer.errors import ConfigError, UnknownChainError
-from relayer.keys import KeyRef, KeyUnavailableError, LocalKey, load_key
-from relayer.plugin import load_plugin
+from relayer.keys import KeyRef, KeyUnavailableError
+from relayer.plugin import Signer, load_plugin
 
 __all__ = [
     "RAW_KEY_REFUSAL",
@@ -315,8 +316,9 @@ class Config(_Table):
         """The endpoint ``attester`` uses for ``origin``: its own, else the chain's ``rpc``."""
         if origin in attester.rpc:
             return attester.rpc[origin]
-        rpc = getattr(self.chain(origin).plugin, "rpc", None)
-        if not isinstance(rpc, str):
+        chain = self.chain(origin)
+        rpc = load_plugin(chain.type).default_rpc(chain)
+        if rpc is None:
             raise ConfigError(
                 f'attesters[name="{attester.name}"].rpc: chain {origin!r} has no rpc of its own; '
                 f"give the attester one"
@@ -514,7 +516,10 @@ class _PluginModels:
                 raise ConfigError(
                     f"chain plugin {kind!r} is installed but fails to load: {exc}"
                 ) from None
-            model = getattr(plugin, "config_model", None)
+            try:
+                model = plugin.config_model
+            except AttributeError:
+                model = None
             if not (isinstance(model, type) and issubclass(model, BaseModel)):
                 raise ConfigError(f"chain plugin {kind!r} has no pydantic config_model")
             self.loaded[kind] = model
@@ -686,16 +691,17 @@ def _fields_at(model: type[BaseModel], loc: Loc) -> list[str]:
 
 def _key_refs(
     chains: Sequence[tuple[int, ChainConfig]], attesters: Sequence[tuple[int, AttesterConfig]]
-) -> list[tuple[Loc, bool, KeyRef]]:
-    """Every key reference, with its location and whether it is an attester's; submitters
-    first, so that a shared key is reported at the attester, which must change it."""
-    refs: list[tuple[Loc, bool, KeyRef]] = [
-        (("chains", i, field), False, value)
+) -> list[tuple[Loc, ChainConfig | None, KeyRef]]:
+    """Every key reference, with its location and the chain whose plugin decodes it (None: an
+    attester's, a committee key); submitters first, so that a shared key is reported at the
+    attester, which must change it."""
+    refs: list[tuple[Loc, ChainConfig | None, KeyRef]] = [
+        (("chains", i, field), chain, value)
         for i, chain in chains
         for field, value in chain.plugin
         if isinstance(value, KeyRef)
     ]
-    refs.extend((("attesters", i, "key"), True, attester.key) for i, attester in attesters)
+    refs.extend((("attesters", i, "key"), None, attester.key) for i, attester in attesters)
     return refs
 
 
@@ -745,7 +751,8 @@ def _cross_check(
     # An attester's key must be its own: shared with a submitter, one compromise forges and
     # delivers at once; shared with another attester, one key counts twice toward the threshold.
     first_by_identity: dict[str, tuple[Loc, bool]] = {}
-    for loc, is_attester, ref in _key_refs(chains, attesters):
+    for loc, owner, ref in _key_refs(chains, attesters):
+        is_attester = owner is None
         seen = first_by_identity.get(ref.identity)
         if seen is None:
             first_by_identity[ref.identity] = (loc, is_attester)
@@ -775,9 +782,7 @@ def _warnings(config: Config, chains: Sequence[tuple[int, ChainConfig]]) -> list
                     "for development only",
                 )
             )
-        if "submitter_key" in type(chain.plugin).model_fields and (
-            getattr(chain.plugin, "submitter_key", None) is None
-        ):
+        if _submitter_key(chain) is None:
             warnings.append(
                 (
                     ("chains", i),
@@ -786,6 +791,21 @@ def _warnings(config: Config, chains: Sequence[tuple[int, ChainConfig]]) -> list
                 )
             )
     return warnings
+
+
+def _submitter_key(chain: ChainConfig) -> KeyRef | None:
+    try:
+        return load_plugin(chain.type).submitter_key(chain)
+    except UnknownChainError:
+        return None  # decoded by a model given to load_config, with no plugin installed
+
+
+def _load_key(
+    chain: ChainConfig | None, ref: KeyRef, base_dir: Path, env: Mapping[str, str]
+) -> Signer:
+    if chain is None:
+        return load_ecdsa_key(ref, base_dir, env=env)
+    return load_plugin(chain.type).load_signer(chain, ref, base_dir=base_dir, env=env)
 
 
 def _is_loopback(host: str) -> bool:
@@ -807,13 +827,14 @@ def _check_keys(
     warnings: list[tuple[Loc, str]],
     render: Callable[[Loc], str],
 ) -> None:
-    loaded: dict[str, LocalKey | None] = {}
+    loaded: dict[str, Signer | None] = {}
     address_of: dict[Loc, bytes] = {}
     first_by_address: dict[bytes, tuple[Loc, bool, str]] = {}
-    for loc, is_attester, ref in _key_refs(chains, attesters):
+    for loc, chain, ref in _key_refs(chains, attesters):
+        is_attester = chain is None
         if ref.identity not in loaded:
             try:
-                loaded[ref.identity] = load_key(ref, config.base_dir, env=env)
+                loaded[ref.identity] = _load_key(chain, ref, config.base_dir, env)
             except KeyUnavailableError as exc:
                 loaded[ref.identity] = None
                 warnings.append((loc, f"key not checked on this host: {exc}"))
@@ -830,7 +851,7 @@ def _check_keys(
         elif (is_attester or seen[1]) and seen[2] != ref.identity:  # same identity: reported
             problems.add(
                 loc,
-                f"resolves to the same address ({key.checksum_address}) as the key of "
+                f"resolves to the same address ({key.printable_address}) as the key of "
                 f"{render(seen[0])}; {_OWN_KEY}",
             )
 

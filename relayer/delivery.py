@@ -10,8 +10,8 @@ resumes without loss or double delivery:
 4. read receipts until mined; bump fees at the same nonce when it is stuck.
 
 After a restart, the signed transactions of SUBMITTED messages (kept once each, in the ledger's
-``pending_txs``) are broadcast again: the node answers "already known" or "nonce too low", or
-mines it; the Gateway refuses replays.
+``pending_txs``) are broadcast again: the node says it has it already or that its nonce is
+used, or includes it; the destination refuses replays.
 """
 
 from __future__ import annotations
@@ -24,8 +24,15 @@ from typing import Any
 from relayer.errors import ChainError, StoreError
 from relayer.failpoints import failpoint
 from relayer.health import HEALTH
-from relayer.plugin import Delivery, DeliveryOutcome, PendingTx, Submitter
-from relayer.retry import RpcErrorKind, backoff_delay
+from relayer.plugin import (
+    BroadcastResult,
+    Delivery,
+    DeliveryOutcome,
+    DeliverySettings,
+    PendingTx,
+    Submitter,
+)
+from relayer.retry import backoff_delay
 from relayer.store import Ledger, MessageRecord, State, SubmittedTx
 
 __all__ = ["DeliveryWorker"]
@@ -47,22 +54,19 @@ class DeliveryWorker:
         submitter: Submitter,
         ledger: Ledger,
         log: Any,
-        batch_size: int = 40,
-        max_in_flight: int = 4,
+        settings: DeliverySettings,
         max_attempts: int = 8,
-        submit_timeout: float = 30.0,
         poll_interval: float = 0.2,
-        reorg_depth: int = 12,
         wake: asyncio.Event | None = None,
     ) -> None:
         self.chain = chain
         self.submitter = submitter
         self.ledger = ledger
         self.log = log.bind(chain=chain)
-        self.batch_size = batch_size
-        self.max_in_flight = max_in_flight
+        self.batch_size = settings.batch_size
+        self.max_in_flight = settings.max_in_flight
         self.max_attempts = max_attempts
-        self.submit_timeout = submit_timeout
+        self.submit_timeout = settings.submit_timeout
         self.poll_interval = poll_interval
         # Set by the core when it attested messages: the loop picks them up at once instead of
         # at its next poll.
@@ -70,7 +74,7 @@ class DeliveryWorker:
         self.in_flight: dict[int, PendingTx] = {}
         # Delivering transactions watched until ``reorg_depth`` blocks bury them: a reorg of
         # the destination can drop a delivery, and then the message must go out again.
-        self.reorg_depth = reorg_depth
+        self.reorg_depth = settings.reorg_depth
         self.watching: dict[bytes, tuple[bytes, ...]] = {}
         self._watch_checked = 0.0
         # Recorded and in flight, but the broadcast itself failed (endpoint down): sent again
@@ -146,7 +150,7 @@ class DeliveryWorker:
                 )
                 continue
             self.log.info(
-                "submit.resumed", nonce=nonce, tx="0x" + pending.tx_hash.hex(), answer=str(kind)
+                "submit.resumed", nonce=nonce, tx="0x" + pending.tx_hash.hex(), answer=kind.value
             )
 
     # --- submission ----------------------------------------------------------------------------
@@ -293,14 +297,15 @@ class DeliveryWorker:
             except StoreError as exc:
                 # A message left ATTESTED while its batch was checked and signed (an origin
                 # reorg observed it again): none of these transactions is recorded, so none is
-                # sent. Their nonces are handed out again; the messages still attested come
-                # round in the next pass, in new transactions.
+                # sent. Their nonces are given back, newest first (they are the latest taken);
+                # the messages still attested come round in the next pass, in new transactions.
                 self.log.error(
                     "submit.record_refused",
                     nonces=[pending.nonce for pending in signed],
                     error=str(exc),
                 )
-                await self.submitter.resync_nonce(at_least=signed[0].nonce)
+                for pending in reversed(signed):
+                    self.submitter.release_nonce(pending.nonce)
                 signed = []
             else:
                 failpoint("after_record")
@@ -349,7 +354,7 @@ class DeliveryWorker:
             return
         self.unsent.discard(pending.nonce)
         failpoint("after_send")
-        if kind is RpcErrorKind.NONCE_TOO_LOW:
+        if kind is BroadcastResult.NONCE_USED:
             # An outside transaction took the nonce (or ours was mined already): the confirm
             # loop settles these ids from receipts/delivered(); new batches use a fresh nonce,
             # above every one of ours still in flight.
@@ -496,7 +501,7 @@ class DeliveryWorker:
         self._sent[bumped.nonce] = (time.monotonic(), 0)
         kind = await self.submitter.broadcast(bumped)
         self.log.info(
-            "submit.replaced", nonce=bumped.nonce, tx="0x" + bumped.tx_hash.hex(), answer=str(kind)
+            "submit.replaced", nonce=bumped.nonce, tx="0x" + bumped.tx_hash.hex(), answer=kind.value
         )
 
     async def _check_deliveries(self) -> None:

@@ -1,9 +1,11 @@
-"""Signing keys, named in the config and never written into it.
+"""Where keys live, and how they are read without ever being shown.
 
-A config names a key by where it lives: ``{ env = "VAR" }`` (a hex private key in an environment
-variable) or ``{ keystore = "path.json", password_env = "VAR" }`` (an Ethereum V3 keystore and the
-variable holding its password). ``load_key`` turns a reference into a ``LocalKey``, whose ``repr``
-and ``str`` show the address and where the key came from, never the key.
+A config names a key by where it lives: ``{ env = "VAR" }`` (the key's text in an environment
+variable) or ``{ keystore = "path.json", password_env = "VAR" }`` (an encrypted key file and the
+variable holding its password). ``resolve_key`` reads what a reference names, without decoding
+it: what the text or file means (a secp256k1 hex key, a V3 keystore, an sr25519 keypair JSON, a
+dev URI) is the business of whoever signs with it, a chain plugin or the committee scheme
+(``relayer.ecdsa_key``). Everything read is held in ``Secret``, which never shows itself.
 """
 
 from __future__ import annotations
@@ -12,23 +14,17 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import coincurve
-from eth_utils.address import to_checksum_address
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
-from proofs.hashing import keccak256
 from relayer.errors import ConfigError
 
-if TYPE_CHECKING:
-    from eth_account.signers.local import LocalAccount
-
-__all__ = ["KeyRef", "KeyUnavailableError", "LocalKey", "load_key"]
+__all__ = ["KeyRef", "KeyUnavailableError", "ResolvedKey", "Secret", "resolve_key"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_HEX_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
 
 
 class KeyUnavailableError(ConfigError):
@@ -89,56 +85,64 @@ class KeyRef(BaseModel):
         return f"keystore:{self.keystore.absolute()}"
 
 
-class LocalKey:
-    """A loaded private key. ``repr``/``str`` show the address and source, never the key."""
+class Secret:
+    """Key material or a password: ``repr``/``str`` say ``<redacted>``, pickling refuses."""
 
-    __slots__ = ("_secret", "_signer", "address", "source")
+    __slots__ = ("_value",)
 
-    address: bytes
-    source: str
+    def __init__(self, value: str) -> None:
+        self._value = value
 
-    def __init__(self, key: bytes | LocalAccount, source: str) -> None:
-        """``key``: the 32 secret bytes (or an eth-account account holding them). Raises
-        ``ValueError`` when they are not a secp256k1 private key."""
-        self._secret = key if isinstance(key, bytes) else bytes(key.key)
-        self._signer = coincurve.PrivateKey(self._secret)
-        self.address = keccak256(self._signer.public_key.format(compressed=False)[1:])[12:]
-        self.source = source
-
-    def sign_hash(self, digest: bytes) -> bytes:
-        """A 65-byte r || s || v (v in {27, 28}, low s) signature of a 32-byte hash; the form
-        ``ecrecover`` and ``proofs.committee`` take. libsecp256k1 directly: several times
-        faster than eth-account's path, which matters to an attester signing every message."""
-        if len(digest) != 32:
-            raise ValueError("sign_hash signs 32-byte hashes only")
-        signature = self._signer.sign_recoverable(digest, hasher=None)
-        return signature[:64] + bytes([signature[64] + 27])
-
-    @property
-    def checksum_address(self) -> str:
-        return to_checksum_address(self.address)
+    def reveal(self) -> str:
+        """The value itself, for the one call that decodes or decrypts it."""
+        return self._value
 
     def __repr__(self) -> str:
-        return f"LocalKey(address={self.checksum_address}, source={self.source}, key=<redacted>)"
+        return "Secret(<redacted>)"
 
     __str__ = __repr__
 
     def __reduce__(self) -> Any:
-        # Pickling would write the key to wherever the pickle goes (a queue, a cache, a log).
-        raise TypeError("LocalKey holds key material and cannot be pickled")
+        # Pickling would write the secret to wherever the pickle goes (a queue, a cache, a log).
+        raise TypeError("Secret holds key material and cannot be pickled")
 
 
-def load_key(
-    ref: KeyRef, base_dir: Path | None = None, *, env: Mapping[str, str] = os.environ
-) -> LocalKey:
-    """The key ``ref`` names; a relative keystore path is taken relative to ``base_dir``.
+@dataclass(frozen=True, slots=True)
+class ResolvedKey:
+    """What a ``KeyRef`` names, read but not decoded: either ``text`` (from ``env``) or a
+    ``keystore`` document and its ``password``."""
+
+    #: where the key came from, for messages: "environment variable X", "keystore file P"
+    where: str
+    #: ``KeyRef.identity``
+    identity: str
+    text: Secret | None = None
+    keystore: Mapping[str, Any] | None = None
+    keystore_path: Path | None = None
+    password: Secret | None = None
+    #: the variable that held ``password``, for a "wrong password" message
+    password_env: str | None = None
+
+
+def resolve_key(
+    ref: KeyRef,
+    base_dir: Path | None = None,
+    *,
+    env: Mapping[str, str] = os.environ,
+    holding: str = "a private key",
+    keystore_kind: str = "an encrypted key file",
+) -> ResolvedKey:
+    """Read what ``ref`` names; a relative keystore path is taken relative to ``base_dir``.
 
     Raises ``KeyUnavailableError`` when the variable or keystore file is absent, ``ConfigError``
-    when it is there but unusable. Messages name the variable or file, never a value."""
+    when the file is there but not a JSON object. ``holding`` and ``keystore_kind`` say what
+    the variable or file should hold, for those messages, which name the variable or file and
+    never a value."""
     if ref.env is not None:
-        secret = _require_env(env, ref.env, "a hex private key")
-        return _key_from_hex(secret, f"environment variable {ref.env}", ref.identity)
-
+        text = _require_env(env, ref.env, holding)
+        return ResolvedKey(
+            where=f"environment variable {ref.env}", identity=ref.identity, text=Secret(text)
+        )
     assert ref.keystore is not None and ref.password_env is not None  # KeyRef._one_source
     path = ref.keystore
     if not path.is_absolute() and base_dir is not None:
@@ -151,35 +155,19 @@ def load_key(
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read keystore file {path}: {exc}") from None
     try:
-        keystore = json.loads(text)
+        document = json.loads(text)
     except ValueError:
-        raise ConfigError(
-            f"keystore file {path} is not JSON (expected an Ethereum V3 keystore)"
-        ) from None
-    if not isinstance(keystore, dict) or keystore.get("version") != 3:
-        raise ConfigError(f"keystore file {path} is not an Ethereum V3 keystore")
-    # Imported here only: eth-account costs a second of CPU at import (py_ecc's BLS tables).
-    from eth_account import Account  # noqa: PLC0415
-
-    try:
-        secret_bytes = Account.decrypt(keystore, password)
-    except ValueError as exc:
-        if "MAC mismatch" in str(exc):
-            raise ConfigError(
-                f"keystore file {path} does not decrypt with the password in {ref.password_env} "
-                "(wrong password)"
-            ) from None
-        raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
-    except (KeyError, TypeError, NotImplementedError):
-        raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
-    key = _key_from_bytes(bytes(secret_bytes), f"keystore file {path}", ref.identity)
-    claimed = keystore.get("address")
-    if isinstance(claimed, str) and claimed.lower().removeprefix("0x") != key.address.hex():
-        raise ConfigError(
-            f"keystore file {path} names address {claimed} but its key belongs to "
-            f"{key.checksum_address}; the file has been tampered with or mixed up"
-        )
-    return key
+        raise ConfigError(f"keystore file {path} is not JSON (expected {keystore_kind})") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"keystore file {path} is not {keystore_kind}")
+    return ResolvedKey(
+        where=f"keystore file {path}",
+        identity=ref.identity,
+        keystore=document,
+        keystore_path=path,
+        password=Secret(password),
+        password_env=ref.password_env,
+    )
 
 
 def _require_env(env: Mapping[str, str], name: str, holding: str) -> str:
@@ -189,18 +177,3 @@ def _require_env(env: Mapping[str, str], name: str, holding: str) -> str:
             f"environment variable {name} is not set (it must hold {holding})"
         )
     return value
-
-
-def _key_from_hex(secret: str, where: str, source: str) -> LocalKey:
-    secret = secret.strip()
-    if not _HEX_KEY.fullmatch(secret):
-        raise ConfigError(f"{where} does not hold a 32-byte hex private key (64 hex digits)")
-    return _key_from_bytes(bytes.fromhex(secret[-64:]), where, source)
-
-
-def _key_from_bytes(secret: bytes, where: str, source: str) -> LocalKey:
-    try:
-        return LocalKey(secret, source)
-    except ValueError:
-        # Zero, or not below the secp256k1 group order: no such private key exists.
-        raise ConfigError(f"{where} does not hold a valid secp256k1 private key") from None

@@ -2,15 +2,21 @@
 
 A chain plugin is an object registered under the ``relayer.chains`` entry-point group (built-ins
 too, the same way third-party plugins register). ``relayer/`` talks to chains only through these
-protocols and never imports a concrete chain.
+protocols and types and never imports a concrete chain: a family supplies the chain-specific
+reads (``ChainReader``) and the steps of a delivery (``Submitter``); the cursor, reorg handling,
+outage logging and backoff around them (``relayer.follower``), and the ledger bookkeeping of a
+delivery (``relayer.delivery``), are the core's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from functools import cache
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import msgspec
@@ -20,21 +26,24 @@ from relayer.errors import UnknownChainError
 
 if TYPE_CHECKING:
     from relayer.config import ChainConfig
-    from relayer.keys import LocalKey
-    from relayer.retry import RpcErrorKind
-    from relayer.store import Ledger
+    from relayer.keys import KeyRef
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "BroadcastResult",
     "ChainPlugin",
+    "ChainReader",
+    "CursorView",
     "Delivery",
     "DeliveryOutcome",
+    "DeliverySettings",
     "Observation",
     "ObservationSink",
     "PendingTx",
+    "Signer",
+    "Span",
     "Submitter",
     "VerifiedMessage",
-    "Watcher",
     "load_plugin",
 ]
 
@@ -80,19 +89,109 @@ class DeliveryOutcome:
     error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class DeliverySettings:
+    """What the core's delivery worker needs to know of a destination chain. No defaults here:
+    each plugin's config model holds them, so there is one default per setting."""
+
+    #: messages per delivery transaction
+    batch_size: int
+    #: delivery transactions in flight at once (consecutive nonces)
+    max_in_flight: int
+    #: seconds without inclusion before a transaction is replaced with higher fees
+    submit_timeout: float
+    #: blocks a delivery is watched for a destination reorg before it counts as settled
+    reorg_depth: int
+
+
+class BroadcastResult(Enum):
+    """What a node said to a signed transaction, as far as the delivery worker acts on it."""
+
+    ACCEPTED = "accepted"  # taken into the pool now, or it was there already
+    NONCE_USED = "nonce_used"  # the nonce is spent: by this very transaction (mined) or another
+    FEE_TOO_LOW = "fee_too_low"  # below what the node takes now: the fee bump will follow
+
+
 ObservationSink = Callable[[Sequence[Observation]], Awaitable[None]]
 
 
-@runtime_checkable
-class Watcher(Protocol):
-    async def run(self, sink: ObservationSink) -> None:
-        """Follow the chain forever from the persisted cursor, handing confirmed observations to
-        ``sink``; the cursor advances only after ``sink`` returned, so nothing is skipped.
-        Each call of ``sink`` carries every observation of the blocks it covers (attesters
-        publish one file per block and replace it whole on a re-scan).
+@dataclass(frozen=True, slots=True)
+class Span:
+    """What a reader found in blocks ``start..end`` of the chain it follows."""
 
-        Handles endpoint outages itself (backoff; ``chain.unavailable`` / ``chain.recovered``
-        logged once each); returns only when cancelled."""
+    observations: Sequence[Observation]
+    #: (number, hash) of every block that holds observations, for finding a fork point later
+    blocks: Sequence[tuple[int, bytes]]
+    #: the hash of block ``end``: the new cursor
+    end_hash: bytes
+
+
+class CursorView(Protocol):
+    """The watcher's cursor as a reader may see it: read-only."""
+
+    def next_block(self) -> int:
+        """The first block not handed over yet."""
+        ...
+
+
+@runtime_checkable
+class ChainReader(Protocol):
+    """The chain-specific reads of a watcher. ``relayer.follower`` drives them: it keeps the
+    cursor, detects reorgs below the confirmed head, finds the fork point, backs off and logs
+    outages. Methods raise ``TransientChainError`` for an endpoint that fails, ``ProofError``
+    for answers that do not hash together, and ``KeyError``/``TypeError``/``ValueError`` for
+    answers that are not what the endpoint's API promises; nothing is persisted on any of them."""
+
+    #: the endpoint as it may be logged (no credentials)
+    endpoint: str
+    #: first block scanned when there is no cursor yet
+    start_block: int
+    #: seconds between polls when no new head is announced
+    poll_interval: float
+    #: most blocks read in one ``read`` (an endpoint's range limit)
+    max_span: int
+    #: how final a block must be before it is read, as the operator configured it (for logs)
+    depth: int | str
+
+    async def background(self, cursor: CursorView) -> None:
+        """Side work for as long as the watcher runs (head subscriptions, reading ahead);
+        return at once if there is none. Must not raise but on cancellation."""
+        ...
+
+    async def wait_for_head(self, timeout: float) -> None:
+        """Until a new head is announced, or ``timeout`` seconds."""
+        ...
+
+    async def confirmed_head(self) -> int:
+        """The highest block final enough to read (-1 for none yet)."""
+        ...
+
+    async def hash_at(self, number: int) -> bytes | None:
+        """The hash of the node's block at ``number``; None when it has none there."""
+        ...
+
+    async def read(self, start: int, end: int, *, after: bytes) -> Span:
+        """The observations of blocks ``start..end`` (all final), each block's evidence
+        proven. ``after`` is the hash of block ``start - 1`` as the cursor knows it (empty when
+        unknown), so that blocks prepared ahead are used only where they link to it."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections (at shutdown)."""
+        ...
+
+
+@runtime_checkable
+class Signer(Protocol):
+    """A loaded key, opaque to the core: only the plugin that loaded it signs with it. Its
+    ``repr`` shows the account and where the key came from, never the key."""
+
+    #: the account's on-chain identity (address or public key): keys are compared by it
+    address: bytes
+
+    @property
+    def printable_address(self) -> str:
+        """``address`` as the chain's users write it (checksummed hex, SS58...)."""
         ...
 
 
@@ -129,23 +228,25 @@ class Submitter(Protocol):
 
     async def simulate(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Dry-run: which deliveries would succeed. Raises ``ChainError`` if the whole call
-        fails (``RpcError`` with ``kind`` REVERTED when the contract refuses it)."""
+        fails (not ``retryable`` when the destination refuses the whole batch)."""
         ...
 
     async def prepare(self, deliveries: Sequence[Delivery]) -> PendingTx:
-        """Sign a transaction at the next nonce. Nothing is sent. ``TransientChainError``."""
+        """Sign a transaction at the next nonce. Nothing is sent. ``TransientChainError``;
+        a nonce taken for a transaction that fails to sign is given back."""
         ...
 
     def bump(self, pending: PendingTx) -> PendingTx | None:
         """The same transaction with higher fees, or None when the fee cap forbids it."""
         ...
 
-    async def broadcast(self, pending: PendingTx) -> RpcErrorKind | None:
-        """Send. None when accepted or already known; otherwise the kind to act on."""
+    async def broadcast(self, pending: PendingTx) -> BroadcastResult:
+        """Send. Raises ``ChainError`` for answers the worker cannot act on (``retryable``
+        says whether the endpoint may take it later)."""
         ...
 
     async def outcome(self, pending: PendingTx) -> list[DeliveryOutcome] | None:
-        """Per-message outcomes once mined, else None. ``TransientChainError``."""
+        """Per-message outcomes once included, else None. ``TransientChainError``."""
         ...
 
     async def confirmations(self, tx_hash: bytes) -> int | None:
@@ -154,11 +255,13 @@ class Submitter(Protocol):
         ...
 
     async def resync_nonce(self, at_least: int = 0) -> int:
-        """Re-read the account nonce from the chain."""
+        """Re-read the account nonce from the chain; the next transaction takes the larger of
+        it and ``at_least``. ``TransientChainError``."""
         ...
 
     def release_nonce(self, nonce: int) -> None:
-        """Give back a nonce that was taken but never sent."""
+        """Give back a nonce that was taken but never sent (only the latest one taken can be
+        given back; the core releases newest first)."""
         ...
 
     def decode_pending(self, raw: bytes) -> PendingTx:
@@ -185,26 +288,50 @@ class ChainPlugin(Protocol):
         """The digest attesters sign for delivering ``message_id`` to ``destination``."""
         ...
 
-    def watcher(
+    def reader(
         self,
         chain: ChainConfig,
         *,
-        ledger: Ledger,
-        owner: str,
         rpc_url: str | None,
         log: Any,
         prepared: Callable[[Sequence[Observation]], None] | None = None,
-    ) -> Watcher:
-        """A watcher for ``chain`` whose cursor is kept in ``ledger`` under ``owner``.
+    ) -> ChainReader:
+        """The reads a watcher of ``chain`` needs, from ``rpc_url`` (None: the chain's own).
 
         ``prepared``, if given, is called (from a worker thread) with the observations of a
-        block that is not final yet, as soon as the watcher has fetched them: a chance to do
+        block that is not final yet, as soon as the reader has fetched them: a chance to do
         per-message work ahead that can be thrown away. Nothing in them is verified or final;
-        only what the watcher hands over later is."""
+        only what ``read`` returns later is."""
         ...
 
-    def submitter(self, chain: ChainConfig, *, key: LocalKey, log: Any) -> Submitter:
-        """A submitter for ``chain`` as a destination, signing with ``key``."""
+    def default_rpc(self, chain: ChainConfig) -> str | None:
+        """The chain's own endpoint, for an attester that configures none (None: it must)."""
+        ...
+
+    def submitter_key(self, chain: ChainConfig) -> KeyRef | None:
+        """Where the key that signs deliveries to ``chain`` lives; None: never a destination."""
+        ...
+
+    def load_signer(
+        self,
+        chain: ChainConfig,
+        ref: KeyRef,
+        *,
+        base_dir: Path | None,
+        env: Mapping[str, str] = os.environ,
+    ) -> Signer:
+        """The key ``ref`` names, decoded as this family's key (``relayer.keys.resolve_key``
+        reads it). Raises ``KeyUnavailableError`` when it is absent on this host,
+        ``ConfigError`` when it is there but unusable; messages never carry key material."""
+        ...
+
+    def delivery_settings(self, chain: ChainConfig) -> DeliverySettings:
+        """How the delivery worker batches and paces transactions to ``chain``."""
+        ...
+
+    def submitter(self, chain: ChainConfig, *, signer: Signer, log: Any) -> Submitter:
+        """A submitter for ``chain`` as a destination, signing with ``signer`` (which this
+        plugin's ``load_signer`` made)."""
         ...
 
 

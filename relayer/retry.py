@@ -1,10 +1,9 @@
 """What is worth retrying, and how long to wait: the only place retry policy is decided.
 
 ``classify`` sorts any exception into transient (wait and try again) or permanent (trying again
-cannot help). ``classify_rpc_error`` reads an Ethereum node's error text finely enough for the
-submitter to act on each case (a "nonce too low" may mean our transaction was already mined; an
-"already known" means it is in the pool). ``backoff_delay`` computes the ledger's retry schedule;
-``retrying_transient`` is the tenacity policy for retrying a call in place.
+cannot help); what a chain's node means by its error texts is the chain family's to read (its
+plugin raises our errors with ``retryable`` set). ``backoff_delay`` computes the ledger's retry
+schedule; ``retrying_transient`` is the tenacity policy for retrying a call in place.
 """
 
 from __future__ import annotations
@@ -14,8 +13,7 @@ import random
 import re
 import socket
 import sys
-from collections.abc import Callable, Mapping
-from enum import Enum
+from collections.abc import Callable
 from typing import Any, Literal, Protocol
 
 from tenacity import (
@@ -30,110 +28,15 @@ from tenacity import (
 from relayer.errors import RelayerError
 
 __all__ = [
-    "TRANSIENT_RPC_KINDS",
     "Classification",
-    "RpcErrorKind",
     "backoff_delay",
     "classify",
-    "classify_rpc_error",
     "describe_error",
     "is_transient",
     "retrying_transient",
-    "rpc_error_kind",
-    "rpc_error_message",
 ]
 
 Classification = Literal["transient", "permanent"]
-
-
-class RpcErrorKind(Enum):
-    """What an Ethereum node's error message means for the submitter."""
-
-    NONCE_TOO_LOW = "nonce_too_low"  # the nonce is used: maybe by our own tx, now mined
-    REPLACEMENT_UNDERPRICED = "replacement_underpriced"  # same nonce in the pool; bump more
-    ALREADY_KNOWN = "already_known"  # this very tx is in the pool: treat as sent
-    UNDERPRICED = "underpriced"  # below the pool's minimum or the block's base fee
-    RATE_LIMITED = "rate_limited"
-    UNAVAILABLE = "unavailable"  # node lagging or overloaded: header not found, timeouts
-    REVERTED = "reverted"
-    INSUFFICIENT_FUNDS = "insufficient_funds"
-    OTHER = "other"
-
-
-TRANSIENT_RPC_KINDS = frozenset(
-    {
-        RpcErrorKind.NONCE_TOO_LOW,
-        RpcErrorKind.REPLACEMENT_UNDERPRICED,
-        RpcErrorKind.ALREADY_KNOWN,
-        RpcErrorKind.UNDERPRICED,
-        RpcErrorKind.RATE_LIMITED,
-        RpcErrorKind.UNAVAILABLE,
-    }
-)
-
-# Checked in order, first match wins. Permanent patterns come first: a revert reason or an
-# invalid-signature message may quote text ("timeout", "429") that would otherwise read as
-# transient. Numbers match only as whole words, so "429" inside hex data or a hash does not.
-_RPC_PATTERNS: tuple[tuple[re.Pattern[str], RpcErrorKind], ...] = tuple(
-    (re.compile(pattern, re.IGNORECASE), kind)
-    for pattern, kind in (
-        (r"execution reverted|\breverted\b", RpcErrorKind.REVERTED),
-        (r"insufficient funds", RpcErrorKind.INSUFFICIENT_FUNDS),
-        (r"invalid signature|invalid sender|chain ?id", RpcErrorKind.OTHER),
-        (r"nonce too low|oldnonce", RpcErrorKind.NONCE_TOO_LOW),
-        (
-            r"replacement transaction underpriced|replacement fee too low",
-            RpcErrorKind.REPLACEMENT_UNDERPRICED,
-        ),
-        (
-            r"already known|already imported|known transaction|alreadyknown",
-            RpcErrorKind.ALREADY_KNOWN,
-        ),
-        (
-            r"transaction underpriced|max fee per gas less than block base fee"
-            r"|fee cap less than block base fee",
-            RpcErrorKind.UNDERPRICED,
-        ),
-        (r"rate limit|ratelimit|too many requests|\b429\b", RpcErrorKind.RATE_LIMITED),
-        (
-            r"header not found|timeout|timed out|service unavailable|bad gateway",
-            RpcErrorKind.UNAVAILABLE,
-        ),
-    )
-)
-
-
-def classify_rpc_error(message: str) -> RpcErrorKind:
-    """Read an Ethereum node's error message (geth, erigon, reth, besu, nethermind, anvil)."""
-    for pattern, kind in _RPC_PATTERNS:
-        if pattern.search(message):
-            return kind
-    return RpcErrorKind.OTHER
-
-
-def rpc_error_message(exc: BaseException) -> str | None:
-    """The node's JSON-RPC error message carried by ``exc``, if it carries one: web3's
-    ``Web3RPCError.rpc_response`` (``{"error": {"code", "message", "data"}}``) or an exception
-    whose first argument is the error object itself (older web3 raised ``ValueError(dict)``)."""
-    response = getattr(exc, "rpc_response", None)
-    if isinstance(response, Mapping) and isinstance(response.get("error"), Mapping):
-        return _error_text(response["error"])
-    if exc.args and isinstance(exc.args[0], Mapping) and "message" in exc.args[0]:
-        return _error_text(exc.args[0])
-    return None
-
-
-def _error_text(error: Mapping[str, Any]) -> str:
-    text = str(error.get("message", ""))
-    data = error.get("data")
-    # Revert reasons often travel in `data` only ("execution reverted" + 0x08c379a0...).
-    return f"{text} (data: {data})" if isinstance(data, str) and data else text
-
-
-def rpc_error_kind(exc: BaseException) -> RpcErrorKind | None:
-    """``classify_rpc_error`` of the JSON-RPC error ``exc`` carries; None if it carries none."""
-    message = rpc_error_message(exc)
-    return None if message is None else classify_rpc_error(message)
 
 
 # OSErrors that mean "the network path failed", as opposed to a missing file or a permission.
@@ -154,11 +57,6 @@ _TRANSIENT_OSERROR_TEXT = re.compile(
     r"connect call failed|connection refused|connection reset|network is unreachable",
     re.IGNORECASE,
 )
-# web3 exception class names (matched by name so this module does not import web3).
-_WEB3_TRANSIENT = frozenset(
-    {"ProviderConnectionError", "TooManyRequests", "TimeExhausted", "TransactionIndexingInProgress"}
-)
-_WEB3_PERMANENT = frozenset({"ContractLogicError", "MethodUnavailable", "InvalidTransaction"})
 _HTTP_TRANSIENT = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
@@ -181,23 +79,16 @@ def _library_verdict(exc: BaseException) -> Classification | None:
         if invalid_status is not None and isinstance(exc, invalid_status):
             status = getattr(getattr(exc, "response", None), "status_code", None)
             return "transient" if status in _HTTP_TRANSIENT else "permanent"
-    web3 = sys.modules.get("web3.exceptions")
-    if web3 is not None and isinstance(exc, web3.Web3Exception):
-        names = {cls.__name__ for cls in type(exc).__mro__}
-        if names & _WEB3_PERMANENT:
-            return "permanent"
-        if names & _WEB3_TRANSIENT:
-            return "transient"
     return None
 
 
 def classify(exc: BaseException) -> Classification:
     """Transient (waiting and trying again can help) or permanent.
 
-    Our own errors say so themselves (``RelayerError.retryable``); network failures (timeouts,
-    refused or reset connections, closed websockets, HTTP 429/5xx) are transient; a node's error
-    message is read by ``classify_rpc_error``. Anything not recognised is permanent: retrying
-    what we do not understand only hides it."""
+    Our own errors say so themselves (``RelayerError.retryable``: chain plugins translate their
+    libraries' and nodes' errors into ours); network failures (timeouts, refused or reset
+    connections, closed websockets, HTTP 429/5xx) are transient. Anything not recognised is
+    permanent: retrying what we do not understand only hides it."""
     if not isinstance(exc, Exception):  # cancellation, KeyboardInterrupt, SystemExit
         return "permanent"
     if isinstance(exc, RelayerError):
@@ -212,9 +103,7 @@ def classify(exc: BaseException) -> Classification:
     if isinstance(exc, OSError):
         transient = exc.errno in _TRANSIENT_ERRNOS or bool(_TRANSIENT_OSERROR_TEXT.search(str(exc)))
         return "transient" if transient else "permanent"
-    message = rpc_error_message(exc)
-    kind = classify_rpc_error(str(exc) if message is None else message)
-    return "transient" if kind in TRANSIENT_RPC_KINDS else "permanent"
+    return "permanent"
 
 
 def is_transient(exc: BaseException) -> bool:

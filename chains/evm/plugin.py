@@ -2,23 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import verify_evidence
+from chains.evm.reader import EvmReader
 from chains.evm.rpc import EvmRpc
 from chains.evm.submitter import EvmSubmitter, SignedBatch
-from chains.evm.watcher import EvmWatcher
 from proofs.committee import attestation_digest
-from relayer.errors import EvidenceRejectedError
-from relayer.plugin import Observation, VerifiedMessage
+from relayer.ecdsa_key import EcdsaKey, load_ecdsa_key
+from relayer.errors import ConfigError, EvidenceRejectedError
+from relayer.plugin import DeliverySettings, Observation, Signer, VerifiedMessage
 
 if TYPE_CHECKING:
     from relayer.config import ChainConfig
-    from relayer.keys import LocalKey
-    from relayer.store import Ledger
+    from relayer.keys import KeyRef
 
 __all__ = ["PLUGIN", "EvmPlugin"]
 
@@ -94,16 +96,14 @@ class EvmPlugin:
             block_hash,
         )
 
-    def watcher(
+    def reader(
         self,
         chain: ChainConfig,
         *,
-        ledger: Ledger,
-        owner: str,
         rpc_url: str | None,
         log: Any,
         prepared: Callable[[Sequence[Observation]], None] | None = None,
-    ) -> EvmWatcher:
+    ) -> EvmReader:
         config = _evm(chain)
         gateway, domain = bytes.fromhex(config.gateway[2:]), chain.domain
 
@@ -112,20 +112,52 @@ class EvmPlugin:
             if prepared is not None:
                 prepared(observations)
 
-        return EvmWatcher(
+        return EvmReader(
             chain_name=chain.name,
             config=config,
             rpc=EvmRpc(rpc_url or config.rpc),
-            ledger=ledger,
-            owner=owner,
             log=log,
             warm=warm,
         )
 
-    def submitter(self, chain: ChainConfig, *, key: LocalKey, log: Any) -> _Submitter:
+    def default_rpc(self, chain: ChainConfig) -> str:
+        return _evm(chain).rpc
+
+    def submitter_key(self, chain: ChainConfig) -> KeyRef | None:
+        return _evm(chain).submitter_key
+
+    def load_signer(
+        self,
+        chain: ChainConfig,
+        ref: KeyRef,
+        *,
+        base_dir: Path | None,
+        env: Mapping[str, str] = os.environ,
+    ) -> EcdsaKey:
+        # An Ethereum account is a secp256k1 key in the same forms the committee uses.
+        return load_ecdsa_key(ref, base_dir, env=env)
+
+    def delivery_settings(self, chain: ChainConfig) -> DeliverySettings:
+        config = _evm(chain)
+        depth = config.confirmations
+        return DeliverySettings(
+            batch_size=config.batch_size,
+            max_in_flight=config.max_in_flight,
+            submit_timeout=config.submit_timeout,
+            # The chain's own depth, or 64 blocks (two Ethereum epochs) where it waits for
+            # the node's finalized tag.
+            reorg_depth=depth + 1 if isinstance(depth, int) else 64,
+        )
+
+    def submitter(self, chain: ChainConfig, *, signer: Signer, log: Any) -> _Submitter:
+        if not isinstance(signer, EcdsaKey):
+            raise ConfigError(
+                f"chain {chain.name!r}: the evm plugin signs with a secp256k1 key, "
+                f"not {type(signer).__name__}"
+            )
         config = _evm(chain)
         return _Submitter(
-            chain_name=chain.name, config=config, rpc=EvmRpc(config.rpc), key=key, log=log
+            chain_name=chain.name, config=config, rpc=EvmRpc(config.rpc), key=signer, log=log
         )
 
 

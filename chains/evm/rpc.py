@@ -18,25 +18,11 @@ import aiohttp
 import msgspec
 import structlog
 
+from chains.evm.errors import RpcError, RpcErrorKind, classify_rpc_error
 from relayer.errors import PermanentChainError, TransientChainError
-from relayer.retry import RpcErrorKind, classify_rpc_error, retrying_transient
+from relayer.retry import retrying_transient
 
 __all__ = ["EvmRpc", "RpcError"]
-
-
-class RpcError(TransientChainError):
-    """The node answered with a JSON-RPC error; ``kind`` says which, ``retryable`` whether
-    trying again can help."""
-
-    def __init__(self, endpoint: str, method: str, message: str, kind: RpcErrorKind) -> None:
-        super().__init__(f"{endpoint} {method}: {message}")
-        self.kind = kind
-        self.rpc_message = message
-        self.retryable = kind not in _PERMANENT
-
-    @property
-    def is_permanent(self) -> bool:
-        return not self.retryable
 
 
 _IDEMPOTENT = frozenset(
@@ -54,8 +40,6 @@ _IDEMPOTENT = frozenset(
         "eth_getTransactionReceipt",
     }
 )
-
-_PERMANENT = frozenset({RpcErrorKind.REVERTED, RpcErrorKind.INSUFFICIENT_FUNDS, RpcErrorKind.OTHER})
 
 
 def _redact(url: str) -> str:

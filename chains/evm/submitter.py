@@ -20,13 +20,13 @@ import structlog
 from eth_abi.abi import decode as abi_decode
 
 from chains.evm.config import EvmChainConfig
+from chains.evm.errors import RpcErrorKind
 from chains.evm.rpc import EvmRpc, RpcError
 from chains.evm.txsign import DynamicFeeTx, sign_dynamic_fee_tx
 from proofs.hashing import keccak256
+from relayer.ecdsa_key import EcdsaKey
 from relayer.errors import PermanentChainError, TransientChainError
-from relayer.keys import LocalKey
-from relayer.plugin import Delivery, DeliveryOutcome
-from relayer.retry import RpcErrorKind
+from relayer.plugin import BroadcastResult, Delivery, DeliveryOutcome
 
 __all__ = ["EvmSubmitter", "SignedBatch"]
 
@@ -43,6 +43,13 @@ _BUMP_NUM, _BUMP_DEN = 9, 8
 _MEASURED_KEPT = 64
 # Seconds a base-fee reading is used for new transactions.
 _FEE_TTL = 1.0
+# Node answers to eth_sendRawTransaction that the delivery worker acts on; others raise.
+_BROADCAST_ANSWERS = {
+    RpcErrorKind.ALREADY_KNOWN: BroadcastResult.ACCEPTED,
+    RpcErrorKind.NONCE_TOO_LOW: BroadcastResult.NONCE_USED,
+    RpcErrorKind.REPLACEMENT_UNDERPRICED: BroadcastResult.FEE_TOO_LOW,
+    RpcErrorKind.UNDERPRICED: BroadcastResult.FEE_TOO_LOW,
+}
 
 
 class SignedBatch(msgspec.Struct, frozen=True, kw_only=True):
@@ -154,7 +161,7 @@ class EvmSubmitter:
         chain_name: str,
         config: EvmChainConfig,
         rpc: EvmRpc,
-        key: LocalKey,
+        key: EcdsaKey,
         log: Any = None,
     ) -> None:
         self.chain = chain_name
@@ -388,22 +395,17 @@ class EvmSubmitter:
             previous=batch.hashes or (batch.tx_hash,),
         )
 
-    async def broadcast(self, batch: SignedBatch) -> RpcErrorKind | None:
-        """Send; returns None when the node took it (or already had it), else the error kind
-        the caller must act on (NONCE_TOO_LOW: mined or replaced; UNDERPRICED: bump)."""
+    async def broadcast(self, batch: SignedBatch) -> BroadcastResult:
+        """Send; ACCEPTED when the node took it (or already had it), else what the caller
+        must act on (NONCE_USED: mined or replaced; FEE_TOO_LOW: the bump follows)."""
         try:
             await self.rpc.send_raw(batch.raw)
         except RpcError as exc:
-            if exc.kind is RpcErrorKind.ALREADY_KNOWN:
-                return None
-            if exc.kind in (
-                RpcErrorKind.NONCE_TOO_LOW,
-                RpcErrorKind.REPLACEMENT_UNDERPRICED,
-                RpcErrorKind.UNDERPRICED,
-            ):
-                return exc.kind
-            raise
-        return None
+            answer = _BROADCAST_ANSWERS.get(exc.kind)
+            if answer is None:
+                raise
+            return answer
+        return BroadcastResult.ACCEPTED
 
     async def confirmations(self, tx_hash: bytes) -> int | None:
         """Blocks on top of (and including) the one holding ``tx_hash``; None when the chain no

@@ -3,7 +3,7 @@
 Ours rather than eth-account's ``sign_transaction``: that one validates and normalises a dict
 through several layers and hashes with pycryptodome, about 1 ms per 30 kB batch here and 8 ms
 under load, serially in front of every ledger record of a burst. This is the RLP of nine fields
-and one libsecp256k1 signature (``LocalKey.sign_hash``, low s). Differentially tested against
+and one libsecp256k1 signature (``EcdsaKey.sign_hash``, low s). Differentially tested against
 eth-account (tests/unit/chains/evm/test_txsign.py).
 """
 
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from proofs.hashing import keccak256
 from proofs.rlpcodec import encode
-from relayer.keys import LocalKey
+from relayer.ecdsa_key import EcdsaKey
 
 __all__ = ["DynamicFeeTx", "SignedTransaction", "sign_dynamic_fee_tx"]
 
@@ -51,7 +51,7 @@ class SignedTransaction:
     hash: bytes
 
 
-def sign_dynamic_fee_tx(tx: DynamicFeeTx, key: LocalKey) -> SignedTransaction:
+def sign_dynamic_fee_tx(tx: DynamicFeeTx, key: EcdsaKey) -> SignedTransaction:
     """``0x02 || rlp([..., y_parity, r, s])`` and its hash (the transaction hash)."""
     fields = tx.fields()
     signature = key.sign_hash(keccak256(_TYPE + encode(fields)))

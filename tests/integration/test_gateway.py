@@ -27,10 +27,10 @@ from web3.exceptions import ContractLogicError, Web3RPCError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
+from chains.evm.errors import RpcErrorKind
 from chains.evm.rpc import EvmRpc, RpcError
 from proofs.committee import attestation_digest, eth_signed_message_hash, recover_signer
 from proofs.hashing import keccak256
-from relayer.retry import RpcErrorKind
 from tests.integration.anvil import AnvilFactory, AnvilNode
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "chains" / "evm" / "contracts" / "artifacts"

@@ -13,8 +13,9 @@ import pytest
 
 from chains.evm.config import EvmChainConfig
 from chains.evm.readahead import ReadAhead
+from chains.evm.reader import EvmReader
 from chains.evm.rpc import EvmRpc
-from chains.evm.watcher import EvmWatcher
+from relayer.follower import Follower, LedgerCursor
 from relayer.plugin import Observation
 from relayer.store import Ledger
 from tests.integration.anvil import AnvilFactory
@@ -52,14 +53,19 @@ class CountingRpc(EvmRpc):
         return await super().batch(calls)
 
 
-def _watcher(chain: Chain, ledger: Ledger, rpc: EvmRpc) -> EvmWatcher:
+def _reader(chain: Chain, rpc: EvmRpc) -> EvmReader:
     config = EvmChainConfig(
         chain_id=chain.w3.eth.chain_id,
         rpc=chain.node.url,
         gateway=chain.gateway.address,
         confirmations=2,
     )
-    return EvmWatcher(chain_name="chain-a", config=config, rpc=rpc, ledger=ledger, owner="test")
+    return EvmReader(chain_name="chain-a", config=config, rpc=rpc)
+
+
+def _follower(reader: EvmReader, ledger: Ledger) -> Follower:
+    cursor = LedgerCursor(ledger, "chain-a", "test", start_block=reader.start_block)
+    return Follower(chain="chain-a", reader=reader, cursor=cursor, log=None)
 
 
 def test_prepared_blocks_hold_what_the_ordinary_read_finds(
@@ -74,16 +80,17 @@ def test_prepared_blocks_hold_what_the_ordinary_read_finds(
 
     async def run() -> tuple[list[Observation], list[Observation], list[int]]:
         rpc = CountingRpc(a.node.url)
-        with Ledger.open(tmp_path / "ledger.db") as ledger:
-            watcher = _watcher(a, ledger, rpc)
-            ahead = ReadAhead(chain_name="chain-a", gateway=watcher.gateway, rpc=rpc)
+        with Ledger.open(tmp_path / "ledger.db"):
+            reader = _reader(a, rpc)
+            ahead = ReadAhead(chain_name="chain-a", gateway=reader.gateway, rpc=rpc)
             await ahead.extend(first)
             parent = a.w3.eth.get_block(first - 1)["hash"]
             blocks = ahead.take(bytes(parent), first, head)
             assert blocks is not None
             prepared = [o for blk in blocks for o in blk.observations]
-            ordinary, _, end_hash = await watcher._read(first, head)
-            assert end_hash == blocks[-1].hash
+            span = await reader._read(first, head)
+            ordinary = list(span.observations)
+            assert span.end_hash == blocks[-1].hash
             await rpc.close()
             return prepared, ordinary, rpc.receipt_reads
 
@@ -111,25 +118,26 @@ def test_a_reorg_of_prepared_blocks_relays_only_the_new_fork(
     async def run() -> None:
         rpc = EvmRpc(a.node.url)
         with Ledger.open(tmp_path / "ledger.db") as ledger:
-            watcher = _watcher(a, ledger, rpc)
+            reader = _reader(a, rpc)
+            follower = _follower(reader, ledger)
             gone_block = gone.receipt["blockNumber"]
             ledger.set_cursor(
                 "chain-a", "test", gone_block - 1, bytes(a.w3.eth.get_block(gone_block - 1)["hash"])
             )
-            await watcher.ahead.extend(gone_block)
-            assert any(blk.observations for blk in watcher.ahead.blocks.values())
+            await reader.ahead.extend(gone_block)
+            assert any(blk.observations for blk in reader.ahead.blocks.values())
             # The prepared block and its successor are replaced by empty ones, then the chain
             # grows until exactly those two heights are confirmed: the prepared blocks still
             # link to the cursor, only the node's hash at the end height tells them stale.
             a.w3.provider.make_request("anvil_reorg", [2, []])
             for _ in range(2):
                 a.w3.provider.make_request("evm_mine", [])
-            assert watcher.ahead.take(
+            assert reader.ahead.take(
                 ledger.get_cursor("chain-a", "test").block_hash,  # type: ignore[union-attr]
                 gone_block,
                 gone_block + 1,
             )
-            while await watcher._step(sink):
+            while await follower.step(sink):
                 pass
             cursor = ledger.get_cursor("chain-a", "test")
             assert cursor is not None and cursor.block_number >= gone_block

@@ -1,7 +1,7 @@
 """relayer.attester: every observation is verified and signed as before, and each origin block
 is published once, as one file holding all of its messages, after all of them are signed.
 
-Real parts: the installed ``evm`` plugin on synthetic consensus-valid blocks, ``LocalKey`` with
+Real parts: the installed ``evm`` plugin on synthetic consensus-valid blocks, ``EcdsaKey`` with
 anvil's dev keys, a directory checkpoint store, and the core reading what the attesters wrote.
 """
 
@@ -21,7 +21,7 @@ from chains.evm.config import EvmChainConfig
 from proofs.committee import eth_signed_message_hash, recover_signer
 from relayer.attester import Attester
 from relayer.config import load_config
-from relayer.keys import LocalKey
+from relayer.ecdsa_key import EcdsaKey
 from relayer.message import Message
 from relayer.plugin import Observation
 from relayer.store import State
@@ -56,7 +56,7 @@ class World:
         committee = ", ".join(f'"{a}"' for a in COMMITTEE)
         path.write_text(CONFIG.format(committee=committee) + ATTESTERS, encoding="utf-8")
         config = load_config(path, plugin_models={"evm": EvmChainConfig})
-        self.keys = [LocalKey(Account.from_key(DEV_KEYS[i]), f"dev key #{i}") for i in (5, 6)]
+        self.keys = [EcdsaKey(Account.from_key(DEV_KEYS[i]), f"dev key #{i}") for i in (5, 6)]
         self.logs = [RecordingLog(), RecordingLog()]
         self.attesters = [
             Attester(

@@ -25,8 +25,9 @@ from relayer.config import (
     check_config,
     load_config,
 )
+from relayer.ecdsa_key import EcdsaKey, load_ecdsa_key
 from relayer.errors import ConfigError, UnknownChainError
-from relayer.keys import KeyRef, KeyUnavailableError, LocalKey, load_key
+from relayer.keys import KeyRef, KeyUnavailableError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO_ROOT / "config.toml"
@@ -606,7 +607,7 @@ def test_keystore_key_loads_relative_to_the_config(tmp_path: Path) -> None:
     assert ref.identity == f"keystore:{tmp_path.resolve() / 'keys' / 'att-1.json'}"
     assert check_config(config, env=env) == []
 
-    key = load_key(ref, config.base_dir, env=env)
+    key = load_ecdsa_key(ref, config.base_dir, env=env)
     assert key.checksum_address == ANVIL_ADDRESSES[5]
     assert key.address == bytes.fromhex(ANVIL_ADDRESSES[5][2:])
     assert key.source == ref.identity
@@ -616,7 +617,7 @@ def test_keystore_with_wrong_password_is_a_config_error(tmp_path: Path) -> None:
     path = _keystore(tmp_path, ANVIL_KEYS[5], "correct horse")
     ref = KeyRef(keystore=path, password_env="ATT1_PASSWORD")
     with pytest.raises(ConfigError) as info:
-        load_key(ref, env={"ATT1_PASSWORD": "battery staple"})
+        load_ecdsa_key(ref, env={"ATT1_PASSWORD": "battery staple"})
     message = str(info.value)
     assert str(path) in message
     assert "ATT1_PASSWORD" in message
@@ -634,9 +635,9 @@ def test_keystore_with_wrong_password_is_a_config_error(tmp_path: Path) -> None:
 def test_missing_keystore_or_password_is_unavailable(tmp_path: Path) -> None:
     path = _keystore(tmp_path, ANVIL_KEYS[5], "pw")
     with pytest.raises(KeyUnavailableError, match="ATT1_PASSWORD is not set"):
-        load_key(KeyRef(keystore=path, password_env="ATT1_PASSWORD"), env={})
+        load_ecdsa_key(KeyRef(keystore=path, password_env="ATT1_PASSWORD"), env={})
     with pytest.raises(KeyUnavailableError, match="does not exist"):
-        load_key(KeyRef(keystore=tmp_path / "nope.json", password_env="P"), env={"P": "pw"})
+        load_ecdsa_key(KeyRef(keystore=tmp_path / "nope.json", password_env="P"), env={"P": "pw"})
 
 
 def test_tampered_keystore_address_is_refused(tmp_path: Path) -> None:
@@ -645,23 +646,23 @@ def test_tampered_keystore_address_is_refused(tmp_path: Path) -> None:
     data["address"] = ANVIL_ADDRESSES[6][2:].lower()
     path.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match="names address"):
-        load_key(KeyRef(keystore=path, password_env="P"), env={"P": "pw"})
+        load_ecdsa_key(KeyRef(keystore=path, password_env="P"), env={"P": "pw"})
 
 
 def test_env_key_loads_with_or_without_0x() -> None:
     for value in (ANVIL_KEYS[1], ANVIL_KEYS[1][2:], f" {ANVIL_KEYS[1]}\n"):
-        key = load_key(KeyRef(env="K"), env={"K": value})
+        key = load_ecdsa_key(KeyRef(env="K"), env={"K": value})
         assert key.checksum_address == ANVIL_ADDRESSES[1]
 
 
 def test_out_of_range_key_is_refused() -> None:
     with pytest.raises(ConfigError, match="not hold a valid secp256k1 private key"):
-        load_key(KeyRef(env="K"), env={"K": "0x" + "00" * 32})
+        load_ecdsa_key(KeyRef(env="K"), env={"K": "0x" + "00" * 32})
 
 
 def test_local_key_shows_no_key_material() -> None:
-    key = load_key(KeyRef(env="RELAYER_KEY_CHAIN_A"), env=DEV_ENV)
-    assert isinstance(key, LocalKey)
+    key = load_ecdsa_key(KeyRef(env="RELAYER_KEY_CHAIN_A"), env=DEV_ENV)
+    assert isinstance(key, EcdsaKey)
     for rendered in (repr(key), str(key), f"{key}", f"{key!r}", repr([key])):
         _assert_no_secret(rendered)
         assert ANVIL_ADDRESSES[1] in rendered
@@ -695,9 +696,10 @@ def test_local_key_signatures_recover_to_its_address_and_match_eth_account() -> 
     from eth_account.messages import encode_defunct  # noqa: PLC0415
 
     from proofs.committee import eth_signed_message_hash, recover_signer  # noqa: PLC0415
-    from relayer.keys import KeyRef, load_key  # noqa: PLC0415
+    from relayer.ecdsa_key import load_ecdsa_key  # noqa: PLC0415
+    from relayer.keys import KeyRef  # noqa: PLC0415
 
-    key = load_key(KeyRef(env="K"), env={"K": ANVIL_KEYS[5]})
+    key = load_ecdsa_key(KeyRef(env="K"), env={"K": ANVIL_KEYS[5]})
     digest = bytes(range(32))
     signature = key.sign_hash(eth_signed_message_hash(digest))
     assert recover_signer(eth_signed_message_hash(digest), signature) == key.address

@@ -2,7 +2,7 @@
 all of its waiting messages, and the same rules as ever over what it finds (only signatures over
 this block and destination, distinct committee members, exactly the threshold).
 
-Real parts: a directory checkpoint store, signatures made with ``LocalKey`` the way an attester
+Real parts: a directory checkpoint store, signatures made with ``EcdsaKey`` the way an attester
 makes them, anvil's dev keys #5-#7 as the committee (threshold 2), #0 as a stranger.
 """
 
@@ -21,7 +21,7 @@ from chains.evm.anvil import DEV_KEYS
 from proofs.committee import eth_signed_message_hash, recover_signer
 from relayer import core as core_module
 from relayer.checkpoints import Attestation
-from relayer.keys import LocalKey
+from relayer.ecdsa_key import EcdsaKey
 from relayer.store import MessageRecord, State
 from tests.unit.chains.evm.test_evidence import (
     dispatch_log,
@@ -32,7 +32,7 @@ from tests.unit.chains.evm.test_evidence import (
 )
 from tests.unit.relayer.test_core import COMMITTEE, Harness, genuine
 
-MEMBERS = [LocalKey(Account.from_key(k), f"anvil dev key #{i}") for i, k in enumerate(DEV_KEYS)]
+MEMBERS = [EcdsaKey(Account.from_key(k), f"anvil dev key #{i}") for i, k in enumerate(DEV_KEYS)]
 A, B, C = MEMBERS[5], MEMBERS[6], MEMBERS[7]
 STRANGER = MEMBERS[0]
 OTHER_BLOCK = b"\x33" * 32
@@ -53,7 +53,7 @@ def test_the_committee_is_anvils_dev_keys_five_to_seven() -> None:
 
 def publish(
     h: Harness,
-    key: LocalKey,
+    key: EcdsaKey,
     records: Sequence[MessageRecord],
     *,
     filed_under: bytes | None = None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,15 @@ import pytest
 
 from relayer.delivery import DeliveryWorker
 from relayer.errors import PermanentChainError, TransientChainError
-from relayer.plugin import Delivery
-from relayer.retry import RpcErrorKind
+from relayer.plugin import BroadcastResult, Delivery
 from relayer.store import Ledger, State
-from tests.unit.relayer.test_delivery_recovery import FakePending, QuietLog, attested, mid
+from tests.unit.relayer.test_delivery_recovery import (
+    SETTINGS,
+    FakePending,
+    QuietLog,
+    attested,
+    mid,
+)
 
 
 class LoudLog(QuietLog):
@@ -70,9 +76,9 @@ class BatchSubmitter:
         self.nonce += 1
         return pending
 
-    async def broadcast(self, pending: FakePending) -> RpcErrorKind | None:
+    async def broadcast(self, pending: FakePending) -> BroadcastResult:
         self.sent.append(pending)
-        return None
+        return BroadcastResult.ACCEPTED
 
 
 def worker(led: Ledger, submitter: BatchSubmitter, **kw: Any) -> DeliveryWorker:
@@ -81,7 +87,7 @@ def worker(led: Ledger, submitter: BatchSubmitter, **kw: Any) -> DeliveryWorker:
         submitter=submitter,  # type: ignore[arg-type]
         ledger=led,
         log=LoudLog(),
-        batch_size=10,
+        settings=replace(SETTINGS, batch_size=10),
         **kw,
     )
 
@@ -178,7 +184,7 @@ async def test_broadcasts_do_not_hold_up_the_next_batch_and_failures_stay_unsent
     tmp_path: Path,
 ) -> None:
     class SlowNode(BatchSubmitter):
-        async def broadcast(self, pending: FakePending) -> RpcErrorKind | None:
+        async def broadcast(self, pending: FakePending) -> BroadcastResult:
             self.arrived.append(pending.nonce)
             await asyncio.sleep(0.3)
             if pending.nonce == 1:
@@ -219,7 +225,7 @@ class ReorgingSubmitter(BatchSubmitter):
     def __init__(self, led: Ledger, moved: bytes) -> None:
         super().__init__()
         self.led, self.moved = led, moved
-        self.resynced: list[int] = []
+        self.released: list[int] = []
 
     async def simulate(self, deliveries: Sequence[Delivery]) -> list[bool]:
         flags = await super().simulate(deliveries)
@@ -227,10 +233,10 @@ class ReorgingSubmitter(BatchSubmitter):
             self.led.reobserve(self.moved, block_number=11, block_hash=b"\x0b" * 32, evidence=b"e")
         return flags
 
-    async def resync_nonce(self, at_least: int = 0) -> int:
-        self.resynced.append(at_least)
-        self.nonce = at_least
-        return at_least
+    def release_nonce(self, nonce: int) -> None:
+        self.released.append(nonce)
+        if self.nonce == nonce + 1:
+            self.nonce = nonce
 
 
 async def test_a_message_that_left_attested_meanwhile_costs_no_nonce_and_no_crash(
@@ -242,7 +248,7 @@ async def test_a_message_that_left_attested_meanwhile_costs_no_nonce_and_no_cras
         w = worker(led, submitter)
         await submit(w, led)
         assert submitter.sent == [], "nothing unrecorded is ever sent"
-        assert submitter.resynced == [0]
+        assert submitter.released == [1, 0], "given back newest first"
         assert w.log.events == ["submit.record_refused"]  # type: ignore[attr-defined]
         assert set(led.states(ids).values()) == {State.ATTESTED, State.OBSERVED}
         # The next pass sends the messages still attested, from the same nonce.

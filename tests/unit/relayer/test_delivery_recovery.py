@@ -11,8 +11,10 @@ import msgspec
 
 from relayer.delivery import DeliveryWorker
 from relayer.errors import PermanentChainError
-from relayer.retry import RpcErrorKind
+from relayer.plugin import BroadcastResult, DeliverySettings
 from relayer.store import Ledger, ObservedRow, State
+
+SETTINGS = DeliverySettings(batch_size=40, max_in_flight=4, submit_timeout=30.0, reorg_depth=12)
 
 
 class FakePending(msgspec.Struct, frozen=True, kw_only=True):
@@ -43,11 +45,11 @@ class FakeSubmitter:
         self.resynced_at_least.append(at_least)
         return at_least
 
-    async def broadcast(self, pending: FakePending) -> RpcErrorKind | None:
+    async def broadcast(self, pending: FakePending) -> BroadcastResult:
         self.broadcasts.append(pending.tx_hash)
         if pending.tx_hash in self.refuse:
             raise PermanentChainError("nonce too low")
-        return None
+        return BroadcastResult.ACCEPTED
 
 
 class QuietLog:
@@ -123,6 +125,7 @@ async def test_a_restart_broadcasts_the_newest_transaction_of_each_submitted_non
             submitter=submitter,  # type: ignore[arg-type]
             ledger=led,
             log=QuietLog(),
+            settings=SETTINGS,
         )
         await worker._recover()
 

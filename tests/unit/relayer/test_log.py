@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from chains.evm.anvil import DEV_KEYS
 from relayer import log as relayer_log
-from relayer.keys import LocalKey
+from relayer.ecdsa_key import EcdsaKey
 from relayer.log import configure_logging, get_logger
 
 
@@ -135,7 +135,7 @@ def test_values_json_cannot_hold_are_written_as_their_repr(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     configure_logging("info", json=True)
-    key = LocalKey(bytes.fromhex(DEV_KEYS[1][2:]), "dev key #1")
+    key = EcdsaKey(bytes.fromhex(DEV_KEYS[1][2:]), "dev key #1")
     error = ValueError("boom")
     get_logger().info(
         "submit.failed",

@@ -1,4 +1,4 @@
-"""relayer.retry: what is transient, what a node's error means, backoff bounds, tenacity policy."""
+"""relayer.retry: what is transient, backoff bounds, the tenacity policy."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from collections.abc import Callable
 import aiohttp
 import pytest
 import structlog
-import web3.exceptions as w3
 import yarl
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,16 +29,11 @@ from relayer.errors import (
     TransientChainError,
 )
 from relayer.retry import (
-    TRANSIENT_RPC_KINDS,
-    RpcErrorKind,
     backoff_delay,
     classify,
-    classify_rpc_error,
     describe_error,
     is_transient,
     retrying_transient,
-    rpc_error_kind,
-    rpc_error_message,
 )
 
 
@@ -47,13 +41,6 @@ def _response_error(status: int) -> aiohttp.ClientResponseError:
     url = yarl.URL("https://rpc.example")
     info = aiohttp.RequestInfo(url, "POST", CIMultiDictProxy(CIMultiDict()), url)
     return aiohttp.ClientResponseError(info, (), status=status, message="status")
-
-
-def _rpc(message: str, code: int = -32000) -> w3.Web3RPCError:
-    return w3.Web3RPCError(
-        f"{{'code': {code}, 'message': '{message}'}}",
-        rpc_response={"jsonrpc": "2.0", "id": 1, "error": {"code": code, "message": message}},
-    )
 
 
 class _PermanentRpcError(TransientChainError):
@@ -84,17 +71,6 @@ TRANSIENT: list[BaseException] = [
     ConnectionClosedError(Close(1006, ""), None),
     ConnectionClosedOK(Close(1000, ""), None),
     InvalidStatus(Response(429, "Too Many Requests", Headers())),
-    _rpc("nonce too low: next nonce 5, tx nonce 4"),
-    _rpc("replacement transaction underpriced"),
-    _rpc("already known"),
-    _rpc("header not found"),
-    _rpc("limit exceeded: rate limit", code=-32005),
-    w3.TooManyRequests("slow down"),
-    w3.ProviderConnectionError("cannot connect"),
-    w3.TimeExhausted("no receipt after 120 seconds"),
-    # Older web3 raised ValueError carrying the JSON-RPC error object.
-    ValueError({"code": -32000, "message": "transaction underpriced"}),
-    RuntimeError("429 Too Many Requests"),
 ]
 
 PERMANENT: list[BaseException] = [
@@ -110,13 +86,8 @@ PERMANENT: list[BaseException] = [
     _response_error(400),
     _response_error(401),
     InvalidStatus(Response(403, "Forbidden", Headers())),
-    _rpc("execution reverted: Gateway: already delivered", code=3),
-    _rpc("insufficient funds for gas * price + value: balance 0, tx cost 21000"),
-    _rpc("invalid sender"),
-    _rpc("the method eth_foo does not exist/is not available", code=-32601),
-    w3.ContractLogicError("execution reverted: no", data="0x"),
-    w3.MethodUnavailable("eth_getBlockReceipts is not available"),
-    ValueError({"code": -32000, "message": "execution reverted"}),
+    # What a chain's node says is the chain family's to read; unread, it is not retried.
+    RuntimeError("429 Too Many Requests"),
     ValueError("bad hex"),
     KeyError("result"),
     asyncio.CancelledError(),
@@ -134,71 +105,6 @@ def test_transient_failures_are_retried(exc: BaseException) -> None:
 def test_permanent_failures_are_not_retried(exc: BaseException) -> None:
     assert classify(exc) == "permanent"
     assert not is_transient(exc)
-
-
-@pytest.mark.parametrize(
-    ("message", "kind"),
-    [
-        ("nonce too low", RpcErrorKind.NONCE_TOO_LOW),
-        ("nonce too low: next nonce 5, tx nonce 4", RpcErrorKind.NONCE_TOO_LOW),
-        ("Nonce too low", RpcErrorKind.NONCE_TOO_LOW),
-        ("OldNonce", RpcErrorKind.NONCE_TOO_LOW),
-        ("replacement transaction underpriced", RpcErrorKind.REPLACEMENT_UNDERPRICED),
-        ("already known", RpcErrorKind.ALREADY_KNOWN),
-        ("transaction already imported", RpcErrorKind.ALREADY_KNOWN),  # anvil's wording
-        ("known transaction: 0x4a5b", RpcErrorKind.ALREADY_KNOWN),
-        ("transaction underpriced: tip needed 1, tip permitted 0", RpcErrorKind.UNDERPRICED),
-        (
-            "max fee per gas less than block base fee: address 0xf39F, maxFeePerGas: 1, baseFee: 7",
-            RpcErrorKind.UNDERPRICED,
-        ),
-        ("rate limit exceeded", RpcErrorKind.RATE_LIMITED),
-        ("429 Too Many Requests", RpcErrorKind.RATE_LIMITED),
-        ("HTTP 429", RpcErrorKind.RATE_LIMITED),
-        ("header not found", RpcErrorKind.UNAVAILABLE),
-        ("request timeout", RpcErrorKind.UNAVAILABLE),
-        ("execution reverted", RpcErrorKind.REVERTED),
-        ("execution reverted: Gateway: bad signature", RpcErrorKind.REVERTED),
-        # A revert reason that quotes a transient word is still a revert.
-        ("execution reverted: timeout", RpcErrorKind.REVERTED),
-        ("execution reverted (data: 0x08c379a0)", RpcErrorKind.REVERTED),
-        ("insufficient funds for gas * price + value", RpcErrorKind.INSUFFICIENT_FUNDS),
-        ("invalid signature", RpcErrorKind.OTHER),
-        ("invalid chain id for signer", RpcErrorKind.OTHER),
-        # "429" inside hex data is not a rate limit.
-        ("unknown block 0xab429cd", RpcErrorKind.OTHER),
-        ("method not found", RpcErrorKind.OTHER),
-        ("", RpcErrorKind.OTHER),
-    ],
-)
-def test_node_error_messages_are_read_finely(message: str, kind: RpcErrorKind) -> None:
-    assert classify_rpc_error(message) is kind
-
-
-def test_the_transient_rpc_kinds_are_the_ones_worth_retrying() -> None:
-    assert frozenset(RpcErrorKind) - TRANSIENT_RPC_KINDS == {
-        RpcErrorKind.REVERTED,
-        RpcErrorKind.INSUFFICIENT_FUNDS,
-        RpcErrorKind.OTHER,
-    }
-
-
-def test_the_rpc_error_is_taken_from_web3s_response_with_its_data() -> None:
-    exc = w3.Web3RPCError(
-        "An RPC error was returned",
-        rpc_response={
-            "jsonrpc": "2.0",
-            "id": 7,
-            "error": {"code": 3, "message": "execution reverted", "data": "0x08c379a0"},
-        },
-    )
-    assert rpc_error_message(exc) == "execution reverted (data: 0x08c379a0)"
-    assert rpc_error_kind(exc) is RpcErrorKind.REVERTED
-    assert rpc_error_kind(ValueError({"code": -32000, "message": "already known"})) is (
-        RpcErrorKind.ALREADY_KNOWN
-    )
-    assert rpc_error_message(ValueError("plain")) is None
-    assert rpc_error_kind(TimeoutError()) is None
 
 
 # --- backoff --------------------------------------------------------------------------------------

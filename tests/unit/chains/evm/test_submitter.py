@@ -20,13 +20,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chains.evm.config import EvmChainConfig
+from chains.evm.errors import RpcErrorKind
 from chains.evm.rpc import EvmRpc, RpcError
 from chains.evm.submitter import EvmSubmitter, SignedBatch, encode_batch
 from proofs.hashing import keccak256
+from relayer.ecdsa_key import EcdsaKey
 from relayer.errors import PermanentChainError, TransientChainError
-from relayer.keys import LocalKey
-from relayer.plugin import Delivery
-from relayer.retry import RpcErrorKind
+from relayer.plugin import BroadcastResult, Delivery
 
 # anvil's dev account #1: a public test key, funded on every anvil chain.
 DEV_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
@@ -145,7 +145,7 @@ def make_submitter(rpc: FakeRpc, **config: Any) -> EvmSubmitter:
         chain_name="chain-b",
         config=make_config(**config),
         rpc=cast("EvmRpc", rpc),
-        key=LocalKey(Account.from_key(DEV_KEY), "test"),
+        key=EcdsaKey(Account.from_key(DEV_KEY), "test"),
     )
 
 
@@ -522,7 +522,7 @@ async def _prepared(rpc: FakeRpc) -> tuple[EvmSubmitter, SignedBatch]:
 async def test_broadcast_sends_the_signed_raw_transaction() -> None:
     rpc = FakeRpc()
     submitter, batch = await _prepared(rpc)
-    assert await submitter.broadcast(batch) is None
+    assert await submitter.broadcast(batch) is BroadcastResult.ACCEPTED
     assert rpc.sent == [batch.raw]
 
 
@@ -530,22 +530,24 @@ async def test_broadcast_of_an_already_known_transaction_counts_as_sent() -> Non
     rpc = FakeRpc()
     submitter, batch = await _prepared(rpc)
     rpc.send_errors.append(rpc_error(RpcErrorKind.ALREADY_KNOWN, "already known"))
-    assert await submitter.broadcast(batch) is None
+    assert await submitter.broadcast(batch) is BroadcastResult.ACCEPTED
 
 
 @pytest.mark.parametrize(
-    "kind",
+    ("kind", "answer"),
     [
-        RpcErrorKind.NONCE_TOO_LOW,
-        RpcErrorKind.REPLACEMENT_UNDERPRICED,
-        RpcErrorKind.UNDERPRICED,
+        (RpcErrorKind.NONCE_TOO_LOW, BroadcastResult.NONCE_USED),
+        (RpcErrorKind.REPLACEMENT_UNDERPRICED, BroadcastResult.FEE_TOO_LOW),
+        (RpcErrorKind.UNDERPRICED, BroadcastResult.FEE_TOO_LOW),
     ],
 )
-async def test_broadcast_returns_the_kinds_the_caller_acts_on(kind: RpcErrorKind) -> None:
+async def test_broadcast_returns_the_answers_the_caller_acts_on(
+    kind: RpcErrorKind, answer: BroadcastResult
+) -> None:
     rpc = FakeRpc()
     submitter, batch = await _prepared(rpc)
     rpc.send_errors.append(rpc_error(kind))
-    assert await submitter.broadcast(batch) is kind
+    assert await submitter.broadcast(batch) is answer
 
 
 @pytest.mark.parametrize(

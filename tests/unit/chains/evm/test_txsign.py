@@ -13,11 +13,11 @@ from chains.evm.txsign import DynamicFeeTx, sign_dynamic_fee_tx
 from proofs.committee import recover_signer
 from proofs.hashing import keccak256
 from proofs.rlpcodec import decode, encode
-from relayer.keys import LocalKey
+from relayer.ecdsa_key import EcdsaKey
 
 # anvil's dev account #1: a public test key.
 DEV_KEY = "0x59c6995e998f97a5a0044966f0945389dc9e86dae88c7a8412f4603b6b78690d"
-KEY = LocalKey(bytes.fromhex(DEV_KEY[2:]), "anvil dev key #1")
+KEY = EcdsaKey(bytes.fromhex(DEV_KEY[2:]), "anvil dev key #1")
 ACCOUNT = Account.from_key(DEV_KEY)
 UINT256 = st.integers(min_value=0, max_value=2**256 - 1)
 

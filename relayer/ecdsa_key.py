@@ -1,0 +1,133 @@
+"""secp256k1 keys: the committee attestation scheme's, which is the relayer's own.
+
+An attester signs attestation digests (EIP-191) with one; the EVM plugin uses the same curve and
+key files for its accounts and loads its delivery signer here too. ``load_ecdsa_key`` decodes
+what ``relayer.keys.resolve_key`` read: a hex private key (``{ env = ... }``) or an Ethereum V3
+keystore (``{ keystore = ..., password_env = ... }``). ``EcdsaKey``'s ``repr`` and ``str`` show
+the address and where the key came from, never the key.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import coincurve
+from eth_utils.address import to_checksum_address
+
+from proofs.hashing import keccak256
+from relayer.errors import ConfigError
+from relayer.keys import KeyRef, resolve_key
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+__all__ = ["EcdsaKey", "load_ecdsa_key"]
+
+_HEX_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
+
+
+class EcdsaKey:
+    """A loaded private key. ``repr``/``str`` show the address and source, never the key."""
+
+    __slots__ = ("_secret", "_signer", "address", "source")
+
+    address: bytes
+    source: str
+
+    def __init__(self, key: bytes | LocalAccount, source: str) -> None:
+        """``key``: the 32 secret bytes (or an eth-account account holding them). Raises
+        ``ValueError`` when they are not a secp256k1 private key."""
+        self._secret = key if isinstance(key, bytes) else bytes(key.key)
+        self._signer = coincurve.PrivateKey(self._secret)
+        self.address = keccak256(self._signer.public_key.format(compressed=False)[1:])[12:]
+        self.source = source
+
+    def sign_hash(self, digest: bytes) -> bytes:
+        """A 65-byte r || s || v (v in {27, 28}, low s) signature of a 32-byte hash; the form
+        ``ecrecover`` and ``proofs.committee`` take. libsecp256k1 directly: several times
+        faster than eth-account's path, which matters to an attester signing every message."""
+        if len(digest) != 32:
+            raise ValueError("sign_hash signs 32-byte hashes only")
+        signature = self._signer.sign_recoverable(digest, hasher=None)
+        return signature[:64] + bytes([signature[64] + 27])
+
+    @property
+    def checksum_address(self) -> str:
+        return to_checksum_address(self.address)
+
+    @property
+    def printable_address(self) -> str:
+        return self.checksum_address
+
+    def __repr__(self) -> str:
+        return f"EcdsaKey(address={self.checksum_address}, source={self.source}, key=<redacted>)"
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        # Pickling would write the key to wherever the pickle goes (a queue, a cache, a log).
+        raise TypeError("EcdsaKey holds key material and cannot be pickled")
+
+
+def load_ecdsa_key(
+    ref: KeyRef, base_dir: Path | None = None, *, env: Mapping[str, str] = os.environ
+) -> EcdsaKey:
+    """The secp256k1 key ``ref`` names; a relative keystore path is taken relative to
+    ``base_dir``.
+
+    Raises ``KeyUnavailableError`` when the variable or keystore file is absent, ``ConfigError``
+    when it is there but unusable. Messages name the variable or file, never a value."""
+    found = resolve_key(
+        ref,
+        base_dir,
+        env=env,
+        holding="a hex private key",
+        keystore_kind="an Ethereum V3 keystore",
+    )
+    if found.text is not None:
+        return _key_from_hex(found.text.reveal(), found.where, found.identity)
+    assert found.keystore is not None and found.password is not None  # resolve_key
+    keystore, path = found.keystore, found.keystore_path
+    if keystore.get("version") != 3:
+        raise ConfigError(f"keystore file {path} is not an Ethereum V3 keystore")
+    # Imported here only: eth-account costs a second of CPU at import (py_ecc's BLS tables).
+    from eth_account import Account  # noqa: PLC0415
+
+    try:
+        secret_bytes = Account.decrypt(dict(keystore), found.password.reveal())
+    except ValueError as exc:
+        if "MAC mismatch" in str(exc):
+            raise ConfigError(
+                f"keystore file {path} does not decrypt with the password in "
+                f"{found.password_env} (wrong password)"
+            ) from None
+        raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
+    except (KeyError, TypeError, NotImplementedError):
+        raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
+    key = _key_from_bytes(bytes(secret_bytes), found.where, found.identity)
+    claimed = keystore.get("address")
+    if isinstance(claimed, str) and claimed.lower().removeprefix("0x") != key.address.hex():
+        raise ConfigError(
+            f"keystore file {path} names address {claimed} but its key belongs to "
+            f"{key.checksum_address}; the file has been tampered with or mixed up"
+        )
+    return key
+
+
+def _key_from_hex(secret: str, where: str, source: str) -> EcdsaKey:
+    secret = secret.strip()
+    if not _HEX_KEY.fullmatch(secret):
+        raise ConfigError(f"{where} does not hold a 32-byte hex private key (64 hex digits)")
+    return _key_from_bytes(bytes.fromhex(secret[-64:]), where, source)
+
+
+def _key_from_bytes(secret: bytes, where: str, source: str) -> EcdsaKey:
+    try:
+        return EcdsaKey(secret, source)
+    except ValueError:
+        # Zero, or not below the secp256k1 group order: no such private key exists.
+        raise ConfigError(f"{where} does not hold a valid secp256k1 private key") from None

@@ -1,0 +1,184 @@
+"""Follows one chain for one owner: the cursor, reorgs below the confirmed head, outages.
+
+The family's ``ChainReader`` says what the chain holds; this module decides what is handed
+over and when. The cursor (last block handed over and its hash) lives in the ledger, so a
+restart backfills from where it stopped and no message is missed while the process was down.
+Each pass re-reads the cursor block first: if the node's hash for it changed, a reorg went
+deeper than the chain's configured finality, which is an alarm (``chain.reorg_beyond_finality``),
+and the scan rewinds to the fork point so that re-included messages are observed in their new
+blocks. The cursor advances only after the sink returned, so nothing is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from proofs import ProofError
+from relayer.errors import TransientChainError
+from relayer.health import HEALTH
+from relayer.plugin import ChainReader, Observation, ObservationSink, load_plugin
+from relayer.retry import backoff_delay
+from relayer.store import Cursor, Ledger
+
+if TYPE_CHECKING:
+    from relayer.config import ChainConfig
+
+__all__ = ["Follower", "LedgerCursor", "follow"]
+
+# Blocks whose hashes are kept for finding the fork point after a deep reorg.
+_REMEMBERED_BLOCKS = 256
+
+
+class LedgerCursor:
+    """The part of the ledger one watcher uses: its cursor and its remembered block hashes."""
+
+    def __init__(self, ledger: Ledger, chain: str, owner: str, *, start_block: int) -> None:
+        self._ledger = ledger
+        self._chain = chain
+        self._owner = owner
+        self._start_block = start_block
+
+    def get(self) -> Cursor | None:
+        return self._ledger.get_cursor(self._chain, self._owner)
+
+    def next_block(self) -> int:
+        cursor = self.get()
+        return cursor.block_number + 1 if cursor is not None else self._start_block
+
+    def advance(self, number: int, block_hash: bytes, blocks: Sequence[tuple[int, bytes]]) -> None:
+        """Remember ``blocks`` (and ``number`` itself), then move the cursor to ``number``."""
+        self._ledger.remember_blocks(self._chain, self._owner, [*blocks, (number, block_hash)])
+        self._ledger.set_cursor(self._chain, self._owner, number, block_hash)
+        self._ledger.prune_blocks(self._chain, self._owner, below=number - _REMEMBERED_BLOCKS)
+
+    def remembered(self, *, below: int) -> Sequence[tuple[int, bytes]]:
+        return self._ledger.remembered_blocks(self._chain, self._owner, below=below)
+
+    def rewind(self, fork: int, number: int, block_hash: bytes) -> None:
+        """Forget the blocks above ``fork`` and continue after ``number`` (``block_hash`` may
+        be empty: unknown, before the first block scanned)."""
+        self._ledger.forget_blocks_from(self._chain, self._owner, fork + 1)
+        self._ledger.set_cursor(self._chain, self._owner, number, block_hash)
+
+
+class Follower:
+    """Hands a chain's final observations to a sink, block range by block range, for ever."""
+
+    def __init__(self, *, chain: str, reader: ChainReader, cursor: LedgerCursor, log: Any) -> None:
+        self.chain = chain
+        self.reader = reader
+        self.cursor = cursor
+        self.log = (log or structlog.get_logger()).bind(chain=chain)
+
+    async def run(self, sink: ObservationSink) -> None:
+        """Returns only when cancelled; the reader's connections are closed then."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self.reader.background(self.cursor), name=f"reader:{self.chain}")
+                group.create_task(self._follow(sink), name=f"follow:{self.chain}")
+        finally:
+            await self.reader.close()
+
+    async def _follow(self, sink: ObservationSink) -> None:
+        endpoint = self.reader.endpoint
+        attempt = 0
+        while True:
+            try:
+                progressed = await self.step(sink)
+            except TransientChainError as exc:
+                attempt += 1
+                HEALTH.failed(self.log, self.chain, endpoint, exc)
+                await asyncio.sleep(backoff_delay(attempt, base=0.5, cap=15.0))
+                continue
+            except (KeyError, TypeError, ValueError) as exc:
+                # An answer that is not what the endpoint's API promises (a missing field, a
+                # non-hex string): the endpoint is broken or lying. Nothing was persisted.
+                attempt += 1
+                HEALTH.failed(self.log, self.chain, endpoint, f"garbage answer: {exc!r}")
+                await asyncio.sleep(backoff_delay(attempt, base=1.0, cap=30.0))
+                continue
+            except ProofError as exc:
+                # The endpoint served data that does not hash together: nothing of it is
+                # persisted or submitted, and the cursor stays put, so the block is read again
+                # (a later honest answer passes; a lie never does).
+                attempt += 1
+                self.log.error("proof.rejected", endpoint=endpoint, reason=str(exc))
+                await asyncio.sleep(backoff_delay(attempt, base=1.0, cap=30.0))
+                continue
+            HEALTH.succeeded(self.log, self.chain, endpoint)
+            attempt = 0
+            if not progressed:
+                await self.reader.wait_for_head(self.reader.poll_interval)
+
+    async def step(self, sink: ObservationSink) -> bool:
+        """One pass: a reorg check, then at most ``max_span`` final blocks. Whether it moved."""
+        cursor = self.cursor.get()
+        if cursor is not None and cursor.block_hash:
+            now = await self.reader.hash_at(cursor.block_number)
+            if now != cursor.block_hash:
+                await self._rewind(cursor.block_number, cursor.block_hash, now)
+                return True
+        start = self.cursor.next_block()
+        head = await self.reader.confirmed_head()
+        if start > head:
+            return False
+        end = min(head, start + self.reader.max_span - 1)
+        span = await self.reader.read(
+            start, end, after=cursor.block_hash if cursor is not None else b""
+        )
+        observations: Sequence[Observation] = span.observations
+        if observations:
+            await sink(observations)
+            for obs in observations:
+                self.log.debug("message.observed", block=obs.block_number)
+        self.cursor.advance(end, span.end_hash, span.blocks)
+        return True
+
+    async def _hash_at(self, number: int) -> bytes:
+        found = await self.reader.hash_at(number)
+        if found is None:
+            raise TransientChainError(f"node does not know block {number}, below its own head")
+        return found
+
+    async def _rewind(self, number: int, old_hash: bytes, new_hash: bytes | None) -> None:
+        fork = await self._fork_point(number)
+        self.log.error(
+            "chain.reorg_beyond_finality",
+            block=number,
+            old_hash="0x" + old_hash.hex(),
+            new_hash="0x" + new_hash.hex() if new_hash is not None else None,
+            rescan_from=fork + 1,
+            depth=self.reader.depth,
+        )
+        start = self.reader.start_block
+        if fork < start:
+            self.cursor.rewind(fork, start - 1, b"")
+            return
+        self.cursor.rewind(fork, fork, await self._hash_at(fork))
+
+    async def _fork_point(self, number: int) -> int:
+        """The highest remembered block that the node still has with the same hash."""
+        for height, known in sorted(self.cursor.remembered(below=number), reverse=True):
+            if await self.reader.hash_at(height) == known:
+                return height
+        return self.reader.start_block - 1
+
+
+def follow(
+    chain: ChainConfig,
+    *,
+    ledger: Ledger,
+    owner: str,
+    rpc_url: str | None,
+    log: Any,
+    prepared: Callable[[Sequence[Observation]], None] | None = None,
+) -> Follower:
+    """A follower of ``chain`` whose cursor is kept in ``ledger`` under
+    ``owner`` ("relayer", "attester:<name>"), reading through its plugin's ``reader``."""
+    reader = load_plugin(chain.type).reader(chain, rpc_url=rpc_url, log=log, prepared=prepared)
+    cursor = LedgerCursor(ledger, chain.name, owner, start_block=reader.start_block)
+    return Follower(chain=chain.name, reader=reader, cursor=cursor, log=log)
