@@ -49,6 +49,7 @@ __all__ = [
     "Committee",
     "Config",
     "ConfigRefusedError",
+    "Endpoint",
     "EthAddress",
     "HttpEndpoint",
     "RelayerSettings",
@@ -122,6 +123,8 @@ def _url_checker(schemes: tuple[str, ...]) -> Callable[[str], str]:
 HttpEndpoint = Annotated[str, AfterValidator(_url_checker(("http", "https")))]
 #: a websocket endpoint
 WsEndpoint = Annotated[str, AfterValidator(_url_checker(("ws", "wss")))]
+#: any endpoint a chain plugin may speak to (its own model says which schemes it takes)
+Endpoint = Annotated[str, AfterValidator(_url_checker(("http", "https", "ws", "wss")))]
 
 
 def _split_host_port(value: str) -> tuple[str, int]:
@@ -251,7 +254,7 @@ class AttesterConfig(_Table):
     name: str
     key: KeyRef
     origins: tuple[str, ...] = Field(min_length=1)
-    rpc: dict[str, HttpEndpoint] = Field(default_factory=dict)
+    rpc: dict[str, Endpoint] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod

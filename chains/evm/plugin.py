@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import verify_evidence
@@ -105,6 +106,11 @@ class EvmPlugin:
         prepared: Callable[[Sequence[Observation]], None] | None = None,
     ) -> EvmReader:
         config = _evm(chain)
+        if rpc_url is not None and urlsplit(rpc_url).scheme not in ("http", "https"):
+            raise ConfigError(
+                f"chain {chain.name!r}: the evm plugin reads over an http(s) JSON-RPC endpoint, "
+                f"and {urlsplit(rpc_url).scheme}:// is not one"
+            )
         gateway, domain = bytes.fromhex(config.gateway[2:]), chain.domain
 
         def warm(observations: Sequence[Observation]) -> None:
