@@ -1,5 +1,5 @@
-"""End-to-end relay benchmark on two local anvil chains (block time 1 s), daemon and attesters as
-real processes with the example config.
+"""End-to-end relay benchmark on two local anvil chains (block time 1 s) and, unless told not to,
+the example config's chopsticks chain; daemon and attesters as real processes.
 
 Prints:
 - delivered messages/s A->B for N messages (delivered / (last delivery seen - first send));
@@ -8,7 +8,11 @@ Prints:
 - restart time: ``relayer start`` -> first submission, with 10,000 messages already in the
   ledger and one new attested message waiting.
 
-Run: ``.venv/bin/python bench/e2e.py [--messages N]`` (default 1,000; ``--quick`` = 100).
+- Substrate -> EVM and EVM -> Substrate (dot-a <-> chain-a): delivered messages/s, beside
+  EVM -> EVM's, and relay overhead.
+
+Run: ``.venv/bin/python bench/e2e.py [--messages N]`` (default 1,000; ``--quick`` = 100;
+``--no-substrate``: EVM -> EVM only).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chains.evm.devnet import Devnet
+from chains.evm.devnet import Devnet, evm_only_config
 from relayer.store import Ledger, ObservedRow, State
 
 REPO = Path(__file__).resolve().parents[1]
@@ -185,15 +189,92 @@ def restart_time(devnet: Devnet) -> float:
     sys.exit("no submission within 60 s of restart")
 
 
+def evm_config(work: Path) -> Path:
+    """The example config's EVM chains (the EVM -> EVM figures are measured without the
+    Substrate chain's processes on the same two cores)."""
+    path = work / "config.toml"
+    path.write_text(evm_only_config((REPO / "config.toml").read_text()))
+    return path
+
+
+def _submitted_after(devnet: Devnet, since: dict[bytes, float]) -> list[float]:
+    """Per message: seconds from ``since[id]`` to the daemon's destination submission."""
+    out = []
+    with Ledger.open(devnet.config.relayer.database) as ledger:
+        for message_id, at in since.items():
+            for entry in ledger.history(message_id):
+                if entry.to_state is State.SUBMITTED:
+                    out.append(entry.at - at)
+                    break
+    return out
+
+
+def substrate_runs(n: int, per_extrinsic: int) -> dict[str, dict[str, float]]:
+    """Substrate -> EVM and EVM -> Substrate on the example config (dot-a on chopsticks), one
+    after the other, on a devnet of their own."""
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-substrate-"))
+    devnet = Devnet(config_path=REPO / "config.toml", workdir=work)
+    figures: dict[str, dict[str, float]] = {}
+    try:
+        devnet.start_chains()
+        devnet.start_attesters()
+        devnet.start_daemon()
+        dot = devnet.substrate["dot-a"]
+        recipient = bytes.fromhex(devnet.recipients["chain-a"][2:])
+        bodies = [f"bench {i} dot-a->chain-a".encode() for i in range(n)]
+        sent = asyncio.run(dot.send(1000, recipient, bodies, per_extrinsic=per_extrinsic))
+        latencies = asyncio.run(devnet.await_delivery({"chain-a": sent}, timeout=900))
+        figures["dot-a -> chain-a"] = _figures(
+            sent,
+            latencies,
+            _submitted_after(devnet, {mid: dot.finalized_at[mid] for mid, _ in sent}),
+        )
+        clock = HeadClock(devnet.chain_a.rpc)
+        try:
+            sent = asyncio.run(devnet.send("chain-a", "dot-a", n, sender=8))
+            latencies = asyncio.run(devnet.await_delivery({"dot-a": sent}, timeout=900))
+        finally:
+            clock.stop()
+        stages = stage_times(devnet, dict(sent), clock)
+        figures["chain-a -> dot-a"] = _figures(sent, latencies, stages["submitted"])
+    finally:
+        devnet.stop()
+    return figures
+
+
+def _figures(
+    sent: list[tuple[bytes, float]], latencies: dict[bytes, float], overheads: list[float]
+) -> dict[str, float]:
+    if len(latencies) != len(sent):
+        sys.exit(f"only {len(latencies)} of {len(sent)} delivered")
+    sent_at = dict(sent)
+    first_send = min(sent_at.values())
+    last_seen = max(sent_at[i] + lat for i, lat in latencies.items())
+    return {
+        "messages": len(sent),
+        "msgs_per_s": len(sent) / (last_seen - first_send),
+        "seconds": last_seen - first_send,
+        "latency_p50_s": statistics.median(latencies.values()),
+        "overhead_p50_s": statistics.median(overheads),
+        "overhead_p99_s": _pct(overheads, 0.99),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="100 messages")
+    parser.add_argument(
+        "--per-extrinsic",
+        type=int,
+        default=1000,
+        help="dispatch remarks per Substrate extrinsic (Utility.batch_all) in the Substrate run",
+    )
+    parser.add_argument("--no-substrate", action="store_true", help="EVM -> EVM only")
     args = parser.parse_args()
     n = 100 if args.quick else args.messages
-    devnet = Devnet(
-        config_path=REPO / "config.toml", workdir=Path(tempfile.mkdtemp(prefix="bench-e2e-"))
-    )
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-"))
+    devnet = Devnet(config_path=evm_config(work), workdir=work)
     try:
         devnet.start_chains()
         devnet.start_attesters()
@@ -213,6 +294,24 @@ def main() -> None:
     print(
         f"  restart -> first submission   {figures['restart_to_first_submission_s']:.2f} s "
         "(10,000 messages in the ledger)"
+    )
+    if args.no_substrate:
+        return
+    runs = substrate_runs(n, args.per_extrinsic)
+    print(
+        f"bench/e2e.py: {n} messages each way between chain-a and dot-a (chopsticks, a block per "
+        f"extrinsic, {args.per_extrinsic} dispatch remarks an extrinsic)"
+    )
+    print(f"  {'route':<18}{'msgs/s':>8}{'x EVM->EVM':>12}{'overhead p50 / p99 s':>24}")
+    rows = {"chain-a -> chain-b": figures, **runs}
+    for route, f in rows.items():
+        print(
+            f"  {route:<18}{f['msgs_per_s']:>8.1f}{f['msgs_per_s'] / figures['msgs_per_s']:>12.2f}"
+            f"{f['overhead_p50_s']:>12.2f} / {f['overhead_p99_s']:.2f}"
+        )
+    print(
+        "  (overhead: origin block final -> destination submission; for dot-a the extrinsic "
+        "seen finalized by its sender)"
     )
 
 

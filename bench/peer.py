@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.e2e import HeadClock, _pct, describe_stages, stage_times
+from bench.e2e import HeadClock, _pct, describe_stages, evm_config, stage_times
 from chains.evm.devnet import Devnet
 
 REPO = Path(__file__).resolve().parents[1]
@@ -90,9 +90,10 @@ def _proc_stats(pid: int) -> tuple[float, float]:
 
 
 def run_ours(n: int) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="bench-peer-ours-"))
     devnet = Devnet(
-        config_path=REPO / "config.toml",
-        workdir=Path(tempfile.mkdtemp(prefix="bench-peer-ours-")),
+        config_path=evm_config(work),
+        workdir=work,
         block_time_a=1,
         block_time_b=None,  # automine, as the peer's destination
     )

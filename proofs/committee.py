@@ -16,9 +16,11 @@ from proofs.hashing import keccak256
 
 __all__ = [
     "ATTESTATION_TYPEHASH",
+    "NAMED_ATTESTATION_TYPEHASH",
     "attestation_digest",
     "check_threshold",
     "eth_signed_message_hash",
+    "named_attestation_digest",
     "recover_signer",
     "select_quorum",
     "verify_attestation",
@@ -59,6 +61,35 @@ def attestation_digest(
         ATTESTATION_TYPEHASH
         + _word(destination_chain_id, 256, "destination chain id")
         + _fixed(destination_gateway, 20, "destination gateway address")
+        + _word(origin_domain, 32, "origin domain")
+        + _fixed(message_id, 32, "message id")
+        + _fixed(origin_block_hash, 32, "origin block hash")
+    )
+
+
+NAMED_ATTESTATION_TYPEHASH = keccak256(b"relayer.attestation.named.v1")
+
+
+def named_attestation_digest(
+    destination_domain: int,
+    destination_name: str,
+    origin_domain: int,
+    message_id: bytes,
+    origin_block_hash: bytes,
+) -> bytes:
+    """The digest for a destination without a contract (a Substrate chain without a pallet):
+    ``keccak256(TYPEHASH' || word(domain) || keccak256(name) || word(origin) || id || block hash)``
+    (32-byte big-endian words, as in ``attestation_digest``).
+
+    Such a chain has no chain id and gateway to pin a signature to, and every chopsticks chain
+    shares one genesis hash, so its domain and its ``system_chain`` name stand in for them. A
+    different tag keeps these digests apart from the contract form's."""
+    if not destination_name:
+        raise MalformedEncodingError("destination name must not be empty")
+    return keccak256(
+        NAMED_ATTESTATION_TYPEHASH
+        + _word(destination_domain, 32, "destination domain")
+        + keccak256(destination_name.encode())
         + _word(origin_domain, 32, "origin domain")
         + _fixed(message_id, 32, "message id")
         + _fixed(origin_block_hash, 32, "origin block hash")

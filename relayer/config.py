@@ -785,6 +785,7 @@ def _warnings(config: Config, chains: Sequence[tuple[int, ChainConfig]]) -> list
                     "for development only",
                 )
             )
+        warnings.extend((("chains", i), warning) for warning in _plugin_warnings(chain))
         if _submitter_key(chain) is None:
             warnings.append(
                 (
@@ -794,6 +795,13 @@ def _warnings(config: Config, chains: Sequence[tuple[int, ChainConfig]]) -> list
                 )
             )
     return warnings
+
+
+def _plugin_warnings(chain: ChainConfig) -> Sequence[str]:
+    try:
+        return load_plugin(chain.type).warnings(chain)
+    except UnknownChainError:
+        return ()  # decoded by a model given to load_config, with no plugin installed
 
 
 def _submitter_key(chain: ChainConfig) -> KeyRef | None:

@@ -441,7 +441,21 @@ class DeliveryWorker:
                     self._sent.pop(nonce, None)
                     await self._settle(pending, outcomes)
                 elif time.time() - pending.signed_at > self.submit_timeout:
-                    await self._replace(pending)
+                    try:
+                        await self._replace(pending)
+                    except ChainError as exc:
+                        # The endpoint failed, or refused the replacement: the original stays
+                        # in flight, and the next pass tries again (after a pause if the
+                        # endpoint is down). Never the worker's end.
+                        self.log.warning(
+                            "submit.replace_failed",
+                            nonce=nonce,
+                            tx="0x" + pending.tx_hash.hex(),
+                            error=str(exc),
+                        )
+                        if exc.retryable:
+                            await self._outage(exc)
+                            break
                 elif _resend_due(self._sent.get(nonce)):
                     # Not mined yet: send the very same bytes again (the node answers "already
                     # known" if it has them). A node may drop a transaction that did not fit
@@ -499,7 +513,11 @@ class DeliveryWorker:
         self.in_flight[bumped.nonce] = bumped
         # A new transaction at this nonce: its resends start over from the first interval.
         self._sent[bumped.nonce] = (time.monotonic(), 0)
-        kind = await self.submitter.broadcast(bumped)
+        try:
+            kind = await self.submitter.broadcast(bumped)
+        except ChainError:
+            self.unsent.add(bumped.nonce)  # recorded, so sent again once the endpoint answers
+            raise
         self.log.info(
             "submit.replaced", nonce=bumped.nonce, tx="0x" + bumped.tx_hash.hex(), answer=kind.value
         )

@@ -304,6 +304,12 @@ class ChainPlugin(Protocol):
         only what ``read`` returns later is."""
         ...
 
+    def warnings(self, chain: ChainConfig) -> Sequence[str]:
+        """Settings of ``chain`` that are unsafe outside development, each as a sentence for
+        the operator: ``relayer config check`` lists them, and every process logs them at
+        start (``config.warning``)."""
+        ...
+
     def default_rpc(self, chain: ChainConfig) -> str | None:
         """The chain's own endpoint, for an attester that configures none (None: it must)."""
         ...

@@ -29,7 +29,7 @@ _CANDIDATES = (
     _NODE_MODULES / "@foundry-rs" / "anvil-darwin-amd64" / "bin" / "anvil",
 )
 
-# anvil's default dev accounts #0-#7 (mnemonic "test test test test test test test test test
+# anvil's default dev accounts #0-#9 (mnemonic "test test test test test test test test test
 # test test junk", m/44'/60'/0'/0/i): public keys known to everyone, funded with 10,000 ETH each
 # and unlocked, so eth_sendTransaction works from them. For local chains only.
 DEV_KEYS = (
@@ -41,6 +41,8 @@ DEV_KEYS = (
     "0x8b3a350cf5c34c9194ca85829a2df0ec3153be0318b5e2d3348e872092edffba",
     "0x92db14e403b83dfe3df233f83dfa3a0d7096f21ca9b0d6d6b8d88b2b4ec1564e",
     "0x4bbbf85ce3377467afe5d46f804f221813b2bb87f24d81f60f1fcdbf7cbf4356",
+    "0xdbda1821b80551c9d65939329250298aa3472ba22feea921c0cf5d620ea67b97",
+    "0x2a871d0798f97d79848a013d4936a73bf4cc922c825d33c1cf7073dff6d409c6",
 )
 
 _START_TIMEOUT_S = 15.0

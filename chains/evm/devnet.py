@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -23,7 +24,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import rlp
 from eth_abi.abi import encode as abi_encode
@@ -34,7 +35,10 @@ from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC
 from chains.evm.rpc import EvmRpc
 from proofs.hashing import keccak256
-from relayer.config import Config, load_config
+from relayer.config import ChainConfig, Config, load_config
+
+if TYPE_CHECKING:
+    from chains.substrate.devnet import SubstrateDevChain
 
 __all__ = ["DEV_KEYS", "Devnet", "run_devnet", "send_messages"]
 
@@ -220,6 +224,8 @@ class Devnet:
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.env: dict[str, str] = {}
         self.recipients: dict[str, str] = {}
+        # Substrate chains of the config (chopsticks), by chain name.
+        self.substrate: dict[str, SubstrateDevChain] = {}
         self._config: Config | None = None
 
     # --- chains ----------------------------------------------------------------------------------
@@ -245,7 +251,31 @@ class Devnet:
             "RELAYER_KEY_CHAIN_B": DEV_KEYS[SUBMITTER_B],
             **{f"ATTESTER_KEY_{n + 1}": DEV_KEYS[i] for n, i in enumerate(ATTESTERS)},
         }
+        for chain in load_config(self.config_path, env=self.env).chains:
+            if chain.type == "substrate":
+                self._start_substrate(chain)
         self._config = None
+
+    def _start_substrate(self, chain: ChainConfig) -> None:
+        """A chopsticks chain for a ``type = "substrate"`` table; its endpoint goes to
+        ``<NAME>_RPC`` (``dot-a``: ``DOT_A_RPC``), as the example config reads it."""
+        # The devnet spans chain families; the substrate side is loaded only when configured.
+        from chains.substrate.config import SubstrateChainConfig  # noqa: PLC0415
+        from chains.substrate.devnet import (  # noqa: PLC0415
+            RECIPIENT_URI,
+            SUBMITTER_URI,
+            SubstrateDevChain,
+        )
+        from chains.substrate.keys import Sr25519Keypair  # noqa: PLC0415
+
+        config = chain.plugin_config(SubstrateChainConfig)
+        node = SubstrateDevChain(config.system_chain, chain.domain, config)
+        self.substrate[chain.name] = node
+        self.env[chain.name.upper().replace("-", "_") + "_RPC"] = node.ws_url
+        if config.submitter_key is not None and config.submitter_key.env is not None:
+            self.env[config.submitter_key.env] = SUBMITTER_URI
+        recipient = Sr25519Keypair.from_uri(RECIPIENT_URI).public_key
+        self.recipients[chain.name] = "0x" + recipient.hex()
 
     @property
     def chain_a(self) -> AnvilNode:
@@ -318,6 +348,8 @@ class Devnet:
         self.procs.clear()
         while self.anvils:
             self.anvils.pop().stop()
+        while self.substrate:
+            self.substrate.popitem()[1].stop()
 
     # --- traffic ---------------------------------------------------------------------------------
 
@@ -332,13 +364,19 @@ class Devnet:
     ) -> list[tuple[bytes, float]]:
         """``count`` messages (or one per body), sent as fast as the origin takes them:
         (id, send time) each."""
+        if bodies is None:
+            bodies = [f"message {i} {origin}->{destination}".encode() for i in range(count)]
+        if origin in self.substrate:
+            return await self.substrate[origin].send(
+                self.config.chain(destination).domain,
+                bytes.fromhex(self.recipients[destination][2:]),
+                bodies,
+            )
         if sender is None:
             sender = SENDER_A if origin == "chain-a" else SENDER_B
         key = DEV_KEYS[sender]
         cfg = self.evm(origin)
         rpc = EvmRpc(cfg.rpc)
-        if bodies is None:
-            bodies = [f"message {i} {origin}->{destination}".encode() for i in range(count)]
         try:
             return await _send(
                 rpc,
@@ -362,13 +400,19 @@ class Devnet:
         latency of each id as seen from outside (first poll that saw it delivered)."""
         pending = {dest: dict(items) for dest, items in sent.items()}
         latencies: dict[bytes, float] = {}
-        rpcs = {name: EvmRpc(self.evm(name).rpc) for name in pending}
+        rpcs = {name: EvmRpc(self.evm(name).rpc) for name in pending if name not in self.substrate}
         deadline = time.monotonic() + timeout
         try:
             while any(pending.values()) and time.monotonic() < deadline:
                 self.check_alive(alive)
                 for name, waiting in pending.items():
                     if not waiting:
+                        continue
+                    if name in self.substrate:
+                        delivered = await self.substrate[name].deliveries()
+                        now = time.time()
+                        for mid in [m for m in waiting if delivered[m]]:
+                            latencies[mid] = now - waiting.pop(mid)
                         continue
                     gateway = self.evm(name).gateway
                     ids = list(waiting)
@@ -396,6 +440,8 @@ class Devnet:
 
     async def delivered_events(self, chain: str) -> Counter[bytes]:
         """How many ``Delivered`` events each message id has on ``chain`` (exactly-once check)."""
+        if chain in self.substrate:
+            return await self.substrate[chain].deliveries()
         cfg = self.evm(chain)
         rpc = EvmRpc(cfg.rpc)
         try:
@@ -415,6 +461,42 @@ class Devnet:
         return dict(totals)
 
 
+def evm_only_config(text: str) -> str:
+    """The config ``text`` without its non-EVM ``[[chains]]`` tables and their names in the
+    attesters' origins: for benchmarks and tests of the EVM path alone, which should not pay
+    for (or depend on) a chopsticks chain."""
+    blocks = re.split(r"(?m)^(?=\[\[)", text)
+    dropped: list[str] = []
+    kept: list[str] = []
+    for block in blocks:
+        kind = re.search(r'(?m)^type\s*=\s*"([^"]+)"', block)
+        if block.startswith("[[chains]]") and kind is not None and kind.group(1) != "evm":
+            named = re.search(r'(?m)^name\s*=\s*"([^"]+)"', block)
+            if named is not None:
+                dropped.append(named.group(1))
+            continue
+        kept.append(block)
+    out = "".join(kept)
+    for name in dropped:
+        out = out.replace(f', "{name}"', "").replace(f'"{name}", ', "")
+    return out
+
+
+def _routes(config: Config, substrate: Sequence[str]) -> list[tuple[str, str]]:
+    """Both ways between the first two EVM chains, and between the first EVM chain and each
+    Substrate chain."""
+    evm = [chain.name for chain in config.chains if chain.type == "evm"]
+    routes = [(evm[0], evm[1]), (evm[1], evm[0])] if len(evm) >= 2 else []
+    for name in substrate:
+        routes += [(evm[0], name), (name, evm[0])]
+    return routes
+
+
+# Sender account (anvil dev key index) for messages from an EVM chain to a Substrate chain: not
+# the one sending to the other EVM chain at the same time, so that their nonces never collide.
+_SENDER_TO_SUBSTRATE = 8
+
+
 def run_devnet(*, config_path: Path, messages: int, workdir: Path | None) -> int:
     """``relayer devnet``: returns the exit code; prints the summary as its last line."""
     work = workdir or Path(tempfile.mkdtemp(prefix="relayer-devnet-"))
@@ -423,34 +505,53 @@ def run_devnet(*, config_path: Path, messages: int, workdir: Path | None) -> int
         print(f"devnet: work dir {work}", flush=True)
         devnet.start_chains()
         print(
-            f"devnet: chains on {devnet.chain_a.url} and {devnet.chain_b.url}, gateways deployed",
+            f"devnet: chains on {devnet.chain_a.url} and {devnet.chain_b.url}"
+            + "".join(f", {name} on {node.ws_url}" for name, node in devnet.substrate.items())
+            + ", gateways deployed",
             flush=True,
         )
         devnet.start_attesters()
         devnet.start_daemon()
+        routes = _routes(devnet.config, list(devnet.substrate))
 
-        async def traffic() -> tuple[dict[bytes, float], Counter[bytes]]:
-            a_to_b, b_to_a = await asyncio.gather(
-                devnet.send("chain-a", "chain-b", messages),
-                devnet.send("chain-b", "chain-a", messages),
+        async def traffic() -> tuple[dict[tuple[str, str], list[bytes]], dict[bytes, float]]:
+            batches = await asyncio.gather(
+                *(
+                    devnet.send(
+                        origin,
+                        destination,
+                        messages,
+                        sender=_SENDER_TO_SUBSTRATE if destination in devnet.substrate else None,
+                    )
+                    for origin, destination in routes
+                )
             )
-            print(f"devnet: sent {len(a_to_b)} A->B and {len(b_to_a)} B->A", flush=True)
-            latencies = await devnet.await_delivery(
-                {"chain-b": a_to_b, "chain-a": b_to_a}, timeout=300, alive=None
-            )
-            events = await devnet.delivered_events("chain-a") + await devnet.delivered_events(
-                "chain-b"
-            )
-            return latencies, events
+            counts = [f"{len(b)} {o}->{d}" for (o, d), b in zip(routes, batches, strict=True)]
+            print("devnet: sent " + ", ".join(counts), flush=True)
+            sent: dict[str, list[tuple[bytes, float]]] = {}
+            for (_, destination), batch in zip(routes, batches, strict=True):
+                sent.setdefault(destination, []).extend(batch)
+            latencies = await devnet.await_delivery(sent, timeout=300, alive=None)
+            ids = {
+                route: [mid for mid, _ in batch]
+                for route, batch in zip(routes, batches, strict=True)
+            }
+            return ids, latencies
 
-        latencies, events = asyncio.run(traffic())
+        ids, latencies = asyncio.run(traffic())
+        events: Counter[bytes] = Counter()
+        for name in {destination for _, destination in routes}:
+            events += asyncio.run(devnet.delivered_events(name))
         rejected = devnet.ledger_counts().get("rejected", 0)
     except Exception as exc:  # noqa: BLE001  (report any failure loudly, then clean up)
         print(f"devnet: FAILED: {type(exc).__name__}: {exc} (logs in {work})", flush=True)
         return 1
     finally:
         devnet.stop()
-    return _report(2 * messages, latencies, events, rejected, work)
+    for (origin, destination), route_ids in ids.items():
+        done = sum(1 for mid in route_ids if mid in latencies)
+        print(f"demo: route {origin} -> {destination}: delivered {done}/{len(route_ids)}")
+    return _report(sum(len(v) for v in ids.values()), latencies, events, rejected, work)
 
 
 def _report(

@@ -126,6 +126,9 @@ class EvmPlugin:
             warm=warm,
         )
 
+    def warnings(self, chain: ChainConfig) -> list[str]:
+        return []
+
     def default_rpc(self, chain: ChainConfig) -> str:
         return _evm(chain).rpc
 

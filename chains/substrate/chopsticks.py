@@ -30,10 +30,10 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 _BINARY = REPO_ROOT / "node_modules" / ".bin" / "chopsticks"
 
 SPEC_ENV = "XRELAYER_SUBSTRATE_SPEC"
-# Test data lives beside the project, not in it (the fixtures README asks not to copy it).
+# The shared test fixtures first (tests read test data in place), then the copy the project
+# ships so that `make demo` runs from a clone alone (chains/substrate/spec/README.md).
 SHARED_SPEC = REPO_ROOT.parent / "shared" / "fixtures" / "substrate" / "kusama.json.gz"
-# Where a spec shipped with the project would go; nothing is shipped yet.
-SHIPPED_SPEC = REPO_ROOT / "chains" / "substrate" / "devnet" / "kusama.json.gz"
+SHIPPED_SPEC = REPO_ROOT / "chains" / "substrate" / "spec" / "kusama.json.gz"
 
 BlockMode = Literal["Instant", "Batch", "Manual"]
 

@@ -1,4 +1,6 @@
-"""sr25519 signing keys for Substrate accounts (``//Alice`` style dev URIs and mnemonics).
+"""sr25519 signing keys for Substrate accounts: encrypted keypair JSON files (as polkadot-js
+and substrate-interface export them) and, on dev chains only, ``//Alice`` style dev URIs and
+mnemonics.
 
 Built on the same Rust bindings (schnorrkel) that substrate-interface uses, without that
 library: every substrate-interface release requires eth-utils<6, which web3 8 (through
@@ -7,31 +9,73 @@ eth-account 0.14) cannot share an environment with.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+
 import bip39
+import nacl.exceptions
+import nacl.secret
 import sr25519
+from scalecodec.utils.ss58 import ss58_decode, ss58_encode
 
 from proofs.hashing import blake2_256
 from proofs.substrate.scale import encode_compact
+from relayer.errors import ConfigError
+from relayer.keys import KeyRef, ResolvedKey, resolve_key
 
-__all__ = ["DEV_PHRASE", "Sr25519Keypair"]
+__all__ = ["DEV_PHRASE", "Sr25519Keypair", "load_sr25519_signer"]
 
 # Substrate's well-known development mnemonic: //Alice, //Bob... derive from it. Public on
 # purpose; an account derived from it holds nothing anywhere but a dev chain.
 DEV_PHRASE = "bottom drive obey lake curtain smoke basket hold race lonely fit walk"
 _CHAIN_CODE_LEN = 32
+# The generic Substrate prefix: what an address is printed with when the chain's own is unknown.
+_SS58_GENERIC = 42
+
+# polkadot-js keyring JSON, version 3 ("encoding.type" scrypt + xsalsa20-poly1305):
+#   encoded = salt(32) | N u32 LE | p u32 LE | r u32 LE | nonce(24) | secretbox ciphertext
+#   plaintext = PKCS8 header | secret(64) | PKCS8 divider | public key(32)
+_SALT_LEN = 32
+_SCRYPT_PARAMS_LEN = _SALT_LEN + 3 * 4
+_NONCE_LEN = nacl.secret.SecretBox.NONCE_SIZE
+_PKCS8_HEADER = bytes((48, 83, 2, 1, 1, 48, 5, 6, 3, 43, 101, 112, 4, 34, 4, 32))
+_PKCS8_DIVIDER = bytes((161, 35, 3, 33, 0))
+_SECRET_LEN = 64
+_PUBLIC_LEN = 32
+_PLAINTEXT_LEN = len(_PKCS8_HEADER) + _SECRET_LEN + len(_PKCS8_DIVIDER) + _PUBLIC_LEN
+# The scrypt costs polkadot-js writes and accepts (util-crypto scrypt/defaults.ts). A file
+# asking for more is refused rather than run: N and r are read from the file before the
+# password is checked, so an unbounded N would let a crafted keystore exhaust memory.
+_ALLOWED_SCRYPT = frozenset(
+    {(1 << 13, 10, 8), (1 << 14, 5, 8), (1 << 15, 3, 8), (1 << 15, 1, 8), (1 << 16, 2, 8),
+     (1 << 17, 1, 8)}
+)  # fmt: skip
+# 128 * r * N bytes at the largest allowed N, plus OpenSSL's own overhead.
+_SCRYPT_MAXMEM = 128 * 8 * (1 << 17) + (32 << 20)
 
 
 class Sr25519Keypair:
-    """A signing key. ``repr`` shows the public key only."""
+    """A signing key. ``repr`` shows the account and where the key came from, never the key;
+    pickling refuses (a pickle would carry the secret to wherever it goes)."""
 
-    __slots__ = ("_public", "_secret")
+    __slots__ = ("_secret", "address", "source")
 
-    def __init__(self, public_key: bytes, secret_key: bytes) -> None:
-        self._public = bytes(public_key)
+    #: the account's public key, which is its AccountId32 (``relayer.plugin.Signer``)
+    address: bytes
+    #: where the key came from, for messages ("environment variable X", "keystore file P")
+    source: str
+
+    def __init__(self, public_key: bytes, secret_key: bytes, *, source: str = "memory") -> None:
+        self.address = bytes(public_key)
         self._secret = bytes(secret_key)
+        self.source = source
 
     @classmethod
-    def from_uri(cls, uri: str) -> Sr25519Keypair:
+    def from_uri(cls, uri: str, *, source: str = "a key URI") -> Sr25519Keypair:
         """``[mnemonic]//hard//junctions``; the mnemonic defaults to the dev phrase.
 
         Soft junctions (``/x``) and passwords (``///pw``) are refused rather than guessed at:
@@ -46,19 +90,161 @@ class Sr25519Keypair:
             _, public, secret = sr25519.hard_derive_keypair(
                 (_chain_code(junction), public, secret), b""
             )
-        return cls(public, secret)
+        return cls(public, secret, source=source)
 
     @property
     def public_key(self) -> bytes:
         """The AccountId32 of an sr25519 account."""
-        return self._public
+        return self.address
+
+    @property
+    def printable_address(self) -> str:
+        """SS58 with the generic prefix 42 (the same account on every chain)."""
+        return str(ss58_encode(self.address, _SS58_GENERIC))
 
     def sign(self, payload: bytes) -> bytes:
-        signature: bytes = sr25519.sign((self._public, self._secret), payload)
+        signature: bytes = sr25519.sign((self.address, self._secret), payload)
         return bytes(signature)
 
     def __repr__(self) -> str:
-        return f"Sr25519Keypair(public_key=0x{self._public.hex()}, secret=<redacted>)"
+        return (
+            f"Sr25519Keypair(address={self.printable_address}, source={self.source}, "
+            "secret=<redacted>)"
+        )
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Sr25519Keypair holds key material and cannot be pickled")
+
+
+def load_sr25519_signer(
+    ref: KeyRef, base_dir: Path | None, *, env: Mapping[str, str], dev: bool
+) -> Sr25519Keypair:
+    """The sr25519 key ``ref`` names.
+
+    ``{ keystore = ..., password_env = ... }``: an encrypted keypair JSON (polkadot-js /
+    substrate-interface export, version 3). ``{ env = ... }``: a dev URI (``//Alice``) or a
+    mnemonic, accepted only on a chain marked ``dev = true``: a key kept in plain text in the
+    environment is a dev convenience, and ``//Alice`` is everyone's key.
+
+    Raises ``KeyUnavailableError`` when the variable or file is absent, ``ConfigError`` when
+    it is unusable (wrong password, malformed, address mismatch); no message carries key
+    material.
+    """
+    if ref.env is not None and not dev:
+        raise ConfigError(
+            f"submitter_key {{ env = {ref.env!r} }} would hold a dev URI or a mnemonic in plain "
+            "text, which is refused on a chain not marked dev = true; use "
+            "{ keystore = ..., password_env = ... } with an encrypted keypair JSON"
+        )
+    resolved = resolve_key(
+        ref,
+        base_dir,
+        env=env,
+        holding="a dev URI (//Alice) or a mnemonic",
+        keystore_kind="an encrypted sr25519 keypair JSON (polkadot-js / substrate-interface)",
+    )
+    if resolved.text is not None:
+        try:
+            return Sr25519Keypair.from_uri(resolved.text.reveal().strip(), source=resolved.where)
+        # The bip39 binding raises ValueError for a bad phrase; never show the text itself.
+        except (ValueError, TypeError):
+            raise ConfigError(
+                f"{resolved.where} holds neither a dev URI (//Name) nor a valid mnemonic "
+                "with hard junctions only"
+            ) from None
+    return _decrypt_keypair_json(resolved)
+
+
+def _refuse(where: str, reason: str) -> NoReturn:
+    # ``from None``: the library exception under it says nothing the operator can use.
+    raise ConfigError(f"{where}: {reason}") from None
+
+
+def _read_keypair_json(document: Mapping[str, Any], where: str) -> tuple[bytes, str, bytes]:
+    """The encrypted blob, the address and the account it names, format checked."""
+    encoding = document.get("encoding")
+    if not isinstance(encoding, Mapping):
+        _refuse(where, 'no "encoding" object: not a polkadot-js keypair JSON')
+    content, kinds = encoding.get("content"), encoding.get("type")
+    if str(encoding.get("version")) != "3":
+        _refuse(where, f"keypair JSON version {encoding.get('version')!r}, only version 3 is read")
+    if not isinstance(content, list) or "pkcs8" not in content or "sr25519" not in content:
+        _refuse(where, f'encoding.content is {content!r}, expected ["pkcs8", "sr25519"]')
+    if not isinstance(kinds, list) or "scrypt" not in kinds or "xsalsa20-poly1305" not in kinds:
+        _refuse(where, f'encoding.type is {kinds!r}, expected ["scrypt", "xsalsa20-poly1305"]')
+    address = document.get("address")
+    if not isinstance(address, str):
+        _refuse(where, 'no "address": the key cannot be checked against its account')
+    try:
+        account = bytes.fromhex(ss58_decode(address).removeprefix("0x"))
+    except ValueError:
+        _refuse(where, f"address {address!r} is not a valid SS58 address")
+    if len(account) != _PUBLIC_LEN:
+        _refuse(where, f"address {address!r} is not a 32-byte account")
+    encoded = document.get("encoded")
+    if not isinstance(encoded, str):
+        _refuse(where, 'no "encoded" string')
+    try:
+        blob = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        _refuse(where, '"encoded" is not base64')
+    if len(blob) < _SCRYPT_PARAMS_LEN + _NONCE_LEN:
+        _refuse(where, f'"encoded" is {len(blob)} bytes, too short for scrypt and a nonce')
+    return blob, address, account
+
+
+def _decrypt_keypair_json(resolved: ResolvedKey) -> Sr25519Keypair:
+    assert resolved.keystore is not None and resolved.password is not None  # resolve_key
+    where = resolved.where
+    blob, address, account = _read_keypair_json(resolved.keystore, where)
+    salt = blob[:_SALT_LEN]
+    n, p, r = (
+        int.from_bytes(blob[offset : offset + 4], "little")
+        for offset in range(_SALT_LEN, _SCRYPT_PARAMS_LEN, 4)
+    )
+    if (n, p, r) not in _ALLOWED_SCRYPT:
+        _refuse(
+            where,
+            f"scrypt parameters N={n}, p={p}, r={r} are not ones polkadot-js writes; refused "
+            "rather than run (they decide how much memory and time decryption takes)",
+        )
+    password = resolved.password.reveal().encode()
+    key = hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=32)
+    nonce = blob[_SCRYPT_PARAMS_LEN : _SCRYPT_PARAMS_LEN + _NONCE_LEN]
+    try:
+        plain = nacl.secret.SecretBox(key).decrypt(blob[_SCRYPT_PARAMS_LEN + _NONCE_LEN :], nonce)
+    except nacl.exceptions.CryptoError:
+        _refuse(
+            where,
+            f"cannot decrypt: wrong password in ${resolved.password_env}, or the file is damaged",
+        )
+    divider_at = len(_PKCS8_HEADER) + _SECRET_LEN
+    if (
+        len(plain) != _PLAINTEXT_LEN
+        or not plain.startswith(_PKCS8_HEADER)
+        or plain[divider_at : divider_at + len(_PKCS8_DIVIDER)] != _PKCS8_DIVIDER
+    ):
+        _refuse(where, "decrypted content is not a PKCS8 sr25519 keypair (64 + 32 bytes)")
+    stored_public = plain[divider_at + len(_PKCS8_DIVIDER) :]
+    # polkadot-js stores the secret in schnorrkel's "ed25519 expanded" byte order; the
+    # signing binding wants its native form.
+    try:
+        public, secret = sr25519.pair_from_ed25519_secret_key(
+            plain[len(_PKCS8_HEADER) : divider_at]
+        )
+    except (ValueError, TypeError):
+        _refuse(where, "the decrypted secret is not a valid sr25519 secret key")
+    if bytes(public) != stored_public:
+        _refuse(where, "the public key stored in the file does not belong to its secret key")
+    if stored_public != account:
+        _refuse(
+            where,
+            f"the key in the file is account {ss58_encode(stored_public, _SS58_GENERIC)}, "
+            f"its address field says {address}; refusing a file that names another account",
+        )
+    return Sr25519Keypair(public, secret, source=where)
 
 
 def _chain_code(junction: str) -> bytes:

@@ -16,9 +16,11 @@ import asyncio
 import contextlib
 import itertools
 import json
+import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import websockets
@@ -44,9 +46,11 @@ __all__ = [
     "Block",
     "Header",
     "Inclusion",
+    "PoolRefusal",
     "RemarkedEvent",
     "RpcError",
     "SubstrateRpc",
+    "pool_refusal",
 ]
 
 # twox128("System") ++ twox128("Events"): a storage key fixed by FRAME, so no hasher needed.
@@ -62,22 +66,39 @@ _POOL_ALREADY_IMPORTED = 1013
 _POOL_TOO_LOW_PRIORITY = 1014
 _POOL_IMMEDIATELY_DROPPED = 1016
 _TRANSIENT_POOL_CODES = frozenset(
-    {
-        _POOL_UNKNOWN_VALIDITY,
-        _POOL_TEMPORARILY_BANNED,
-        _POOL_TOO_LOW_PRIORITY,
-        _POOL_IMMEDIATELY_DROPPED,
-    }
+    {_POOL_UNKNOWN_VALIDITY, _POOL_TEMPORARILY_BANNED, _POOL_IMMEDIATELY_DROPPED}
 )
 
 
-class RpcError(ChainError):
-    """An endpoint answered a JSON-RPC error; ``code`` and ``data`` as it sent them."""
+# Decoded runtimes by (genesis, runtime version, metadata hash), shared by every client in the
+# process: a reader and a submitter of one chain, or a client after a reconnect, would each
+# spend about 3 s of CPU decoding the same metadata. A few entries cover the chains of one
+# process across a runtime upgrade.
+_DECODED_RUNTIMES: dict[tuple[bytes, str, bytes], _Runtime] = {}
+_DECODED_RUNTIMES_KEPT = 8
 
-    def __init__(self, message: str, code: int, data: Any = None) -> None:
+
+class PoolRefusal(Enum):
+    """Why the transaction pool refused an extrinsic, as far as a submitter acts on it."""
+
+    ALREADY_IMPORTED = "already_imported"  # 1013: the pool has this very extrinsic
+    NONCE_USED = "nonce_used"  # 1010 Stale ("Transaction is outdated"): the nonce is spent
+    PRIORITY_TOO_LOW = "priority_too_low"  # 1014: another extrinsic holds the nonce, higher tip
+    INVALID = "invalid"  # any other 1010: bad signature, cannot pay, bad call...
+    TEMPORARY = "temporary"  # 1011 unknown validity, 1012 banned for now, 1016 dropped
+
+
+class RpcError(ChainError):
+    """An endpoint answered a JSON-RPC error; ``code`` and ``data`` as it sent them.
+    ``refusal`` is set for the transaction pool's own codes (``author_submitExtrinsic``)."""
+
+    def __init__(
+        self, message: str, code: int, data: Any = None, refusal: PoolRefusal | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.data = data
+        self.refusal = refusal
 
 
 class TransientRpcError(RpcError, TransientChainError):
@@ -178,10 +199,30 @@ def _map_errors(chain: str, endpoint: str, what: str) -> Iterator[None]:
         ) from exc
 
 
+def pool_refusal(code: int, message: Any, data: Any) -> PoolRefusal | None:
+    """The pool's reason behind a JSON-RPC error (sc-rpc-api ``author/error.rs``); None for an
+    error that is not the pool's. The invalid-transaction reason is only in the text: a node
+    sends ``data: "Transaction is outdated"`` for ``InvalidTransaction::Stale``, chopsticks
+    the variant's name."""
+    if code == _POOL_ALREADY_IMPORTED:
+        return PoolRefusal.ALREADY_IMPORTED
+    if code == _POOL_TOO_LOW_PRIORITY:
+        return PoolRefusal.PRIORITY_TOO_LOW
+    if code in _TRANSIENT_POOL_CODES:
+        return PoolRefusal.TEMPORARY
+    if code == _POOL_INVALID_TX:
+        said = (json.dumps(message) + json.dumps(data)).lower()
+        if "outdated" in said or "stale" in said:
+            return PoolRefusal.NONCE_USED
+        return PoolRefusal.INVALID
+    return None
+
+
 class _Runtime:
     """What this client needs from one runtime version's metadata."""
 
     def __init__(self, metadata_hex: str, version: dict[str, Any], genesis: bytes) -> None:
+        self._decoding = threading.Lock()
         config = RuntimeConfigurationObject()
         config.update_type_registry(load_type_registry_preset("core"))
         metadata = config.create_scale_object("MetadataVersioned", data=ScaleBytes(metadata_hex))
@@ -234,6 +275,12 @@ class _Runtime:
     def remarked_events(self, events_hex: str | None) -> list[RemarkedEvent]:
         if events_hex is None:
             return []
+        # Clients share a decoded runtime (``_DECODED_RUNTIMES``), each decoding on its own
+        # thread, and scalecodec fills its type registry lazily: one decode at a time.
+        with self._decoding:
+            return self._remarked_events(events_hex)
+
+    def _remarked_events(self, events_hex: str) -> list[RemarkedEvent]:
         records = self._config.create_scale_object(
             f"scale_info::{self._events_type}",
             data=ScaleBytes(events_hex),
@@ -317,6 +364,15 @@ class SubstrateRpc:
         finally:
             await client.close()
 
+    def reuse_runtime(self, other: SubstrateRpc) -> None:
+        """Take the runtime another client of the same endpoint decoded (after a reconnect):
+        decoding metadata costs seconds of CPU, and ``runtime()`` still checks the spec
+        version on every call."""
+        if self._runtime is None:
+            self._runtime = other._runtime
+        if self._genesis is None:
+            self._genesis = other._genesis
+
     async def close(self) -> None:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -397,13 +453,18 @@ class SubstrateRpc:
         text = f"chain `{self.chain}`: {self.endpoint} refused {method}: {error.get('message')}"
         if data:
             text += f" ({data})"
-        # A stale nonce ("Transaction is outdated") is a race with our own earlier extrinsic:
-        # re-reading the nonce and signing again fixes it.
-        stale = "outdated" in json.dumps(data).lower() or "stale" in json.dumps(data).lower()
-        if code in _TRANSIENT_POOL_CODES or (code == _POOL_INVALID_TX and stale):
-            return TransientRpcError(text + "; will retry", code, data)
-        if code == _POOL_ALREADY_IMPORTED:
-            return TransientRpcError(text + "; already in the pool, wait for it", code, data)
+        refusal = pool_refusal(code, error.get("message"), data)
+        if refusal is PoolRefusal.INVALID:
+            return PermanentRpcError(text, code, data, refusal)
+        if refusal is PoolRefusal.NONCE_USED:
+            # A race with our own earlier extrinsic: re-reading the nonce fixes it.
+            return TransientRpcError(text + "; re-read the nonce, will retry", code, data, refusal)
+        if refusal is PoolRefusal.ALREADY_IMPORTED:
+            return TransientRpcError(
+                text + "; already in the pool, wait for it", code, data, refusal
+            )
+        if refusal is not None:
+            return TransientRpcError(text + "; will retry", code, data, refusal)
         return PermanentRpcError(text, code, data)
 
     async def _offload(self, what: str, function: Any, *args: Any) -> Any:
@@ -462,9 +523,16 @@ class SubstrateRpc:
         if self._runtime is None or self._runtime.spec_version != int(version["specVersion"]):
             metadata = await self.request("state_getMetadata")
             genesis = await self.genesis_hash()
-            self._runtime = await self._offload(
-                "state_getMetadata", _Runtime, metadata, version, genesis
-            )
+            key = (genesis, json.dumps(version, sort_keys=True), blake2_256(metadata.encode()))
+            runtime = _DECODED_RUNTIMES.get(key)
+            if runtime is None:
+                runtime = await self._offload(
+                    "state_getMetadata", _Runtime, metadata, version, genesis
+                )
+                _DECODED_RUNTIMES[key] = runtime
+                while len(_DECODED_RUNTIMES) > _DECODED_RUNTIMES_KEPT:
+                    del _DECODED_RUNTIMES[next(iter(_DECODED_RUNTIMES))]
+            self._runtime = runtime
         return self._runtime
 
     async def remarked_events(self, block_hash: bytes) -> list[RemarkedEvent]:

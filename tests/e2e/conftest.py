@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chains.evm.devnet import Devnet
+from chains.evm.devnet import Devnet, evm_only_config
 from tests.integration.anvil import REPO_ROOT, require_anvil
 
 EXAMPLE_CONFIG = REPO_ROOT / "config.toml"
@@ -26,10 +26,10 @@ def devnet_factory(tmp_path: Path) -> Iterator[Callable[..., Devnet]]:
         block_time_a: float | None = 1,
         block_time_b: float | None = 1,
     ) -> Devnet:
-        config_path = EXAMPLE_CONFIG
-        if config_text is not None:
-            config_path = tmp_path / f"config-{len(made)}.toml"
-            config_path.write_text(config_text)
+        # The EVM chains of the example config unless told otherwise: the Substrate tests
+        # ask for dot-a themselves.
+        config_path = tmp_path / f"config-{len(made)}.toml"
+        config_path.write_text(config_text if config_text is not None else example_config())
         devnet = Devnet(
             config_path=config_path,
             workdir=tmp_path / f"devnet-{len(made)}",
@@ -48,8 +48,9 @@ def devnet_factory(tmp_path: Path) -> Iterator[Callable[..., Devnet]]:
 
 
 def example_config(**replacements: str) -> str:
-    """The example config with literal text replaced (``{"confirmations = 2": "..."}``)."""
-    text = EXAMPLE_CONFIG.read_text()
+    """The EVM chains of the example config, with literal text replaced
+    (``{"confirmations = 2": "..."}``)."""
+    text = evm_only_config(EXAMPLE_CONFIG.read_text())
     for old, new in replacements.items():
         assert old in text, old
         text = text.replace(old, new)

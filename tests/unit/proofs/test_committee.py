@@ -17,6 +17,7 @@ from proofs.committee import (
     select_quorum,
     verify_attestation,
 )
+from proofs.errors import MalformedEncodingError
 from proofs.hashing import keccak256
 
 KEYS = [bytes([i + 1]) * 32 for i in range(5)]
@@ -169,3 +170,29 @@ def test_select_quorum_without_enough_valid_signatures_is_a_quorum_error() -> No
 def test_select_quorum_on_garbage_raises_only_quorum_error(sigs: list[bytes]) -> None:
     with pytest.raises(QuorumError):
         select_quorum(DIGEST, sigs, ATTESTERS, 3)
+
+
+def test_named_digest_binds_domain_name_origin_id_and_block() -> None:
+    from proofs.committee import NAMED_ATTESTATION_TYPEHASH, named_attestation_digest  # noqa: PLC0415
+
+    args = (3000, "dot-a", 1000, b"\x11" * 32, b"\x22" * 32)
+    expected = keccak256(
+        NAMED_ATTESTATION_TYPEHASH
+        + (3000).to_bytes(32, "big")
+        + keccak256(b"dot-a")
+        + (1000).to_bytes(32, "big")
+        + b"\x11" * 32
+        + b"\x22" * 32
+    )
+    assert named_attestation_digest(*args) == expected
+    # Each input moves the digest, and it never equals the contract form's.
+    for changed in (
+        (3001, "dot-a", 1000, b"\x11" * 32, b"\x22" * 32),
+        (3000, "dot-b", 1000, b"\x11" * 32, b"\x22" * 32),
+        (3000, "dot-a", 1001, b"\x11" * 32, b"\x22" * 32),
+        (3000, "dot-a", 1000, b"\x12" * 32, b"\x22" * 32),
+        (3000, "dot-a", 1000, b"\x11" * 32, b"\x23" * 32),
+    ):
+        assert named_attestation_digest(*changed) != expected
+    with pytest.raises(MalformedEncodingError):
+        named_attestation_digest(3000, "", 1000, b"\x11" * 32, b"\x22" * 32)

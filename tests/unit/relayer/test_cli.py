@@ -86,4 +86,4 @@ def test_config_check_accepts_the_example_config(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[3] / "config.toml"
     result = CliRunner().invoke(main, ["config", "check", "-c", str(example)], env=DEV_ENV)
     assert result.exit_code == 0, result.output
-    assert "ok (2 chains)" in result.output
+    assert "ok (3 chains)" in result.output

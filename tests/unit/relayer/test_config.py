@@ -18,6 +18,7 @@ from eth_utils import keccak, to_checksum_address
 
 from chains.evm.anvil import DEV_KEYS
 from chains.evm.config import EvmChainConfig
+from chains.substrate.config import SubstrateChainConfig
 from relayer.config import (
     RAW_KEY_REFUSAL,
     Config,
@@ -31,9 +32,9 @@ from relayer.keys import KeyRef, KeyUnavailableError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO_ROOT / "config.toml"
-PLUGINS = {"evm": EvmChainConfig}
+PLUGINS = {"evm": EvmChainConfig, "substrate": SubstrateChainConfig}
 
-# anvil's dev accounts #0-#7; a test below re-derives them from the mnemonic.
+# anvil's dev accounts #0-#9; a test below re-derives them from the mnemonic.
 ANVIL_KEYS = DEV_KEYS
 ANVIL_ADDRESSES = (
     "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266",
@@ -44,6 +45,8 @@ ANVIL_ADDRESSES = (
     "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc",
     "0x976EA74026E726554dB657fA54763abd0C3a0aa9",
     "0x14dC79964da2C08b23698B3D3cc7Ca32193d9955",
+    "0x23618e81E3f5cdF7f54C3d65f7FBc0aBf5B21E8f",
+    "0xa0Ee7A142d267C1f36714E4a8F75612F20a79720",
 )
 FIRST_DEPLOYMENT = "0x5FbDB2315678afecb367f032d93F642f64180aa3"  # account #0, nonce 0
 
@@ -53,6 +56,7 @@ DEV_ENV = {
     "ATTESTER_KEY_1": ANVIL_KEYS[5],
     "ATTESTER_KEY_2": ANVIL_KEYS[6],
     "ATTESTER_KEY_3": ANVIL_KEYS[7],
+    "RELAYER_KEY_DOT_A": "//Bob",
 }
 
 A5, A6, A7 = (f'"{address}"' for address in ANVIL_ADDRESSES[5:8])
@@ -150,7 +154,11 @@ def test_dev_keys_are_the_anvil_mnemonic_accounts() -> None:
 
 def test_example_config_loads_and_checks_clean_with_dev_keys() -> None:
     config = _load(EXAMPLE)
-    assert check_config(config, env=DEV_ENV) == []
+    # Only the development chain's own warnings: its stand-in commitment and dev keys.
+    warnings = check_config(config, env=DEV_ENV)
+    assert len(warnings) == 2
+    assert all(w.startswith('chains[name="dot-a"]: ') for w in warnings)
+    assert "dev-concat" in warnings[0] and "dev = true" in warnings[1]
 
     assert config.base_dir == REPO_ROOT
     assert config.relayer.database == REPO_ROOT / ".relayer" / "relayer.db"
@@ -159,6 +167,7 @@ def test_example_config_loads_and_checks_clean_with_dev_keys() -> None:
     assert [(c.name, c.type, c.domain, c.finality) for c in config.chains] == [
         ("chain-a", "evm", 1000, "committee"),
         ("chain-b", "evm", 2000, "committee"),
+        ("dot-a", "substrate", 3000, "committee"),
     ]
     for chain, chain_id, port in ((config.chains[0], 31337, 8545), (config.chains[1], 31338, 8546)):
         evm = chain.plugin_config(EvmChainConfig)
@@ -170,7 +179,10 @@ def test_example_config_loads_and_checks_clean_with_dev_keys() -> None:
         assert chain.committee.attesters == ANVIL_ADDRESSES[5:8]
         assert chain.committee.threshold == 2
     assert [a.name for a in config.attesters] == ["att-1", "att-2", "att-3"]
-    assert all(a.origins == ("chain-a", "chain-b") for a in config.attesters)
+    assert all(a.origins == ("chain-a", "chain-b", "dot-a") for a in config.attesters)
+    dot = config.chain("dot-a").plugin_config(SubstrateChainConfig)
+    assert (dot.rpc, dot.system_chain, dot.dev) == ("ws://127.0.0.1:9944", "dot-a", True)
+    assert config.attester_rpc(config.attesters[0], "dot-a") == "ws://127.0.0.1:9944"
     assert config.attester_rpc(config.attesters[0], "chain-b") == "http://127.0.0.1:8546"
 
 
@@ -194,10 +206,12 @@ def test_example_config_points_at_the_devnet_through_variables() -> None:
 def test_lookups_name_the_configured_chains() -> None:
     config = _load(EXAMPLE)
     assert config.chain_by_domain(2000).name == "chain-b"
-    with pytest.raises(UnknownChainError, match="chain-a, chain-b"):
+    with pytest.raises(UnknownChainError, match="chain-a, chain-b, dot-a"):
         config.chain("chain-z")
-    with pytest.raises(UnknownChainError, match=r"1000 \(chain-a\), 2000 \(chain-b\)"):
-        config.chain_by_domain(3000)
+    with pytest.raises(
+        UnknownChainError, match=r"1000 \(chain-a\), 2000 \(chain-b\), 3000 \(dot-a\)"
+    ):
+        config.chain_by_domain(4000)
     with pytest.raises(ConfigError, match="att-1, att-2, att-3"):
         config.attester("att-9")
 

@@ -4,6 +4,8 @@ are asked whether they were delivered already; the core's wake-up replaces the p
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -257,3 +259,53 @@ async def test_a_message_that_left_attested_meanwhile_costs_no_nonce_and_no_cras
         assert sorted(m for p in submitter.sent for m in p.message_ids) == sorted(
             i for i in ids if i != ids[13]
         )
+
+
+class FailingReplacement(BatchSubmitter):
+    """Nothing is ever mined; the replacement of a stuck transaction cannot be sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bumped: list[int] = []
+
+    async def outcome(self, pending: FakePending) -> None:
+        return None
+
+    async def resync_nonce(self, at_least: int = 0) -> int:
+        return max(at_least, 0)
+
+    def bump(self, pending: FakePending) -> FakePending:
+        self.bumped.append(pending.nonce)
+        return FakePending(
+            nonce=pending.nonce,
+            tx_hash=b"\xbb" * 32,
+            message_ids=pending.message_ids,
+            signed_at=time.time(),
+        )
+
+    async def broadcast(self, pending: FakePending) -> BroadcastResult:
+        if pending.tx_hash == b"\xbb" * 32:
+            raise TransientChainError("connection reset while replacing")
+        return await super().broadcast(pending)
+
+
+async def test_a_replacement_that_cannot_be_sent_does_not_end_the_worker(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        attested(led, range(5))
+        submitter = FailingReplacement()
+        w = worker(led, submitter, poll_interval=0.02)
+        w.submit_timeout = 0.0  # every transaction is stuck at once
+        await submit(w, led)
+        confirm = asyncio.ensure_future(w._confirm_loop())
+        try:
+            await asyncio.sleep(0.3)
+            assert not confirm.done(), "the confirm loop must survive a failed replacement"
+        finally:
+            confirm.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await confirm
+        assert submitter.bumped
+        assert "submit.replace_failed" in w.log.events  # type: ignore[attr-defined]
+        # The replacement is recorded: it goes to the node again once the endpoint answers.
+        assert w.in_flight[0].tx_hash == b"\xbb" * 32
+        assert 0 in w.unsent

@@ -1,0 +1,133 @@
+"""The ``substrate`` chain plugin: what the relayer core knows of Substrate chains."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from chains.substrate.config import SubstrateChainConfig
+from chains.substrate.observation import verify_observation
+from chains.substrate.reader import SubstrateReader
+from proofs.committee import named_attestation_digest
+from relayer.errors import ConfigError
+from relayer.plugin import DeliverySettings, Observation, Signer, VerifiedMessage
+
+if TYPE_CHECKING:
+    from chains.substrate.submitter import SubstrateSubmitter
+    from relayer.config import ChainConfig
+    from relayer.keys import KeyRef
+
+__all__ = ["PLUGIN", "SubstratePlugin"]
+
+
+def _substrate(chain: ChainConfig) -> SubstrateChainConfig:
+    config = chain.plugin
+    assert isinstance(config, SubstrateChainConfig)
+    return config
+
+
+class SubstratePlugin:
+    kind = "substrate"
+    config_model = SubstrateChainConfig
+
+    def verify(self, chain: ChainConfig, observation: Observation) -> VerifiedMessage:
+        return verify_observation(observation, config=_substrate(chain), domain=chain.domain)
+
+    def attestation_digest(
+        self, destination: ChainConfig, origin_domain: int, message_id: bytes, block_hash: bytes
+    ) -> bytes:
+        return named_attestation_digest(
+            destination.domain,
+            _substrate(destination).system_chain,
+            origin_domain,
+            message_id,
+            block_hash,
+        )
+
+    def reader(
+        self,
+        chain: ChainConfig,
+        *,
+        rpc_url: str | None,
+        log: Any,
+        prepared: Callable[[Sequence[Observation]], None] | None = None,
+    ) -> SubstrateReader:
+        config = _substrate(chain)
+        url = rpc_url or config.rpc
+        if urlsplit(url).scheme not in ("ws", "wss"):
+            raise ConfigError(
+                f"chain {chain.name!r}: the substrate plugin reads over a websocket endpoint, "
+                f"and {urlsplit(url).scheme}:// is not one"
+            )
+        return SubstrateReader(
+            chain_name=chain.name,
+            domain=chain.domain,
+            config=config,
+            url=url,
+            log=log,
+            warm=prepared,
+        )
+
+    def warnings(self, chain: ChainConfig) -> list[str]:
+        config = _substrate(chain)
+        found = []
+        if config.extrinsics_commitment == "dev-concat":
+            found.append(
+                'extrinsics_commitment = "dev-concat" is chopsticks\' stand-in for a real '
+                "extrinsics root; it binds a header to its body, but no real chain uses it: "
+                "development only"
+            )
+        if config.dev:
+            found.append(
+                "dev = true: keys may be dev URIs such as //Alice, which anyone can sign for; "
+                "development only"
+            )
+        return found
+
+    def default_rpc(self, chain: ChainConfig) -> str:
+        return _substrate(chain).rpc
+
+    def submitter_key(self, chain: ChainConfig) -> KeyRef | None:
+        return _substrate(chain).submitter_key
+
+    def load_signer(
+        self,
+        chain: ChainConfig,
+        ref: KeyRef,
+        *,
+        base_dir: Path | None,
+        env: Mapping[str, str] = os.environ,
+    ) -> Signer:
+        from chains.substrate.keys import load_sr25519_signer  # noqa: PLC0415
+
+        signer: Signer = load_sr25519_signer(ref, base_dir, env=env, dev=_substrate(chain).dev)
+        return signer
+
+    def delivery_settings(self, chain: ChainConfig) -> DeliverySettings:
+        config = _substrate(chain)
+        return DeliverySettings(
+            batch_size=config.batch_size,
+            max_in_flight=config.max_in_flight,
+            submit_timeout=config.submit_timeout,
+            # Deliveries are read from finalized blocks only: nothing to watch beyond one.
+            reorg_depth=1,
+        )
+
+    def submitter(self, chain: ChainConfig, *, signer: Signer, log: Any) -> SubstrateSubmitter:
+        from chains.substrate.keys import Sr25519Keypair  # noqa: PLC0415
+        from chains.substrate.submitter import SubstrateSubmitter  # noqa: PLC0415
+
+        if not isinstance(signer, Sr25519Keypair):
+            raise ConfigError(
+                f"chain {chain.name!r}: the substrate plugin signs with an sr25519 key, "
+                f"not {type(signer).__name__}"
+            )
+        return SubstrateSubmitter(
+            chain_name=chain.name, config=_substrate(chain), signer=signer, log=log
+        )
+
+
+PLUGIN = SubstratePlugin()

@@ -1,0 +1,288 @@
+"""What a watcher reads from one Substrate chain: relayer dispatch remarks in finalized blocks.
+
+``relayer.follower`` drives it (cursor, reorg alarm, fork point, outages); final here means
+finalized (GRANDPA on a real chain; chopsticks finalizes every block at once). For each block
+with ``System.Remarked`` events the reader fetches the body, checks header and body against the
+block hash, decodes each remark's extrinsic strictly and builds an observation per dispatch
+remark. Remarks that are not relayer messages, or are ill-formed, or whose sender field is not
+the signer, are skipped with a logged reason: nothing of them is handed over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+import structlog
+
+from chains.substrate.config import SubstrateChainConfig
+from chains.substrate.evidence import (
+    decode_remark_extrinsic,
+    verify_body,
+    verify_header,
+)
+from chains.substrate.extrinsic import extra_layout
+from chains.substrate.observation import build_observation, decode_calls
+from chains.substrate.remark import Dispatch, RemarkError, decode_remark, is_ours
+from chains.substrate.rpc import Block, RemarkedEvent, SubstrateRpc
+from proofs.errors import ProofError
+from proofs.hashing import blake2_256
+from relayer.errors import PermanentChainError, TransientChainError
+from relayer.plugin import CursorView, Observation, Span
+from relayer.retry import backoff_delay
+
+__all__ = ["SubstrateReader", "redact"]
+
+# Blocks read per span: chopsticks makes a block per extrinsic, so spans are mostly empty.
+_SPAN = 64
+# Blocks fetched at once while reading a span.
+_CONCURRENCY = 8
+
+
+def redact(url: str) -> str:
+    """Scheme, host and port: endpoint URLs carry API keys in their path or query."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+
+
+class SubstrateReader:
+    max_span = _SPAN
+    depth = "finalized"
+
+    def __init__(
+        self,
+        *,
+        chain_name: str,
+        domain: int,
+        config: SubstrateChainConfig,
+        url: str,
+        log: Any = None,
+        warm: Callable[[Sequence[Observation]], None] | None = None,
+    ) -> None:
+        self.chain = chain_name
+        self.domain = domain
+        self.config = config
+        self.url = url
+        self.endpoint = redact(url)
+        self.start_block = config.start_block
+        self.poll_interval = config.poll_interval
+        self.log = (log or structlog.get_logger()).bind(chain=chain_name)
+        self.warm = warm
+        self._layout, self._calls = decode_calls(config)
+        self._rpc: SubstrateRpc | None = None
+        self._stack: contextlib.AsyncExitStack | None = None
+        self._head = asyncio.Event()
+        self._limit = asyncio.Semaphore(_CONCURRENCY)
+
+    # --- the connection ------------------------------------------------------------------------
+
+    async def _client(self) -> SubstrateRpc:
+        if self._rpc is None:
+            stack = contextlib.AsyncExitStack()
+            try:
+                rpc = await stack.enter_async_context(
+                    SubstrateRpc.connect(self.url, chain=self.chain)
+                )
+                await self._check(rpc)
+            except BaseException:
+                await stack.aclose()
+                raise
+            self._rpc, self._stack = rpc, stack
+        return self._rpc
+
+    async def _check(self, rpc: SubstrateRpc) -> None:
+        """The endpoint serves the configured chain, and its runtime is the one the verifier
+        decodes extrinsics for."""
+        name = await rpc.system_chain()
+        if name != self.config.system_chain:
+            raise PermanentChainError(
+                f"chain `{self.chain}`: endpoint {self.endpoint} serves system_chain {name!r}, "
+                f"the config says {self.config.system_chain!r}; point rpc at the right node"
+            )
+        signing = (await rpc.runtime()).signing
+        layout = tuple(field.value for field in extra_layout(signing))
+        if (
+            signing.remark_with_event != self.config.remark_with_event_call
+            or signing.batch_all != self.config.batch_all_call
+            or layout != self.config.signed_extra
+        ):
+            batch_all = list(signing.batch_all) if signing.batch_all else "none"
+            raise PermanentChainError(
+                f"chain `{self.chain}`: the runtime's calls or signed extensions differ from "
+                f"the config; write remark_with_event_call = {list(signing.remark_with_event)}, "
+                f"batch_all_call = {batch_all}, signed_extra = {list(layout)} "
+                "(after checking the runtime upgrade is the one you expect)"
+            )
+
+    async def _drop(self) -> None:
+        stack, self._rpc, self._stack = self._stack, None, None
+        if stack is not None:
+            with contextlib.suppress(Exception):
+                await stack.aclose()
+
+    async def _call(self, operation: Callable[[SubstrateRpc], Any]) -> Any:
+        rpc = await self._client()
+        try:
+            return await operation(rpc)
+        except TransientChainError:
+            # The next call connects again: a dropped websocket is not coming back by itself.
+            await self._drop()
+            raise
+
+    async def close(self) -> None:
+        await self._drop()
+
+    # --- heads ---------------------------------------------------------------------------------
+
+    async def background(self, cursor: CursorView) -> None:
+        """Wake the follower on every finalized head; polling covers a lost subscription."""
+        attempt = 0
+        while True:
+            try:
+                async with SubstrateRpc.connect(self.url, chain=self.chain) as rpc:
+                    async for _ in rpc.finalized_heads():
+                        attempt = 0
+                        self._head.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001  (any failure: poll until it is back)
+                attempt += 1
+                if attempt == 1:
+                    self.log.warning(
+                        "heads.subscription_lost", error=f"{type(exc).__name__}: {exc}"
+                    )
+            await asyncio.sleep(backoff_delay(max(attempt, 1), base=1.0, cap=30.0))
+
+    async def wait_for_head(self, timeout: float) -> None:
+        try:
+            async with asyncio.timeout(timeout):
+                await self._head.wait()
+        except TimeoutError:
+            pass
+        self._head.clear()
+
+    async def confirmed_head(self) -> int:
+        async def head(rpc: SubstrateRpc) -> int:
+            header = await rpc.header(await rpc.finalized_head())
+            if header is None:
+                raise TransientChainError(f"chain `{self.chain}`: finalized head has no header")
+            return header.number
+
+        number: int = await self._call(head)
+        return number
+
+    async def hash_at(self, number: int) -> bytes | None:
+        async def read(rpc: SubstrateRpc) -> bytes | None:
+            return await rpc.block_hash(number)
+
+        found: bytes | None = await self._call(read)
+        return found
+
+    # --- reading -------------------------------------------------------------------------------
+
+    async def read(self, start: int, end: int, *, after: bytes) -> Span:
+        async def run(rpc: SubstrateRpc) -> Span:
+            found = await asyncio.gather(*(self._block(rpc, n) for n in range(start, end + 1)))
+            end_hash = await rpc.block_hash(end)
+            if end_hash is None:
+                raise TransientChainError(f"node does not know block {end}, below its head")
+            observations = [o for _, block in found for o in block]
+            blocks = [(n, block[0].block_hash) for n, block in found if block]
+            return Span(observations=observations, blocks=blocks, end_hash=end_hash)
+
+        span: Span = await self._call(run)
+        return span
+
+    async def _block(self, rpc: SubstrateRpc, number: int) -> tuple[int, list[Observation]]:
+        async with self._limit:
+            block_hash = await rpc.block_hash(number)
+            if block_hash is None:
+                raise TransientChainError(f"node does not know block {number}, below its head")
+            events = await rpc.remarked_events(block_hash)
+            if not events:
+                return number, []
+            block = await rpc.block(block_hash)
+            if block is None:
+                raise TransientChainError(f"block {number} is missing at the node")
+        # Hashing and decoding a body is CPU: off the event loop.
+        observations = await asyncio.to_thread(self._observations, number, block, events)
+        if observations and self.warm is not None:
+            await asyncio.to_thread(self.warm, observations)
+        return number, observations
+
+    def _observations(
+        self, number: int, block: Block, events: Sequence[RemarkedEvent]
+    ) -> list[Observation]:
+        header_scale = block.header.scale()
+        header = verify_header(block.hash, header_scale)
+        if header.number != number:
+            raise ProofError(f"block at height {number} has a header of #{header.number}")
+        verify_body(header, block.extrinsics, self.config.extrinsics_commitment)
+        found: list[Observation] = []
+        decoded: dict[int, Any] = {}
+        for event in events:
+            index = event.extrinsic_index
+            if index not in decoded:
+                try:
+                    decoded[index] = decode_remark_extrinsic(
+                        block.extrinsics[index], self._layout, self._calls
+                    )
+                except (ProofError, IndexError) as exc:
+                    decoded[index] = None
+                    self._ignored(number, index, f"its extrinsic is not a signed remark: {exc}")
+            extrinsic = decoded[index]
+            if extrinsic is None:
+                continue
+            position = next(
+                (i for i, r in enumerate(extrinsic.remarks) if blake2_256(r) == event.remark_hash),
+                None,
+            )
+            if position is None or extrinsic.signer != event.sender:
+                self._ignored(number, index, "no remark of its extrinsic matches the event")
+                continue
+            remark = extrinsic.remarks[position]
+            if not is_ours(remark):
+                continue  # somebody else's remark: not ours to mention
+            try:
+                parsed = decode_remark(remark)
+            except RemarkError as exc:
+                self._ignored(number, index, str(exc))
+                continue
+            if not isinstance(parsed, Dispatch):
+                continue  # a delivery to this chain: the submitter's business, not a message
+            message = parsed.message
+            if message.sender != extrinsic.signer:
+                self._ignored(
+                    number,
+                    index,
+                    f"message claims sender 0x{message.sender.hex()} but the extrinsic is "
+                    f"signed by 0x{extrinsic.signer.hex()}",
+                )
+                continue
+            if message.origin != self.domain:
+                self._ignored(
+                    number,
+                    index,
+                    f"message claims origin domain {message.origin}, this chain is domain "
+                    f"{self.domain}",
+                )
+                continue
+            found.append(
+                build_observation(
+                    chain_name=self.chain,
+                    message=message.encode(),
+                    block_number=number,
+                    block_hash=block.hash,
+                    header=header_scale,
+                    extrinsics=block.extrinsics,
+                    extrinsic_index=index,
+                    remark_index=position,
+                )
+            )
+        return found
+
+    def _ignored(self, number: int, index: int, reason: str) -> None:
+        self.log.warning("remark.ignored", block=number, extrinsic=index, reason=reason)
