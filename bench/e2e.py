@@ -267,7 +267,7 @@ def main() -> None:
     parser.add_argument(
         "--per-extrinsic",
         type=int,
-        default=1000,
+        default=250,
         help="dispatch remarks per Substrate extrinsic (Utility.batch_all) in the Substrate run",
     )
     parser.add_argument("--no-substrate", action="store_true", help="EVM -> EVM only")

@@ -17,12 +17,14 @@ reports.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import lru_cache
 
 import msgspec
 
-from chains.substrate.config import SubstrateChainConfig
+from chains.substrate.config import ExtrinsicsCommitment, SubstrateChainConfig
 from chains.substrate.evidence import (
     RemarkCalls,
+    RemarkExtrinsic,
     decode_remark_extrinsic,
     verify_body,
     verify_header,
@@ -81,6 +83,26 @@ def build_observation(
     )
 
 
+# The messages of one block arrive one by one, each with the whole block as evidence: a
+# thousand remarks in one batch_all would otherwise hash the body and decode the batch a
+# thousand times. The caches key on the bytes themselves (compared in full on a hit), so a
+# hit is the verdict on exactly these bytes; a failure raises and is never cached.
+@lru_cache(maxsize=64)
+def _checked_header(
+    block_hash: bytes, header: bytes, extrinsics: tuple[bytes, ...], scheme: ExtrinsicsCommitment
+) -> int:
+    decoded = verify_header(block_hash, header)
+    verify_body(decoded, extrinsics, scheme)
+    return decoded.number
+
+
+@lru_cache(maxsize=256)
+def _decoded(
+    extrinsic: bytes, layout: tuple[ExtraField, ...], calls: RemarkCalls
+) -> RemarkExtrinsic:
+    return decode_remark_extrinsic(extrinsic, layout, calls)
+
+
 def verify_observation(
     observation: Observation, *, config: SubstrateChainConfig, domain: int
 ) -> VerifiedMessage:
@@ -91,21 +113,22 @@ def verify_observation(
         raise EvidenceRejectedError(f"evidence does not decode: {exc}") from None
     layout, calls = decode_calls(config)
     try:
-        header = verify_header(observation.block_hash, evidence.header)
-        if header.number != observation.block_number:
+        number = _checked_header(
+            observation.block_hash,
+            evidence.header,
+            evidence.extrinsics,
+            config.extrinsics_commitment,
+        )
+        if number != observation.block_number:
             raise ProofError(
-                f"header is block #{header.number}, the observation says "
-                f"#{observation.block_number}"
+                f"header is block #{number}, the observation says #{observation.block_number}"
             )
-        verify_body(header, evidence.extrinsics, config.extrinsics_commitment)
         if not 0 <= evidence.extrinsic_index < len(evidence.extrinsics):
             raise ProofError(
                 f"extrinsic {evidence.extrinsic_index} is not in a body of "
                 f"{len(evidence.extrinsics)}"
             )
-        extrinsic = decode_remark_extrinsic(
-            evidence.extrinsics[evidence.extrinsic_index], layout, calls
-        )
+        extrinsic = _decoded(evidence.extrinsics[evidence.extrinsic_index], layout, calls)
     except ProofError as exc:
         raise EvidenceRejectedError(f"proof rejected: {exc}") from None
     if not 0 <= evidence.remark_index < len(extrinsic.remarks):
