@@ -28,7 +28,14 @@ from typing import Literal
 from chains.substrate.extrinsic import ExtraField
 from proofs.errors import HashMismatchError, MalformedEncodingError, ProofError
 from proofs.hashing import blake2_256
-from proofs.substrate import SubstrateHeader, decode_header, header_hash, verify_extrinsics
+from proofs.substrate import (
+    SubstrateHeader,
+    decode_header,
+    dev_concat_root,
+    header_hash,
+    verify_dev_concat,
+    verify_extrinsics,
+)
 from proofs.substrate.scale import ScaleReader
 
 __all__ = [
@@ -82,25 +89,12 @@ def verify_header(block_hash: bytes, header_scale: bytes) -> SubstrateHeader:
     return decode_header(header_scale)
 
 
-def dev_concat_root(extrinsics: Sequence[bytes]) -> bytes:
-    return blake2_256(b"".join(extrinsics))
-
-
 def verify_body(
     header: SubstrateHeader, extrinsics: Sequence[bytes], scheme: ExtrinsicsScheme
 ) -> None:
     """Check that ``extrinsics`` (as served, with length prefixes) are the header's body."""
     if scheme == "dev-concat":
-        # The prefixes make the concatenation unambiguous only if each one is right.
-        for index, extrinsic in enumerate(extrinsics):
-            _split_length_prefix(extrinsic, f"extrinsic {index}")
-        computed = dev_concat_root(extrinsics)
-        if computed != header.extrinsics_root:
-            raise HashMismatchError(
-                f"extrinsics concatenate to 0x{computed.hex()} but header #{header.number} "
-                f"commits to 0x{header.extrinsics_root.hex()} (dev-concat); the body is not "
-                "the one this header sealed"
-            )
+        verify_dev_concat(header.extrinsics_root, extrinsics)
     elif scheme == "ordered-trie-v0":
         verify_extrinsics(header.extrinsics_root, extrinsics, 0)
     elif scheme == "ordered-trie-v1":

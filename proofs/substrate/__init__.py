@@ -4,7 +4,12 @@ Every function here is pure and raises a ``proofs.ProofError`` subclass when the
 not prove its claim.
 """
 
-from proofs.substrate.extrinsics import extrinsics_root, verify_extrinsics
+from proofs.substrate.extrinsics import (
+    dev_concat_root,
+    extrinsics_root,
+    verify_dev_concat,
+    verify_extrinsics,
+)
 from proofs.substrate.grandpa import (
     AncestryHeader,
     FinalizedBlock,
@@ -35,10 +40,12 @@ __all__ = [
     "decode_header",
     "decode_justification",
     "decode_node",
+    "dev_concat_root",
     "extrinsics_root",
     "header_hash",
     "precommit_message",
     "trie_root",
+    "verify_dev_concat",
     "verify_extrinsics",
     "verify_grandpa_justification",
     "verify_precommit_signature",

@@ -1,4 +1,5 @@
-"""A block body against its header's ``extrinsics_root`` (sp-trie ``ordered_trie_root``).
+"""A block body against its header's ``extrinsics_root`` (sp-trie ``ordered_trie_root``), and
+against chopsticks' development stand-in for it (``verify_dev_concat``).
 
 The root is the trie of ``Compact<u32>(index) -> extrinsic`` for the extrinsics in block order.
 The values are the opaque extrinsic bytes exactly as ``chain_getBlock`` serves them (with their
@@ -12,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from proofs.errors import HashMismatchError, MalformedEncodingError
-from proofs.substrate.scale import U32_MAX, encode_compact
+from proofs.hashing import blake2_256
+from proofs.substrate.scale import U32_MAX, ScaleReader, encode_compact
 from proofs.substrate.trie import trie_root
 
-__all__ = ["extrinsics_root", "verify_extrinsics"]
+__all__ = ["dev_concat_root", "extrinsics_root", "verify_dev_concat", "verify_extrinsics"]
 
 
 def extrinsics_root(extrinsics: Sequence[bytes], state_version: int = 0) -> bytes:
@@ -47,4 +49,30 @@ def verify_extrinsics(
         raise HashMismatchError(
             f"extrinsics hash to root {computed.hex()} (layout V{state_version}) but the header "
             f"commits to {extrinsics_root.hex()}; the body is not the one this header sealed"
+        )
+
+
+def dev_concat_root(extrinsics: Sequence[bytes]) -> bytes:
+    """What chopsticks writes as ``extrinsics_root``: blake2-256 of the concatenated extrinsics
+    as served. Not a real chain's commitment (``../shared/fixtures/substrate/README.md``)."""
+    return blake2_256(b"".join(extrinsics))
+
+
+def verify_dev_concat(extrinsics_root: bytes, extrinsics: Sequence[bytes]) -> None:
+    """Check a body against chopsticks' stand-in root. It binds the header to the body only
+    because every extrinsic carries its own compact length prefix, which makes the
+    concatenation prefix-free: so each prefix is checked first, or two bodies could concatenate
+    to the same bytes. Raises MalformedEncodingError or HashMismatchError."""
+    for index, extrinsic in enumerate(extrinsics):
+        reader = ScaleReader(extrinsic)
+        length = reader.compact(f"extrinsic {index} length")
+        if length != reader.remaining:
+            raise MalformedEncodingError(
+                f"extrinsic {index} announces {length} bytes but carries {reader.remaining}"
+            )
+    computed = dev_concat_root(extrinsics)
+    if computed != extrinsics_root:
+        raise HashMismatchError(
+            f"extrinsics concatenate to 0x{computed.hex()} but the header commits to "
+            f"0x{extrinsics_root.hex()} (dev-concat); the body is not the one this header sealed"
         )

@@ -195,3 +195,17 @@ def test_mutated_polkadot_header_decodes_strictly_or_is_refused(data: st.DataObj
     except MalformedEncodingError:
         return
     assert header_hash(bytes(raw)) != hx(block["hash"])
+
+
+def test_dev_concat_refuses_a_body_split_differently_into_the_same_bytes() -> None:
+    from proofs.substrate import dev_concat_root, verify_dev_concat  # noqa: PLC0415
+
+    first = encode_compact(3) + b"abc"
+    second = encode_compact(2) + b"de"
+    root = dev_concat_root([first, second])
+    verify_dev_concat(root, [first, second])
+    # The same bytes cut elsewhere: the root alone cannot tell, the length prefixes can.
+    with pytest.raises(MalformedEncodingError):
+        verify_dev_concat(root, [first[:-1], first[-1:] + second])
+    with pytest.raises(HashMismatchError):
+        verify_dev_concat(root, [second, first])
