@@ -45,6 +45,7 @@ __all__ = [
     "Submitter",
     "VerifiedMessage",
     "load_plugin",
+    "reload_plugins",
 ]
 
 ENTRY_POINT_GROUP = "relayer.chains"
@@ -140,7 +141,10 @@ class ChainReader(Protocol):
     cursor, detects reorgs below the confirmed head, finds the fork point, backs off and logs
     outages. Methods raise ``TransientChainError`` for an endpoint that fails, ``ProofError``
     for answers that do not hash together, and ``KeyError``/``TypeError``/``ValueError`` for
-    answers that are not what the endpoint's API promises; nothing is persisted on any of them."""
+    answers that are not what the endpoint's API promises; nothing is persisted on any of them,
+    and the follower tries again after a pause. Anything else, ``PermanentChainError`` included
+    (an endpoint serving another chain), stops the follower and with it the process: raise it
+    only for what an operator must fix."""
 
     #: the endpoint as it may be logged (no credentials)
     endpoint: str
@@ -159,7 +163,8 @@ class ChainReader(Protocol):
         ...
 
     async def wait_for_head(self, timeout: float) -> None:
-        """Until a new head is announced, or ``timeout`` seconds."""
+        """Until a new head is announced, or ``timeout`` seconds. Never raises (but on
+        cancellation): a broken subscription only means waiting the whole timeout."""
         ...
 
     async def confirmed_head(self) -> int:
@@ -344,6 +349,12 @@ class ChainPlugin(Protocol):
 @cache
 def _registry() -> dict[str, Any]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def reload_plugins() -> None:
+    """Look at the entry points again: for code that makes a family installable at run time
+    (a test putting a ``dist-info`` folder on ``sys.path``); the registry is read once."""
+    _registry.cache_clear()
 
 
 def load_plugin(kind: str) -> ChainPlugin:
