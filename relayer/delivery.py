@@ -417,8 +417,7 @@ class DeliveryWorker:
                 pending = self.in_flight[nonce]
                 try:
                     if nonce in self.unsent:
-                        await self.submitter.broadcast(pending)
-                        self.unsent.discard(nonce)
+                        await self._send_again(pending)
                     outcomes = await self.submitter.outcome(pending)
                 except (KeyError, TypeError, ValueError) as exc:
                     await self._outage(ChainError(f"garbage answer from the endpoint: {exc!r}"))
@@ -443,19 +442,19 @@ class DeliveryWorker:
                 elif time.time() - pending.signed_at > self.submit_timeout:
                     try:
                         await self._replace(pending)
-                    except ChainError as exc:
-                        # The endpoint failed, or refused the replacement: the original stays
-                        # in flight, and the next pass tries again (after a pause if the
-                        # endpoint is down). Never the worker's end.
+                    except (ChainError, KeyError, TypeError, ValueError) as exc:
+                        # The endpoint failed, or refused the replacement: what is in flight
+                        # stays, and the next try comes after a pause (a refusal for good, say
+                        # funds too low for the fee, must not be retried ten times a second).
+                        # Never the worker's end.
                         self.log.warning(
                             "submit.replace_failed",
                             nonce=nonce,
                             tx="0x" + pending.tx_hash.hex(),
                             error=str(exc),
                         )
-                        if exc.retryable:
-                            await self._outage(exc)
-                            break
+                        await self._outage(exc)
+                        break
                 elif _resend_due(self._sent.get(nonce)):
                     # Not mined yet: send the very same bytes again (the node answers "already
                     # known" if it has them). A node may drop a transaction that did not fit
@@ -468,6 +467,23 @@ class DeliveryWorker:
                         # settles it.
                         self.log.debug("submit.resend_failed", nonce=nonce, error=str(exc))
             await asyncio.sleep(self.poll_interval / 2)
+
+    async def _send_again(self, pending: PendingTx) -> None:
+        """Send a recorded transaction whose broadcast failed. Refused for good (the node will
+        not take these bytes), it is sent no more: a transaction already in the pool or mined
+        at its nonce settles its messages, and the replacement timeout handles the rest."""
+        try:
+            await self.submitter.broadcast(pending)
+        except ChainError as exc:
+            if exc.retryable:
+                raise
+            self.log.warning(
+                "submit.resend_refused",
+                nonce=pending.nonce,
+                tx="0x" + pending.tx_hash.hex(),
+                error=str(exc),
+            )
+        self.unsent.discard(pending.nonce)
 
     async def _requeue_above_gap(self) -> None:
         """After a nonce gap (a reorg or a node that lost our transaction): every transaction

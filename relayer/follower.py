@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from proofs import ProofError
-from relayer.errors import TransientChainError
+from relayer.errors import ChainError, TransientChainError
 from relayer.health import HEALTH
 from relayer.plugin import ChainReader, Observation, ObservationSink, load_plugin
-from relayer.retry import backoff_delay
+from relayer.retry import backoff_delay, describe_error
 from relayer.store import Cursor, Ledger
 
 if TYPE_CHECKING:
@@ -89,9 +89,16 @@ class Follower:
         while True:
             try:
                 progressed = await self.step(sink)
-            except TransientChainError as exc:
+            except ChainError as exc:
                 attempt += 1
                 HEALTH.failed(self.log, self.chain, endpoint, exc)
+                if not exc.retryable:
+                    # Something the operator must fix (an endpoint serving another chain, a
+                    # runtime the config does not describe): said at every try, a minute apart
+                    # at most, while this chain waits and every other chain goes on.
+                    self.log.error("chain.refused", endpoint=endpoint, error=describe_error(exc))
+                    await asyncio.sleep(backoff_delay(attempt, base=5.0, cap=60.0))
+                    continue
                 await asyncio.sleep(backoff_delay(attempt, base=0.5, cap=15.0))
                 continue
             except (KeyError, TypeError, ValueError) as exc:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from relayer.retry import describe_error
+
 __all__ = ["HEALTH", "EndpointHealth"]
 
 
@@ -21,7 +23,9 @@ class EndpointHealth:
         self._seen.add(key)
         if key not in self._down_since:
             self._down_since[key] = time.monotonic()
-            log.warning("chain.unavailable", chain=chain, endpoint=endpoint, error=str(error))
+            # describe_error: an endpoint's URL in an error text may carry its API key.
+            text = describe_error(error) if isinstance(error, BaseException) else error
+            log.warning("chain.unavailable", chain=chain, endpoint=endpoint, error=text)
 
     def succeeded(self, log: Any, chain: str, endpoint: str) -> None:
         self._seen.add((chain, endpoint))

@@ -52,10 +52,18 @@ class SubstrateChainConfig(BaseModel):
     max_in_flight: int = Field(default=4, gt=0, le=64)
     #: the tip offered with each delivery, in the chain's smallest unit
     tip: int = Field(default=0, ge=0)
+    #: the highest tip a replacement may offer (each raises it 25%); never exceeded
+    max_tip: int = Field(default=10**10, ge=0)
     #: the key that signs deliveries to this chain: an encrypted keypair JSON
     #: ({ keystore = ..., password_env = ... }) or, on a dev chain only, { env = ... } holding
     #: a dev URI such as //Alice
     submitter_key: KeyRef | None = None
+
+    @model_validator(mode="after")
+    def _tip_below_cap(self) -> SubstrateChainConfig:
+        if self.tip > self.max_tip:
+            raise ValueError(f"tip {self.tip} is above max_tip ({self.max_tip})")
+        return self
 
     @model_validator(mode="after")
     def _dev_only(self) -> SubstrateChainConfig:

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 import structlog
 
@@ -24,17 +23,24 @@ from chains.substrate.evidence import (
     verify_body,
     verify_header,
 )
-from chains.substrate.extrinsic import extra_layout
+from chains.substrate.extrinsic import UnsupportedExtensionError, extra_layout
 from chains.substrate.observation import build_observation, decode_calls
-from chains.substrate.remark import Dispatch, RemarkError, decode_remark, is_ours
-from chains.substrate.rpc import Block, RemarkedEvent, SubstrateRpc
+from chains.substrate.remark import (
+    Dispatch,
+    RemarkError,
+    UnknownRemarkKindError,
+    UnknownRemarkVersionError,
+    decode_remark,
+    is_ours,
+)
+from chains.substrate.rpc import Block, RemarkedEvent, SubstrateRpc, redact_url
 from proofs.errors import ProofError
 from proofs.hashing import blake2_256
-from relayer.errors import PermanentChainError, TransientChainError
+from relayer.errors import ChainError, PermanentChainError, TransientChainError
 from relayer.plugin import CursorView, Observation, Span
 from relayer.retry import backoff_delay
 
-__all__ = ["SubstrateReader", "redact"]
+__all__ = ["SubstrateReader"]
 
 # Blocks read per span: chopsticks makes a block per extrinsic, so spans are mostly empty.
 _SPAN = 64
@@ -42,10 +48,9 @@ _SPAN = 64
 _CONCURRENCY = 8
 
 
-def redact(url: str) -> str:
-    """Scheme, host and port: endpoint URLs carry API keys in their path or query."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+class _OperatorError(PermanentChainError):
+    """What retrying cannot fix, only the operator: the endpoint serves another chain, the
+    runtime is not the one the config describes, a remark format this build cannot read."""
 
 
 class SubstrateReader:
@@ -66,13 +71,15 @@ class SubstrateReader:
         self.domain = domain
         self.config = config
         self.url = url
-        self.endpoint = redact(url)
+        self.endpoint = redact_url(url)
         self.start_block = config.start_block
         self.poll_interval = config.poll_interval
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self.warm = warm
         self._layout, self._calls = decode_calls(config)
         self._rpc: SubstrateRpc | None = None
+        # The runtime version _check last approved: an upgrade while connected is checked too.
+        self._checked_spec: int | None = None
         self._stack: contextlib.AsyncExitStack | None = None
         self._head = asyncio.Event()
         self._limit = asyncio.Semaphore(_CONCURRENCY)
@@ -98,24 +105,32 @@ class SubstrateReader:
         decodes extrinsics for."""
         name = await rpc.system_chain()
         if name != self.config.system_chain:
-            raise PermanentChainError(
+            raise _OperatorError(
                 f"chain `{self.chain}`: endpoint {self.endpoint} serves system_chain {name!r}, "
                 f"the config says {self.config.system_chain!r}; point rpc at the right node"
             )
-        signing = (await rpc.runtime()).signing
-        layout = tuple(field.value for field in extra_layout(signing))
+        runtime = await rpc.runtime()
+        signing = runtime.signing
+        try:
+            layout = tuple(field.value for field in extra_layout(signing))
+        except UnsupportedExtensionError as exc:
+            raise _OperatorError(
+                f"chain `{self.chain}`: {exc}; this relayer cannot read this runtime's "
+                "extrinsics (upgrade the relayer)"
+            ) from exc
         if (
             signing.remark_with_event != self.config.remark_with_event_call
             or signing.batch_all != self.config.batch_all_call
             or layout != self.config.signed_extra
         ):
             batch_all = list(signing.batch_all) if signing.batch_all else "none"
-            raise PermanentChainError(
+            raise _OperatorError(
                 f"chain `{self.chain}`: the runtime's calls or signed extensions differ from "
                 f"the config; write remark_with_event_call = {list(signing.remark_with_event)}, "
                 f"batch_all_call = {batch_all}, signed_extra = {list(layout)} "
                 "(after checking the runtime upgrade is the one you expect)"
             )
+        self._checked_spec = runtime.spec_version
 
     async def _drop(self) -> None:
         stack, self._rpc, self._stack = self._stack, None, None
@@ -124,13 +139,27 @@ class SubstrateReader:
                 await stack.aclose()
 
     async def _call(self, operation: Callable[[SubstrateRpc], Any]) -> Any:
+        """``operation`` on a connected client. What the follower cannot tell apart from an
+        endpoint failing (an error answer, an event list that does not decode) comes out as
+        ``TransientChainError``, so that the chain waits and tries again, never stops the
+        process; a proof failure stays a ``ProofError``."""
         rpc = await self._client()
         try:
             return await operation(rpc)
-        except TransientChainError:
+        except (ProofError, KeyError, TypeError, ValueError, asyncio.CancelledError):
+            raise
+        except ChainError as exc:
             # The next call connects again: a dropped websocket is not coming back by itself.
             await self._drop()
-            raise
+            if exc.retryable or isinstance(exc, _OperatorError):
+                raise
+            raise TransientChainError(f"chain `{self.chain}`: {exc}") from exc
+        except Exception as exc:
+            await self._drop()
+            raise TransientChainError(
+                f"chain `{self.chain}`: {self.endpoint} answered something that does not decode "
+                f"({type(exc).__name__}: {exc}); will retry"
+            ) from exc
 
     async def close(self) -> None:
         await self._drop()
@@ -185,6 +214,8 @@ class SubstrateReader:
 
     async def read(self, start: int, end: int, *, after: bytes) -> Span:
         async def run(rpc: SubstrateRpc) -> Span:
+            if (await rpc.runtime()).spec_version != self._checked_spec:
+                await self._check(rpc)  # a runtime upgrade: still the one the config describes?
             found = await asyncio.gather(*(self._block(rpc, n) for n in range(start, end + 1)))
             end_hash = await rpc.block_hash(end)
             if end_hash is None:
@@ -248,6 +279,10 @@ class SubstrateReader:
                 continue  # somebody else's remark: not ours to mention
             try:
                 parsed = decode_remark(remark)
+            except (UnknownRemarkVersionError, UnknownRemarkKindError) as exc:
+                # Ours, from a newer sender: skipping it would lose it for good. The chain
+                # waits here (retried, logged) until this relayer can read it.
+                raise _OperatorError(f"chain `{self.chain}`: block {number}: {exc}") from exc
             except RemarkError as exc:
                 self._ignored(number, index, str(exc))
                 continue

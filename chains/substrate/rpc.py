@@ -51,6 +51,7 @@ __all__ = [
     "RpcError",
     "SubstrateRpc",
     "pool_refusal",
+    "redact_url",
 ]
 
 # twox128("System") ++ twox128("Events"): a storage key fixed by FRAME, so no hasher needed.
@@ -85,7 +86,8 @@ class PoolRefusal(Enum):
     NONCE_USED = "nonce_used"  # 1010 Stale ("Transaction is outdated"): the nonce is spent
     PRIORITY_TOO_LOW = "priority_too_low"  # 1014: another extrinsic holds the nonce, higher tip
     INVALID = "invalid"  # any other 1010: bad signature, cannot pay, bad call...
-    TEMPORARY = "temporary"  # 1011 unknown validity, 1012 banned for now, 1016 dropped
+    BANNED = "banned"  # 1012: this very hash is banned for now (the pool just included it)
+    TEMPORARY = "temporary"  # 1011 unknown validity, 1016 dropped
 
 
 class RpcError(ChainError):
@@ -208,6 +210,8 @@ def pool_refusal(code: int, message: Any, data: Any) -> PoolRefusal | None:
         return PoolRefusal.ALREADY_IMPORTED
     if code == _POOL_TOO_LOW_PRIORITY:
         return PoolRefusal.PRIORITY_TOO_LOW
+    if code == _POOL_TEMPORARILY_BANNED:
+        return PoolRefusal.BANNED
     if code in _TRANSIENT_POOL_CODES:
         return PoolRefusal.TEMPORARY
     if code == _POOL_INVALID_TX:
@@ -326,6 +330,15 @@ def _account_bytes(value: str) -> bytes:
     return _unhex(ss58_decode(value))
 
 
+def redact_url(url: str) -> str:
+    """Scheme, host and port: endpoint URLs carry API keys in their path, query or userinfo."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    return f"{head}{sep}{host}"
+
+
 class SubstrateRpc:
     """One WebSocket connection to one node. Use ``async with SubstrateRpc.connect(...)``.
 
@@ -355,10 +368,12 @@ class SubstrateRpc:
     async def connect(
         cls, url: str, *, chain: str, timeout: float = _DEFAULT_TIMEOUT_S
     ) -> AsyncIterator[SubstrateRpc]:
-        with _map_errors(chain, url, "connect"):
+        # Every message names the endpoint without what may be an API key in the URL.
+        endpoint = redact_url(url)
+        with _map_errors(chain, endpoint, "connect"):
             async with asyncio.timeout(timeout):
                 connection = await connect(url, max_size=_MAX_FRAME, ping_interval=None)
-        client = cls(connection, chain=chain, endpoint=url, timeout=timeout)
+        client = cls(connection, chain=chain, endpoint=endpoint, timeout=timeout)
         try:
             yield client
         finally:
@@ -377,8 +392,10 @@ class SubstrateRpc:
         self._reader.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
-        await self._ws.close()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        try:
+            await self._ws.close()
+        finally:
+            self._executor.shutdown(wait=False, cancel_futures=True)
 
     async def _read(self) -> None:
         error: BaseException = ConnectionError("connection closed")
@@ -386,6 +403,11 @@ class SubstrateRpc:
             async for frame in self._ws:
                 self._dispatch(json.loads(frame))
         except websockets.exceptions.ConnectionClosed as exc:
+            error = exc
+        except Exception as exc:  # noqa: BLE001  (a frame that is not JSON-RPC: the same end)
+            # An endpoint that sends garbage is an endpoint gone: every waiting call fails now
+            # (and the client reconnects), rather than the reader dying with the error and
+            # close() re-raising it, which leaked the socket and the decoding thread.
             error = exc
         finally:
             failure = TransientChainError(

@@ -3,7 +3,8 @@ account per delivery, ``Utility.batch_all`` of ``System.remark_with_event(delive
 (a lone ``remark_with_event`` for a single message).
 
 No runtime pallet receives these messages, so nothing on chain refuses a replay: "delivered"
-means a finalized ``System.Remarked`` event of a delivery remark, from any account, and the
+means a finalized ``System.Remarked`` event of a delivery remark from this relayer's account
+(the account consumers trust: anyone can write a remark), and the
 only replay protection is this submitter's index of such events (``delivered_flags``), built
 from the finalized blocks it has scanned. Deliveries are idempotent per message id only as far
 back as that index reaches.
@@ -41,7 +42,7 @@ from chains.substrate.extrinsic import (
 from chains.substrate.keys import Sr25519Keypair
 from chains.substrate.remark import Delivery as DeliveryRemark
 from chains.substrate.remark import RemarkError, decode_remark, encode_delivery, is_ours
-from chains.substrate.rpc import PoolRefusal, RpcError, SubstrateRpc
+from chains.substrate.rpc import PoolRefusal, RpcError, SubstrateRpc, redact_url
 from proofs.errors import MalformedEncodingError
 from proofs.hashing import blake2_256
 from proofs.substrate.scale import ScaleReader
@@ -72,6 +73,9 @@ _ADDRESS_ID = 0x00
 _ACCOUNT_LEN = 32
 _BROADCAST_ANSWERS = {
     PoolRefusal.ALREADY_IMPORTED: BroadcastResult.ACCEPTED,
+    # The pool bans the hash of an extrinsic it has just included (30 minutes by default): a
+    # resend after a restart must not read as an outage. outcome() settles it either way.
+    PoolRefusal.BANNED: BroadcastResult.ACCEPTED,
     PoolRefusal.NONCE_USED: BroadcastResult.NONCE_USED,
     PoolRefusal.PRIORITY_TOO_LOW: BroadcastResult.FEE_TOO_LOW,
 }
@@ -116,15 +120,6 @@ class _Included:
     remarked: frozenset[bytes]
 
 
-def _redact(url: str) -> str:
-    # Endpoint URLs often carry an API key (in the path, the query or user:password@): log
-    # scheme, host and port only.
-    head, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    return f"{head}{sep}{rest.split('/', 1)[0].split('?', 1)[0].rpartition('@')[2]}"
-
-
 def _signer_of(extrinsic: bytes) -> bytes | None:
     """The account that signed a v4 extrinsic with a ``MultiAddress::Id``; None otherwise."""
     try:
@@ -162,7 +157,7 @@ class SubstrateSubmitter:
         self.chain = chain_name
         self.config = config
         self.signer = signer
-        self.endpoint = _redact(config.rpc)
+        self.endpoint = redact_url(config.rpc)
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self._scan_window = scan_window
         # What the decoder expects, from the config (checked against the node at connect).
@@ -180,7 +175,8 @@ class SubstrateSubmitter:
         self._scanning = asyncio.Lock()
         # Inclusive range of finalized block numbers indexed so far; None before the first scan.
         self._scanned: tuple[int, int] | None = None
-        # Message id -> block of its first delivery remark with a Remarked event (any sender).
+        # Message id -> block of its first delivery remark with a Remarked event, from our own
+        # account (the one consumers trust; README "Substrate chains").
         self._delivered: dict[bytes, int] = {}
         # Our extrinsics (signed by ``signer``) found in scanned blocks, by hash. Kept for the
         # life of the process: about 150 bytes per delivery extrinsic.
@@ -282,8 +278,8 @@ class SubstrateSubmitter:
     # --- the delivered index -------------------------------------------------------------------
 
     async def delivered_flags(self, message_ids: Sequence[bytes]) -> list[bool]:
-        """Which ids a finalized delivery remark (from any account) carried, as far back as the
-        index reaches (``SCAN_WINDOW``)."""
+        """Which ids a finalized delivery remark from this relayer's account carried, as far
+        back as the index reaches (``SCAN_WINDOW``)."""
         await self._call(self._scan)
         return [mid in self._delivered for mid in message_ids]
 
@@ -354,8 +350,12 @@ class SubstrateSubmitter:
             signer = _signer_of(extrinsic)
             if signer is None:
                 continue
-            if signer == self.signer.address:
-                ours[index] = blake2_256(extrinsic)
+            if signer != self.signer.address:
+                # Only this relayer's account delivers: a delivery remark anyone can write
+                # would otherwise mark a message delivered (and keep us from delivering it) for
+                # the price of one remark, while consumers trust our account's remarks only.
+                continue
+            ours[index] = blake2_256(extrinsic)
             try:
                 decoded = decode_remark_extrinsic(extrinsic, self._layout, self._calls)
             except MalformedEncodingError:
@@ -453,14 +453,16 @@ class SubstrateSubmitter:
             self.release_nonce(nonce)  # nothing was signed: the next batch takes it
             raise
 
-    def bump(self, pending: SignedDelivery) -> SignedDelivery:
-        """The same remarks at the same nonce with the tip raised 25% (at least by 1). There is
-        no tip cap: a bump is always possible."""
+    def bump(self, pending: SignedDelivery) -> SignedDelivery | None:
+        """The same remarks at the same nonce with the tip raised 25% (at least by 1); None
+        when that would pass ``max_tip``."""
         if self._context is None:
             raise TransientChainError(
                 f"chain `{self.chain}`: not connected to {self.endpoint} yet; cannot re-sign"
             )
         tip = max(math.ceil(pending.tip * _BUMP_NUM / _BUMP_DEN), pending.tip + 1)
+        if tip > self.config.max_tip:
+            return None
         return self._sign(
             self._context,
             nonce=pending.nonce,

@@ -29,12 +29,19 @@ def _start(target: str) -> ChainHarness:
 def harness(request: pytest.FixtureRequest) -> Iterator[ChainHarness]:
     """One running chain of the family, shared by the module's tests (chains take seconds to
     start); every test sends messages of its own."""
-    if request.param == "fake":
+    fake = request.param == "fake"
+    if fake:
         from tests.conformance.fake import register  # noqa: PLC0415
 
         register()  # its entry point lives in its own folder, not in pyproject.toml
-    started = _start(FAMILIES[request.param])
     try:
-        yield started
+        started = _start(FAMILIES[request.param])
+        try:
+            yield started
+        finally:
+            started.close()
     finally:
-        started.close()
+        if fake:
+            from tests.conformance.fake import unregister  # noqa: PLC0415
+
+            unregister()  # later tests see the installed families only

@@ -166,6 +166,7 @@ async def test_a_restarted_submitter_resumes_a_recorded_bumped_extrinsic(
     batch = deliveries(3)
     first = await submitter.prepare(batch)
     bumped = submitter.bump(first)
+    assert bumped is not None
     assert bumped.nonce == first.nonce and bumped.tip == first.tip + 1
     assert bumped.hashes == (first.tx_hash, bumped.tx_hash)
     raw = bumped.encode()  # what the ledger holds; the process dies before the broadcast

@@ -721,3 +721,47 @@ def test_local_key_signatures_recover_to_its_address_and_match_eth_account() -> 
         Account.from_key(ANVIL_KEYS[5]).sign_message(encode_defunct(primitive=digest)).signature
     )
     assert signature == bytes(reference)  # RFC 6979: the same deterministic signature
+
+
+# --- substrate chains ----------------------------------------------------------------------------
+
+DOT = f"""
+[[chains]]
+name = "dot-a"
+type = "substrate"
+domain = 3000
+rpc = "ws://127.0.0.1:9944"
+system_chain = "dot-a"
+submitter_key = {{ env = "RELAYER_KEY_DOT_A" }}
+  [chains.committee]
+  attesters = [{A5}, {A6}, {A7}]
+  threshold = 2
+"""
+
+
+def test_a_dev_uri_is_refused_as_the_key_of_a_chain_not_marked_dev(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, BASE + DOT, {**DEV_ENV, "RELAYER_KEY_DOT_A": "//Alice"})
+    assert 'chains[name="dot-a"].submitter_key' in message
+    assert "dev = true" in message
+    # The same key on a chain marked dev = true is accepted, with the dev warnings.
+    path = _write(
+        tmp_path, BASE + DOT.replace('system_chain = "dot-a"', 'system_chain = "dot-a"\ndev = true')
+    )
+    warnings = check_config(_load(path), env={**DEV_ENV, "RELAYER_KEY_DOT_A": "//Alice"})
+    assert any("dev = true" in w for w in warnings)
+
+
+def test_dev_concat_is_refused_on_a_chain_not_marked_dev(tmp_path: Path) -> None:
+    text = BASE + DOT.replace(
+        'system_chain = "dot-a"', 'system_chain = "dot-a"\nextrinsics_commitment = "dev-concat"'
+    )
+    path = _write(tmp_path, text)
+    with pytest.raises(ConfigError, match="dev-concat") as info:
+        _load(path)
+    assert 'chains[name="dot-a"]' in str(info.value)
+
+
+def test_a_substrate_chain_takes_websocket_endpoints_only(tmp_path: Path) -> None:
+    text = BASE + DOT.replace('rpc = "ws://127.0.0.1:9944"', 'rpc = "http://127.0.0.1:9944"')
+    with pytest.raises(ConfigError, match=r'chains\[name="dot-a"\]\.rpc'):
+        _load(_write(tmp_path, text))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -270,7 +271,7 @@ async def test_rejected_message_never_moves_on(h: Harness) -> None:
     # A quorum of signatures in the store does not attest it ...
     h.attest(COMMITTEE_KEYS[0], record)
     h.attest(COMMITTEE_KEYS[1], record)
-    await run_collector(h, until=lambda: False, rounds=20)
+    await run_collector(h, until=_never, rounds=20)
     # ... and neither does seeing it again.
     await h.core.accept([forged])
     assert h.record(record.id).state is State.REJECTED
@@ -524,14 +525,25 @@ async def test_garbage_file_in_the_store_is_ignored(h: Harness, content: bytes) 
     assert len(h.record(record.id).signatures) == 2
 
 
-async def run_collector(h: Harness, *, until: Any, rounds: int = 200) -> None:
-    """Run ``collect_attestations`` for at most ``rounds`` loop turns, or until ``until()``."""
+def _never() -> bool:
+    return False
+
+
+async def run_collector(
+    h: Harness, *, until: Any, rounds: int = 200, timeout: float = 20.0
+) -> None:
+    """Run ``collect_attestations`` until ``until()``, for at least ``rounds`` loop turns and
+    at most ``timeout`` seconds: the collector looks quorums up in a worker thread, which on a
+    loaded machine takes more turns than an idle one (a bound in turns alone was flaky)."""
     task = asyncio.create_task(h.core.collect_attestations(interval=0.005))
+    deadline = time.monotonic() + timeout
     try:
-        for _ in range(rounds):
+        turns = 0
+        while turns < rounds or (time.monotonic() < deadline and until is not _never):
             if until():
                 return
-            await asyncio.sleep(0)
+            turns += 1
+            await asyncio.sleep(0 if turns < rounds else 0.005)
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -583,7 +595,7 @@ async def test_messages_long_short_of_a_quorum_do_not_hide_newer_ones(
 async def test_messages_short_of_a_quorum_for_a_moment_are_not_postponed(h: Harness) -> None:
     await h.core.accept(genuine())
     records = h.ledger.in_state(State.VERIFIED)
-    await run_collector(h, until=lambda: False, rounds=50)
+    await run_collector(h, until=_never, rounds=50)
     assert [h.record(r.id).next_attempt_at for r in records] == [r.next_attempt_at for r in records]
     assert h.log.named("attestations.stalled") == []
 

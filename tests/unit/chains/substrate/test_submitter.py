@@ -124,7 +124,7 @@ def test_the_pending_record_survives_encoding() -> None:
         (1010, "Invalid Transaction", "Transaction has a bad signature", PoolRefusal.INVALID),
         (1010, "Invalid Transaction", "Inability to pay some fees", PoolRefusal.INVALID),
         (1011, "Unknown Transaction Validity", None, PoolRefusal.TEMPORARY),
-        (1012, "Transaction is temporarily banned", None, PoolRefusal.TEMPORARY),
+        (1012, "Transaction is temporarily banned", None, PoolRefusal.BANNED),
         (1016, "Immediately Dropped", None, PoolRefusal.TEMPORARY),
         (-32601, "Method not found", None, None),
     ],
@@ -141,6 +141,7 @@ def test_pool_errors_are_classified_by_code_and_reason(
         (TransientRpcError("", 1013, None, PoolRefusal.ALREADY_IMPORTED), BroadcastResult.ACCEPTED),
         (TransientRpcError("", 1010, None, PoolRefusal.NONCE_USED), BroadcastResult.NONCE_USED),
         (TransientRpcError("", 1014, None, PoolRefusal.PRIORITY_TOO_LOW), BroadcastResult.FEE_TOO_LOW),  # noqa: E501
+        (TransientRpcError("", 1012, None, PoolRefusal.BANNED), BroadcastResult.ACCEPTED),
         (None, BroadcastResult.ACCEPTED),
     ],
 )  # fmt: skip
@@ -168,14 +169,23 @@ def test_a_bump_re_signs_the_same_remarks_at_the_same_nonce_with_a_higher_tip() 
     sub = submitter()
     first = signed(sub, tip=0)
     second = sub.bump(first)
+    assert second is not None
     third = sub.bump(second)
     big = sub.bump(signed(sub, tip=1000))
+    assert third is not None and big is not None
     assert (second.tip, third.tip, big.tip) == (1, 2, 1250)
     assert second.nonce == third.nonce == first.nonce
     assert (second.remarks, second.message_ids) == (first.remarks, first.message_ids)
     assert third.hashes == (first.tx_hash, second.tx_hash, third.tx_hash)
     assert third.signed_after == first.signed_after
     assert len({first.tx_hash, second.tx_hash, third.tx_hash}) == 3
+
+
+def test_a_bump_never_offers_more_than_max_tip() -> None:
+    sub = submitter(tip=80, max_tip=100)
+    bumped = sub.bump(signed(sub, tip=80))
+    assert bumped is not None and bumped.tip == 100
+    assert sub.bump(bumped) is None  # 125 would pass the cap
 
 
 def test_the_signature_covers_the_payload_the_runtime_checks() -> None:
