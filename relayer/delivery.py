@@ -516,6 +516,9 @@ class DeliveryWorker:
         if await self.submitter.resync_nonce(at_least=0) < pending.nonce:
             await self._requeue_above_gap()
             return
+        # That read may have set the next nonce below ours still in flight (recorded, not yet
+        # in the node's count): the next batch must not take one of them.
+        await self.submitter.resync_nonce(at_least=max(self.in_flight, default=-1) + 1)
         bumped = self.submitter.bump(pending)
         if bumped is None:
             self.log.warning("submit.stuck_at_fee_cap", nonce=pending.nonce)
@@ -589,7 +592,13 @@ class DeliveryWorker:
         undelivered = [o for o in outcomes if not o.delivered]
         if not undelivered:
             return
-        flags = await self.submitter.delivered_flags([o.message_id for o in undelivered])
+        try:
+            flags = await self.submitter.delivered_flags([o.message_id for o in undelivered])
+        except (ChainError, KeyError, TypeError, ValueError) as exc:
+            # Unknown for now: back to the queue, where the next check asks again before
+            # anything is signed (and the destination refuses a replay). Never the worker's end.
+            self.log.warning("submit.settle_unknown", nonce=pending.nonce, error=str(exc))
+            flags = [False] * len(undelivered)
         for outcome, done in zip(undelivered, flags, strict=True):
             if done:
                 self.ledger.transition(

@@ -15,7 +15,7 @@ import pytest
 
 from relayer.delivery import DeliveryWorker
 from relayer.errors import PermanentChainError, TransientChainError
-from relayer.plugin import BroadcastResult, Delivery
+from relayer.plugin import BroadcastResult, Delivery, DeliveryOutcome
 from relayer.store import Ledger, State
 from tests.unit.relayer.test_delivery_recovery import (
     SETTINGS,
@@ -224,15 +224,26 @@ def test_an_unmined_transaction_is_sent_again_soon_then_ever_less_often() -> Non
 class ReorgingSubmitter(BatchSubmitter):
     """While the batches are simulated, an origin reorg sends one message back to OBSERVED."""
 
-    def __init__(self, led: Ledger, moved: bytes) -> None:
+    def __init__(self, led: Ledger, moved: bytes, batches: int = 2) -> None:
         super().__init__()
         self.led, self.moved = led, moved
         self.released: list[int] = []
+        # The simulations of one pass end together, so that their batches are signed as one
+        # group (on a loaded machine one could otherwise end a loop turn before the other,
+        # and its batch rightly go out alone).
+        self._batches, self._arrived = batches, 0
+        self._together = asyncio.Event()
 
     async def simulate(self, deliveries: Sequence[Delivery]) -> list[bool]:
         flags = await super().simulate(deliveries)
+        self._arrived += 1
+        if self._arrived % self._batches == 0:
+            self._together.set()
+        await self._together.wait()
         if self.led.states([self.moved])[self.moved] is State.ATTESTED:
             self.led.reobserve(self.moved, block_number=11, block_hash=b"\x0b" * 32, evidence=b"e")
+        if self._arrived % self._batches == 0:
+            self._together = asyncio.Event()  # the next pass waits for its own batches
         return flags
 
     def release_nonce(self, nonce: int) -> None:
@@ -309,3 +320,25 @@ async def test_a_replacement_that_cannot_be_sent_does_not_end_the_worker(tmp_pat
         # The replacement is recorded: it goes to the node again once the endpoint answers.
         assert w.in_flight[0].tx_hash == b"\xbb" * 32
         assert 0 in w.unsent
+
+
+async def test_settling_when_the_endpoint_cannot_say_what_was_delivered_requeues(
+    tmp_path: Path,
+) -> None:
+    class Unreachable(BatchSubmitter):
+        async def delivered_flags(self, ids: Sequence[bytes]) -> list[bool]:
+            raise TransientChainError("connection refused")
+
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        ids = attested(led, range(3))
+        submitter = Unreachable()
+        w = worker(led, submitter)
+        await submit(w, led)
+        pending = w.in_flight.pop(0)
+        outcomes = [
+            DeliveryOutcome(mid, delivered=False, tx_hash=b"\x01" * 32, error="skipped")
+            for mid in pending.message_ids
+        ]
+        await w._settle(pending, outcomes)  # must not raise
+        assert set(led.states(ids).values()) == {State.ATTESTED}
+        assert "submit.settle_unknown" in w.log.events  # type: ignore[attr-defined]
