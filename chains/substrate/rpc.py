@@ -238,11 +238,19 @@ class _Runtime:
         body = next(iter(metadata.value[1].values()))
         types = {entry["id"]: entry["type"]["def"] for entry in body["types"]["types"]}
         pallets = {pallet["name"]: pallet for pallet in body["pallets"]}
-        self._events_type = next(
-            entry["type"]["Plain"]
-            for entry in pallets["System"]["storage"]["entries"]
-            if entry["name"] == "Events"
+        events_type = next(
+            (
+                entry["type"]["Plain"]
+                for entry in pallets["System"]["storage"]["entries"]
+                if entry["name"] == "Events"
+            ),
+            None,
         )
+        # A StopIteration must not leave here: asyncio cannot carry it through a future, and
+        # the await on this constructor would hang instead of failing.
+        if events_type is None:
+            raise ValueError("the runtime metadata has no System.Events storage entry")
+        self._events_type = events_type
 
         def call_index(pallet: str, call: str) -> tuple[int, int] | None:
             if pallet not in pallets or not pallets[pallet].get("calls"):
@@ -490,8 +498,12 @@ class SubstrateRpc:
         return PermanentRpcError(text, code, data)
 
     async def _offload(self, what: str, function: Any, *args: Any) -> Any:
+        # Bounded like every network call: decoding a runtime's metadata takes seconds, a
+        # wedged decoder must not hold its caller for ever.
         with _map_errors(self.chain, self.endpoint, what):
-            return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
+            async with asyncio.timeout(max(self.timeout, 60.0)):
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(self._executor, function, *args)
 
     # -- reads ------------------------------------------------------------------------------
 
