@@ -83,6 +83,9 @@ class Attester:
                 group.create_task(
                     watcher.run(self._sink(origin)), name=f"attest:{self.name}:{origin.name}"
                 )
+            self.log.info(
+                "attester.started", signer=self.key.checksum_address, origins=self.spec.origins
+            )
 
     def _sink(self, origin: ChainConfig) -> Any:
         plugin = load_plugin(origin.type)

@@ -87,9 +87,13 @@ def test_sigterm_stops_every_process_cleanly(devnet_factory: Callable[..., Devne
     devnet = devnet_factory()
     devnet.start_attesters(["att-1"])
     devnet.start_daemon()
+    # Both up (their signal handlers installed) before they are stopped: on a loaded machine
+    # the attester may still be importing when the daemon has started.
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if any(e.get("event") == "relayer.started" for e in _events(devnet, "relayer")):
+        if any(e.get("event") == "relayer.started" for e in _events(devnet, "relayer")) and any(
+            e.get("event") == "attester.started" for e in _events(devnet, "att-1")
+        ):
             break
         time.sleep(0.1)
     for name, role in (("relayer", "relayer"), ("att-1", "attester")):
