@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import pytest
-
-from chains.substrate.chopsticks import chopsticks_binary, find_kusama_spec
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.devnet import SUBMITTER_URI, SubstrateDevChain
 from proofs.hashing import keccak256
@@ -19,6 +15,7 @@ from relayer.message import Message
 from relayer.plugin import Delivery
 from tests.conformance.harness import ORIGIN_DOMAIN, PEER_DOMAIN
 from tests.e2e.proxy import TcpProxy
+from tests.integration.chopsticks import require_chopsticks
 from tests.integration.substrate_proxy import WsRpcProxy
 
 _NAME = "kit-substrate"
@@ -37,11 +34,7 @@ class SubstrateHarness:
     kind = "substrate"
 
     def __init__(self) -> None:
-        if find_kusama_spec() is None or chopsticks_binary() is None:
-            reason = "no kusama chain spec or no chopsticks in node_modules (run `make setup`)"
-            if os.environ.get("CI") == "true":
-                pytest.fail(reason)
-            pytest.skip(reason)
+        require_chopsticks()
         self.dev = SubstrateDevChain(_NAME, ORIGIN_DOMAIN)
         try:
             self.proxy = TcpProxy(self.dev.node.port)

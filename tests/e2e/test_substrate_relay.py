@@ -5,7 +5,6 @@ is not a message is ignored with a reason; a lying endpoint and a kill -9 lose n
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -14,12 +13,12 @@ from typing import Any
 import pytest
 
 from chains.evm.devnet import Devnet
-from chains.substrate.chopsticks import chopsticks_binary, find_kusama_spec
 from chains.substrate.devnet import SENDER_URI
 from chains.substrate.keys import Sr25519Keypair
 from chains.substrate.remark import encode_dispatch
 from relayer.message import Message
 from tests.e2e.substrate import DOT_A_DOMAIN, config_with_dot_a
+from tests.integration.chopsticks import require_chopsticks
 from tests.integration.substrate_proxy import WsRpcProxy
 
 pytestmark = pytest.mark.slow
@@ -27,11 +26,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(autouse=True)
 def _chopsticks() -> None:
-    if find_kusama_spec() is None or chopsticks_binary() is None:
-        reason = "no kusama chain spec or no chopsticks in node_modules (run `make setup`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(reason)
-        pytest.skip(reason)
+    require_chopsticks()
 
 
 def _log_events(devnet: Devnet, name: str = "relayer") -> list[dict[str, Any]]:

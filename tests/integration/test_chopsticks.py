@@ -8,11 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from chains.substrate.chopsticks import (
-    SHARED_SPEC,
-    SHIPPED_SPEC,
     ChopsticksNode,
-    chopsticks_binary,
-    find_kusama_spec,
     start_chopsticks,
 )
 from chains.substrate.evidence import RemarkCalls, extract_remark, verify_body, verify_header
@@ -22,24 +18,16 @@ from chains.substrate.remark import Dispatch, decode_remark, encode_dispatch
 from chains.substrate.rpc import SubstrateRpc
 from proofs.hashing import blake2_256
 from relayer.message import Message
+from tests.integration.chopsticks import require_chopsticks
 
 pytestmark = pytest.mark.slow
 
 CHAIN = "xrly-substrate-a"
 
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="session")
 def chopsticks() -> Iterator[ChopsticksNode]:
-    if find_kusama_spec() is None:
-        _skip_or_fail(f"no kusama chain spec at {SHARED_SPEC} or {SHIPPED_SPEC}")
-    if chopsticks_binary() is None:
-        _skip_or_fail("chopsticks is not in node_modules: run `make setup`")
+    require_chopsticks()
     node = start_chopsticks(chain_name=CHAIN)
     try:
         yield node
@@ -91,8 +79,7 @@ async def test_tagged_remark_is_found_verified_and_decoded(chopsticks: Chopstick
 
 
 def test_stop_leaves_no_process_behind() -> None:
-    if find_kusama_spec() is None or chopsticks_binary() is None:
-        _skip_or_fail("no kusama chain spec or no chopsticks in node_modules")
+    require_chopsticks()
     node = start_chopsticks(chain_name="xrly-stop-check")
     assert node.started_in_s > 0
     assert node.rss_bytes() > 0

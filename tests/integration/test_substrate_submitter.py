@@ -5,7 +5,6 @@ DeliveryWorker takes attested messages to DELIVERED."""
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -15,11 +14,7 @@ from typing import Any, TypeVar
 import pytest
 
 from chains.substrate.chopsticks import (
-    SHARED_SPEC,
-    SHIPPED_SPEC,
     ChopsticksNode,
-    chopsticks_binary,
-    find_kusama_spec,
     start_chopsticks,
 )
 from chains.substrate.config import SubstrateChainConfig
@@ -37,6 +32,7 @@ from relayer.errors import PermanentChainError, TransientChainError
 from relayer.message import Message
 from relayer.plugin import BroadcastResult, Delivery, DeliverySettings
 from relayer.store import Ledger, ObservedRow, State
+from tests.integration.chopsticks import require_chopsticks
 from tests.integration.substrate_proxy import WsRpcProxy
 
 pytestmark = pytest.mark.slow
@@ -46,18 +42,9 @@ ORIGIN, DESTINATION = 1000, 3000
 T = TypeVar("T")
 
 
-def _skip_or_fail(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 @pytest.fixture(scope="module")
 def chopsticks() -> Iterator[ChopsticksNode]:
-    if find_kusama_spec() is None:
-        _skip_or_fail(f"no kusama chain spec at {SHARED_SPEC} or {SHIPPED_SPEC}")
-    if chopsticks_binary() is None:
-        _skip_or_fail("chopsticks is not in node_modules: run `make setup`")
+    require_chopsticks()
     node = start_chopsticks(chain_name=CHAIN)
     try:
         yield node
