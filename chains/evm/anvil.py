@@ -6,9 +6,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import tempfile
 import time
@@ -18,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+
+from chains.localnode import free_port, loopback_rpc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _NODE_MODULES = REPO_ROOT / "node_modules"
@@ -75,7 +75,7 @@ class AnvilNode:
 
     def rpc(self, method: str, params: Sequence[Any] = (), timeout: float = 5.0) -> Any:
         """One JSON-RPC call with the standard library (no web3 needed)."""
-        return _rpc(self.url, method, params, timeout)
+        return loopback_rpc(self.url, method, params, timeout, error=AnvilError)
 
     def log_tail(self, limit: int = 4000) -> str:
         try:
@@ -100,25 +100,6 @@ class AnvilNode:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _rpc(url: str, method: str, params: Sequence[Any], timeout: float) -> Any:
-    payload = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    request = urllib.request.Request(  # noqa: S310  (http to loopback, built here)
-        url, data=payload.encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-        body = json.load(response)
-    if "error" in body:
-        raise AnvilError(f"{method}: {body['error']}")
-    return body["result"]
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago (callers retry if it is taken)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_anvil(

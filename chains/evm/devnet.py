@@ -30,10 +30,11 @@ import rlp
 from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 
-from chains.evm.anvil import DEV_KEYS, REPO_ROOT, AnvilNode, free_port, start_anvil
+from chains.evm.anvil import DEV_KEYS, REPO_ROOT, AnvilNode, start_anvil
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC
 from chains.evm.rpc import EvmRpc
+from chains.localnode import free_port
 from proofs.hashing import keccak256
 from relayer.config import ChainConfig, Config, load_config
 

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
+
+from chains.localnode import free_port, loopback_rpc
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _BINARY = REPO_ROOT / "node_modules" / ".bin" / "chopsticks"
@@ -95,7 +96,7 @@ class ChopsticksNode:
 
     def rpc(self, method: str, params: Sequence[Any] = (), timeout: float = 5.0) -> Any:
         """One JSON-RPC call over HTTP with the standard library (chopsticks serves both)."""
-        return _rpc(self.url, method, params, timeout)
+        return loopback_rpc(self.url, method, params, timeout, error=ChopsticksError)
 
     def rss_bytes(self) -> int:
         """Resident memory of the chain process (Linux); 0 when it is gone."""
@@ -140,25 +141,6 @@ class ChopsticksNode:
 def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, sig)
-
-
-def _rpc(url: str, method: str, params: Sequence[Any], timeout: float) -> Any:
-    payload = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)})
-    request = urllib.request.Request(  # noqa: S310  (http to loopback, built here)
-        url, data=payload.encode(), headers={"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
-        body = json.load(response)
-    if "error" in body:
-        raise ChopsticksError(f"{method}: {body['error']}")
-    return body["result"]
-
-
-def free_port() -> int:
-    """A port on 127.0.0.1 that was free a moment ago (callers retry if it is taken)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_chopsticks(

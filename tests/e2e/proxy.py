@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from chains.evm.anvil import free_port
+from chains.localnode import free_port
 
 
 class _LoopThread:
