@@ -17,13 +17,13 @@ from typing import Any
 
 import structlog
 
+from chains.substrate.compatibility import IncompatibleNodeError, check_node
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.evidence import (
     decode_remark_extrinsic,
     verify_body,
     verify_header,
 )
-from chains.substrate.extrinsic import UnsupportedExtensionError, extra_layout
 from chains.substrate.observation import build_observation, decode_calls
 from chains.substrate.remark import (
     Dispatch,
@@ -36,7 +36,7 @@ from chains.substrate.remark import (
 from chains.substrate.rpc import Block, RemarkedEvent, SubstrateRpc, redact_url
 from proofs.errors import ProofError
 from proofs.hashing import blake2_256
-from relayer.errors import ChainError, PermanentChainError, TransientChainError
+from relayer.errors import ChainError, TransientChainError
 from relayer.plugin import CursorView, Observation, Span
 from relayer.retry import backoff_delay
 
@@ -46,11 +46,6 @@ __all__ = ["SubstrateReader"]
 _SPAN = 64
 # Blocks fetched at once while reading a span.
 _CONCURRENCY = 8
-
-
-class _OperatorError(PermanentChainError):
-    """What retrying cannot fix, only the operator: the endpoint serves another chain, the
-    runtime is not the one the config describes, a remark format this build cannot read."""
 
 
 class SubstrateReader:
@@ -101,36 +96,9 @@ class SubstrateReader:
         return self._rpc
 
     async def _check(self, rpc: SubstrateRpc) -> None:
-        """The endpoint serves the configured chain, and its runtime is the one the verifier
-        decodes extrinsics for."""
-        name = await rpc.system_chain()
-        if name != self.config.system_chain:
-            raise _OperatorError(
-                f"chain `{self.chain}`: endpoint {self.endpoint} serves system_chain {name!r}, "
-                f"the config says {self.config.system_chain!r}; point rpc at the right node"
-            )
-        runtime = await rpc.runtime()
-        signing = runtime.signing
-        try:
-            layout = tuple(field.value for field in extra_layout(signing))
-        except UnsupportedExtensionError as exc:
-            raise _OperatorError(
-                f"chain `{self.chain}`: {exc}; this relayer cannot read this runtime's "
-                "extrinsics (upgrade the relayer)"
-            ) from exc
-        if (
-            signing.remark_with_event != self.config.remark_with_event_call
-            or signing.batch_all != self.config.batch_all_call
-            or layout != self.config.signed_extra
-        ):
-            batch_all = list(signing.batch_all) if signing.batch_all else "none"
-            raise _OperatorError(
-                f"chain `{self.chain}`: the runtime's calls or signed extensions differ from "
-                f"the config; write remark_with_event_call = {list(signing.remark_with_event)}, "
-                f"batch_all_call = {batch_all}, signed_extra = {list(layout)} "
-                "(after checking the runtime upgrade is the one you expect)"
-            )
-        self._checked_spec = runtime.spec_version
+        self._checked_spec, _ = await check_node(
+            rpc, chain=self.chain, endpoint=self.endpoint, config=self.config
+        )
 
     async def _drop(self) -> None:
         stack, self._rpc, self._stack = self._stack, None, None
@@ -151,7 +119,7 @@ class SubstrateReader:
         except ChainError as exc:
             # The next call connects again: a dropped websocket is not coming back by itself.
             await self._drop()
-            if exc.retryable or isinstance(exc, _OperatorError):
+            if exc.retryable or isinstance(exc, IncompatibleNodeError):
                 raise
             raise TransientChainError(f"chain `{self.chain}`: {exc}") from exc
         except Exception as exc:
@@ -282,7 +250,7 @@ class SubstrateReader:
             except (UnknownRemarkVersionError, UnknownRemarkKindError) as exc:
                 # Ours, from a newer sender: skipping it would lose it for good. The chain
                 # waits here (retried, logged) until this relayer can read it.
-                raise _OperatorError(f"chain `{self.chain}`: block {number}: {exc}") from exc
+                raise IncompatibleNodeError(f"chain `{self.chain}`: block {number}: {exc}") from exc
             except RemarkError as exc:
                 self._ignored(number, index, str(exc))
                 continue

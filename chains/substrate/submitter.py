@@ -29,13 +29,13 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 
+from chains.substrate.compatibility import check_node
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.evidence import RemarkCalls, decode_remark_extrinsic
 from chains.substrate.extrinsic import (
     ExtraField,
     SigningContext,
     batch_all_call,
-    extra_layout,
     remark_call,
     signed_extrinsic,
 )
@@ -211,28 +211,9 @@ class SubstrateSubmitter:
             return self._rpc
 
     async def _check(self, rpc: SubstrateRpc) -> None:
-        name = await rpc.system_chain()
-        if name != self.config.system_chain:
-            raise PermanentChainError(
-                f"chain `{self.chain}`: endpoint {self.endpoint} serves system_chain {name!r}, "
-                f"the config says {self.config.system_chain!r}; refusing to sign for the wrong "
-                "chain: point rpc at the right node"
-            )
-        signing = (await rpc.runtime()).signing
-        layout = tuple(field.value for field in extra_layout(signing))
-        if (
-            signing.remark_with_event != self.config.remark_with_event_call
-            or signing.batch_all != self.config.batch_all_call
-            or layout != self.config.signed_extra
-        ):
-            batch_all = list(signing.batch_all) if signing.batch_all else "none"
-            raise PermanentChainError(
-                f"chain `{self.chain}`: the runtime's calls or signed extensions differ from "
-                f"the config; write remark_with_event_call = {list(signing.remark_with_event)}, "
-                f"batch_all_call = {batch_all}, signed_extra = {list(layout)} "
-                "(after checking the runtime upgrade is the one you expect)"
-            )
-        self._context = signing
+        _, self._context = await check_node(
+            rpc, chain=self.chain, endpoint=self.endpoint, config=self.config
+        )
 
     async def _drop(self, rpc: SubstrateRpc | None) -> None:
         # Only the connection that failed: another task may have reconnected meanwhile.
