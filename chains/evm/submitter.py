@@ -26,6 +26,7 @@ from chains.evm.txsign import DynamicFeeTx, sign_dynamic_fee_tx
 from proofs.hashing import keccak256
 from relayer.ecdsa_key import EcdsaKey
 from relayer.errors import PermanentChainError, TransientChainError
+from relayer.nonces import NonceCounter
 from relayer.plugin import BroadcastResult, Delivery, DeliveryOutcome
 
 __all__ = ["EvmSubmitter", "SignedBatch"]
@@ -173,7 +174,7 @@ class EvmSubmitter:
         self.gateway = config.gateway
         self._gateway_bytes = bytes.fromhex(config.gateway[2:])
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
-        self._next_nonce: int | None = None
+        self._nonces = NonceCounter()
         self._fee_cache: tuple[float, tuple[int, int]] | None = None
         # eth_simulateV1 gives the batch's flags and its gas in one execution, where eth_call
         # and eth_createAccessList take two; nodes without it get those two.
@@ -197,21 +198,14 @@ class EvmSubmitter:
     async def resync_nonce(self, at_least: int = 0) -> int:
         """Take the node's pending nonce (after a gap, an outside transaction, a restart)."""
         pending = await self.rpc.nonce(self.sender, "pending")
-        self._next_nonce = max(pending, at_least)
-        return self._next_nonce
+        return self._nonces.resynced(pending, at_least)
 
     async def _take_nonce(self) -> int:
-        if self._next_nonce is None:
-            await self.resync_nonce()
-        assert self._next_nonce is not None
-        nonce = self._next_nonce
-        self._next_nonce += 1
-        return nonce
+        return await self._nonces.take(self.resync_nonce)
 
     def release_nonce(self, nonce: int) -> None:
         """A nonce taken but never sent: hand it out again (only the latest one can be)."""
-        if self._next_nonce == nonce + 1:
-            self._next_nonce = nonce
+        self._nonces.release(nonce)
 
     # --- reads ---------------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ from proofs.hashing import blake2_256
 from proofs.substrate.scale import ScaleReader
 from relayer.errors import PermanentChainError, TransientChainError
 from relayer.message import Message, MessageFormatError
+from relayer.nonces import NonceCounter
 from relayer.plugin import BroadcastResult, Delivery, DeliveryOutcome
 
 __all__ = ["SCAN_WINDOW", "SignedDelivery", "SubstrateSubmitter"]
@@ -171,7 +172,7 @@ class SubstrateSubmitter:
         # The runtime's signing facts as of the latest connect or prepare: ``bump`` signs
         # without I/O, so it signs with these.
         self._context: SigningContext | None = None
-        self._next_nonce: int | None = None
+        self._nonces = NonceCounter()
         self._scanning = asyncio.Lock()
         # Inclusive range of finalized block numbers indexed so far; None before the first scan.
         self._scanned: tuple[int, int] | None = None
@@ -240,21 +241,14 @@ class SubstrateSubmitter:
     async def resync_nonce(self, at_least: int = 0) -> int:
         """Take the node's next nonce for our account (it counts extrinsics in its pool)."""
         nonce = await self._call(lambda rpc: rpc.account_nonce(self.signer.address))
-        self._next_nonce = max(nonce, at_least)
-        return self._next_nonce
+        return self._nonces.resynced(nonce, at_least)
 
     async def _take_nonce(self) -> int:
-        if self._next_nonce is None:
-            await self.resync_nonce()
-        assert self._next_nonce is not None
-        nonce = self._next_nonce
-        self._next_nonce += 1
-        return nonce
+        return await self._nonces.take(self.resync_nonce)
 
     def release_nonce(self, nonce: int) -> None:
         """A nonce taken but never sent: hand it out again (only the latest one can be)."""
-        if self._next_nonce == nonce + 1:
-            self._next_nonce = nonce
+        self._nonces.release(nonce)
 
     # --- the delivered index -------------------------------------------------------------------
 
@@ -401,7 +395,7 @@ class SubstrateSubmitter:
 
             async def query(rpc: SubstrateRpc) -> None:
                 context = (await rpc.runtime()).signing
-                extrinsic = self._extrinsic(context, self._next_nonce or 0, remarks, 0)
+                extrinsic = self._extrinsic(context, self._nonces.next or 0, remarks, 0)
                 await rpc.fee_estimate(extrinsic)
 
             await self._call(query)

@@ -20,6 +20,7 @@ import structlog
 
 from relayer.errors import PermanentChainError
 from relayer.message import Message, MessageFormatError
+from relayer.nonces import NonceCounter
 from relayer.plugin import BroadcastResult, Delivery, DeliveryOutcome
 from tests.conformance.fake.blocks import TxKind, encode_deliveries
 from tests.conformance.fake.client import NodeClient, NodeRefusalError
@@ -91,7 +92,7 @@ class FakeSubmitter:
         self.client = NodeClient(config.rpc, chain=chain_name, timeout=config.request_timeout)
         self.endpoint = self.client.endpoint
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
-        self._next_nonce: int | None = None
+        self._nonces = NonceCounter()
 
     async def start(self) -> None:
         info = await self.client.must("GET", "/info")
@@ -111,20 +112,13 @@ class FakeSubmitter:
     async def resync_nonce(self, at_least: int = 0) -> int:
         """The node's pending nonce (mined, and pooled without a gap) for our account."""
         answer = await self.client.must("GET", f"/account/0x{self.signer.address.hex()}")
-        self._next_nonce = max(int(answer["nonce"]), at_least)
-        return self._next_nonce
+        return self._nonces.resynced(int(answer["nonce"]), at_least)
 
     async def _take_nonce(self) -> int:
-        if self._next_nonce is None:
-            await self.resync_nonce()
-        assert self._next_nonce is not None
-        nonce = self._next_nonce
-        self._next_nonce += 1
-        return nonce
+        return await self._nonces.take(self.resync_nonce)
 
     def release_nonce(self, nonce: int) -> None:
-        if self._next_nonce == nonce + 1:
-            self._next_nonce = nonce
+        self._nonces.release(nonce)
 
     # --- checks --------------------------------------------------------------------------------
 

@@ -268,7 +268,7 @@ async def test_releasing_a_nonce_that_is_not_the_latest_changes_nothing() -> Non
 def test_releasing_before_any_nonce_was_taken_changes_nothing() -> None:
     submitter = make_submitter(FakeRpc())
     submitter.release_nonce(0)
-    assert submitter._next_nonce is None
+    assert submitter._nonces.next is None
 
 
 async def test_resync_after_an_outside_transaction_takes_the_new_pending_count() -> None:
