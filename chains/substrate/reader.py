@@ -11,7 +11,6 @@ the signer, are skipped with a logged reason: nothing of them is handed over.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +18,7 @@ import structlog
 
 from chains.substrate.compatibility import IncompatibleNodeError, check_node
 from chains.substrate.config import SubstrateChainConfig
+from chains.substrate.connection import NodeConnection
 from chains.substrate.evidence import (
     decode_remark_extrinsic,
     verify_body,
@@ -44,6 +44,8 @@ __all__ = ["SubstrateReader"]
 
 # Blocks read per span: chopsticks makes a block per extrinsic, so spans are mostly empty.
 _SPAN = 64
+# Seconds an answer may take (SubstrateRpc's own default).
+_RPC_TIMEOUT_S = 10.0
 # Blocks fetched at once while reading a span.
 _CONCURRENCY = 8
 
@@ -72,65 +74,45 @@ class SubstrateReader:
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self.warm = warm
         self._layout, self._calls = decode_calls(config)
-        self._rpc: SubstrateRpc | None = None
         # The runtime version _check last approved: an upgrade while connected is checked too.
         self._checked_spec: int | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
+        self._connection = NodeConnection(
+            url, chain=chain_name, timeout=_RPC_TIMEOUT_S, on_connect=self._check
+        )
         self._head = asyncio.Event()
         self._limit = asyncio.Semaphore(_CONCURRENCY)
 
     # --- the connection ------------------------------------------------------------------------
-
-    async def _client(self) -> SubstrateRpc:
-        if self._rpc is None:
-            stack = contextlib.AsyncExitStack()
-            try:
-                rpc = await stack.enter_async_context(
-                    SubstrateRpc.connect(self.url, chain=self.chain)
-                )
-                await self._check(rpc)
-            except BaseException:
-                await stack.aclose()
-                raise
-            self._rpc, self._stack = rpc, stack
-        return self._rpc
 
     async def _check(self, rpc: SubstrateRpc) -> None:
         self._checked_spec, _ = await check_node(
             rpc, chain=self.chain, endpoint=self.endpoint, config=self.config
         )
 
-    async def _drop(self) -> None:
-        stack, self._rpc, self._stack = self._stack, None, None
-        if stack is not None:
-            with contextlib.suppress(Exception):
-                await stack.aclose()
-
     async def _call(self, operation: Callable[[SubstrateRpc], Any]) -> Any:
         """``operation`` on a connected client. What the follower cannot tell apart from an
         endpoint failing (an error answer, an event list that does not decode) comes out as
         ``TransientChainError``, so that the chain waits and tries again, never stops the
         process; a proof failure stays a ``ProofError``."""
-        rpc = await self._client()
+        rpc = await self._connection.client()
         try:
             return await operation(rpc)
         except (ProofError, KeyError, TypeError, ValueError, asyncio.CancelledError):
             raise
         except ChainError as exc:
-            # The next call connects again: a dropped websocket is not coming back by itself.
-            await self._drop()
+            await self._connection.drop(rpc)
             if exc.retryable or isinstance(exc, IncompatibleNodeError):
                 raise
             raise TransientChainError(f"chain `{self.chain}`: {exc}") from exc
         except Exception as exc:
-            await self._drop()
+            await self._connection.drop(rpc)
             raise TransientChainError(
                 f"chain `{self.chain}`: {self.endpoint} answered something that does not decode "
                 f"({type(exc).__name__}: {exc}); will retry"
             ) from exc
 
     async def close(self) -> None:
-        await self._drop()
+        await self._connection.close()
 
     # --- heads ---------------------------------------------------------------------------------
 

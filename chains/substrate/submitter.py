@@ -19,7 +19,6 @@ the pool, finds its nonce spent, or includes it.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -31,6 +30,7 @@ import structlog
 
 from chains.substrate.compatibility import check_node
 from chains.substrate.config import SubstrateChainConfig
+from chains.substrate.connection import NodeConnection
 from chains.substrate.evidence import RemarkCalls, decode_remark_extrinsic
 from chains.substrate.extrinsic import (
     ExtraField,
@@ -164,11 +164,9 @@ class SubstrateSubmitter:
         # What the decoder expects, from the config (checked against the node at connect).
         self._layout = tuple(ExtraField(name) for name in config.signed_extra)
         self._calls = RemarkCalls(config.remark_with_event_call, config.batch_all_call)
-        self._rpc: SubstrateRpc | None = None
-        self._stack: contextlib.AsyncExitStack | None = None
-        self._connecting = asyncio.Lock()
-        # The last client connected, closed or not: a reconnect reuses its decoded runtime.
-        self._previous: SubstrateRpc | None = None
+        self._connection = NodeConnection(
+            config.rpc, chain=chain_name, timeout=_CONNECT_TIMEOUT_S, on_connect=self._check
+        )
         # The runtime's signing facts as of the latest connect or prepare: ``bump`` signs
         # without I/O, so it signs with these.
         self._context: SigningContext | None = None
@@ -187,53 +185,24 @@ class SubstrateSubmitter:
 
     async def start(self) -> None:
         """Connect and check the endpoint serves the configured chain and runtime."""
-        await self._client()
+        await self._connection.client()
 
     async def close(self) -> None:
-        await self._drop(self._rpc)
-
-    async def _client(self) -> SubstrateRpc:
-        async with self._connecting:
-            if self._rpc is None:
-                stack = contextlib.AsyncExitStack()
-                try:
-                    rpc = await stack.enter_async_context(
-                        SubstrateRpc.connect(
-                            self.config.rpc, chain=self.chain, timeout=_CONNECT_TIMEOUT_S
-                        )
-                    )
-                    if self._previous is not None:
-                        rpc.reuse_runtime(self._previous)
-                    await self._check(rpc)
-                except BaseException:
-                    await stack.aclose()
-                    raise
-                self._rpc, self._stack, self._previous = rpc, stack, rpc
-            return self._rpc
+        await self._connection.close()
 
     async def _check(self, rpc: SubstrateRpc) -> None:
         _, self._context = await check_node(
             rpc, chain=self.chain, endpoint=self.endpoint, config=self.config
         )
 
-    async def _drop(self, rpc: SubstrateRpc | None) -> None:
-        # Only the connection that failed: another task may have reconnected meanwhile.
-        if rpc is None or rpc is not self._rpc:
-            return
-        stack, self._rpc, self._stack = self._stack, None, None
-        if stack is not None:
-            with contextlib.suppress(Exception):
-                await stack.aclose()
-
     async def _call(self, operation: Callable[[SubstrateRpc], Awaitable[T]]) -> T:
-        rpc = await self._client()
+        rpc = await self._connection.client()
         try:
             return await operation(rpc)
         except RpcError:
             raise  # the endpoint answered: the connection is fine
         except TransientChainError:
-            # The next call connects again: a dropped websocket does not come back by itself.
-            await self._drop(rpc)
+            await self._connection.drop(rpc)
             raise
 
     # --- nonces --------------------------------------------------------------------------------

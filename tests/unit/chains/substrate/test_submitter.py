@@ -76,7 +76,7 @@ def submitter(rpc: Any = None, **overrides: Any) -> SubstrateSubmitter:
         rpc="ws://user:secret@127.0.0.1:9944/key?token=x", system_chain="dst", **overrides
     )
     sub = SubstrateSubmitter(chain_name="dst", config=config, signer=ALICE)
-    sub._rpc = rpc
+    sub._connection.current = rpc
     sub._context = CONTEXT
     return sub
 
@@ -153,7 +153,7 @@ async def test_broadcast_maps_pool_answers_the_worker_acts_on(
     pending = signed(sub)
     assert await sub.broadcast(pending) is answer
     assert rpc.submitted == [pending.extrinsic]
-    assert sub._rpc is rpc  # type: ignore[comparison-overlap]  # a refusal is an answer: the connection stays
+    assert sub._connection.current is rpc  # type: ignore[comparison-overlap]  # a refusal is an answer: the connection stays
 
 
 async def test_broadcast_raises_for_invalid_and_for_a_pool_that_cannot_judge() -> None:
@@ -224,7 +224,7 @@ async def test_nonces_are_taken_in_order_and_the_latest_can_be_given_back() -> N
 async def test_start_refuses_an_endpoint_serving_another_chain() -> None:
     sub = submitter(FakeRpc(chain="other"))
     with pytest.raises(PermanentChainError, match="system_chain 'other', the config says 'dst'"):
-        await sub._check(sub._rpc)  # type: ignore[arg-type]
+        await sub._check(sub._connection.current)  # type: ignore[arg-type]
 
 
 def test_a_batch_needs_batch_all_in_the_runtime() -> None:
