@@ -139,6 +139,7 @@ class Core:
                     block_number=obs.block_number,
                     block_hash=obs.block_hash,
                     evidence=obs.evidence,
+                    block_evidence=obs.block_evidence,
                 )
             )
             verdicts.append((message_id, reason))

@@ -61,6 +61,11 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
     block_hash: bytes
     # Plugin-specific evidence (header, inclusion proof), encoded by the plugin that made it.
     evidence: bytes
+    # Evidence every message of the block shares (a header, a whole body), encoded by the
+    # plugin. The ledger stores each distinct value once however many messages carry it, so a
+    # family whose proof is the block itself pays for it once a block, not once a message.
+    # Hand the same bytes object to each of the block's observations.
+    block_evidence: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)

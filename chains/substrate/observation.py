@@ -1,14 +1,17 @@
 """A Substrate-origin observation's evidence, and its verification from that evidence alone.
 
-The evidence is the block's SCALE header, its whole body as served, and where the message sits
-(extrinsic index, remark index inside a ``batch_all``). ``verify_observation`` is pure: it
+The block evidence (``Observation.block_evidence``, stored once a block) is the block's SCALE
+header and its whole body as served; a message's own evidence is where it sits (extrinsic index,
+remark index inside a ``batch_all``). ``verify_observation`` is pure: it
 recomputes the block hash from the header, checks the body against the header's extrinsics
 commitment (the chain's configured scheme), decodes the extrinsic strictly with the runtime
 facts from the operator's config (never from an endpoint), and requires the dispatch remark to
 carry exactly the observed message, sent by the extrinsic's signer from this chain's domain.
 
 The whole body travels because ``dev-concat`` (chopsticks) has no per-extrinsic proof; with an
-ordered trie a proof of the one extrinsic would do, which is the next step for real chains.
+ordered trie a proof of the one extrinsic would do, which is the next step for real chains. It
+travels once a block: the messages of a block share one bytes object, and the ledger stores it
+once.
 The ``System.Remarked`` event itself is not proven: chopsticks' state root is zero. The signed
 ``remark_with_event`` in a final block is what the runtime executed, which is what the event
 reports.
@@ -35,20 +38,41 @@ from proofs.errors import ProofError
 from relayer.errors import EvidenceRejectedError
 from relayer.plugin import Observation, VerifiedMessage
 
-__all__ = ["RemarkEvidence", "build_observation", "decode_calls", "verify_observation"]
+__all__ = [
+    "BlockEvidence",
+    "RemarkLocation",
+    "block_evidence",
+    "build_observation",
+    "decode_calls",
+    "verify_observation",
+]
 
 
-class RemarkEvidence(msgspec.Struct, frozen=True, kw_only=True):
-    """Stored with the message in the ledger: its field names must not change."""
+class BlockEvidence(msgspec.Struct, frozen=True, kw_only=True):
+    """A block as served, shared by its messages. Stored in the ledger: field names must not
+    change."""
 
     header: bytes
     extrinsics: tuple[bytes, ...]
+
+
+class RemarkLocation(msgspec.Struct, frozen=True, kw_only=True):
+    """Where one message sits in its block. Stored in the ledger: field names must not
+    change."""
+
     extrinsic_index: int
     remark_index: int
 
 
 _encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(RemarkEvidence)
+_block_decoder = msgspec.msgpack.Decoder(BlockEvidence)
+_location_decoder = msgspec.msgpack.Decoder(RemarkLocation)
+
+
+def block_evidence(header: bytes, extrinsics: Sequence[bytes]) -> bytes:
+    """The block evidence of every message in this block: encode it once, pass the same bytes
+    to each ``build_observation``."""
+    return _encoder.encode(BlockEvidence(header=header, extrinsics=tuple(extrinsics)))
 
 
 def decode_calls(config: SubstrateChainConfig) -> tuple[tuple[ExtraField, ...], RemarkCalls]:
@@ -63,37 +87,39 @@ def build_observation(
     message: bytes,
     block_number: int,
     block_hash: bytes,
-    header: bytes,
-    extrinsics: Sequence[bytes],
+    block: bytes,
     extrinsic_index: int,
     remark_index: int,
 ) -> Observation:
-    evidence = RemarkEvidence(
-        header=header,
-        extrinsics=tuple(extrinsics),
-        extrinsic_index=extrinsic_index,
-        remark_index=remark_index,
-    )
+    """``block`` is ``block_evidence(header, extrinsics)``, the same object for the block's
+    messages."""
+    location = RemarkLocation(extrinsic_index=extrinsic_index, remark_index=remark_index)
     return Observation(
         origin_chain=chain_name,
         message=message,
         block_number=block_number,
         block_hash=block_hash,
-        evidence=_encoder.encode(evidence),
+        evidence=_encoder.encode(location),
+        block_evidence=block,
     )
 
 
-# The messages of one block arrive one by one, each with the whole block as evidence: a
-# thousand remarks in one batch_all would otherwise hash the body and decode the batch a
-# thousand times. The caches key on the bytes themselves (compared in full on a hit), so a
-# hit is the verdict on exactly these bytes; a failure raises and is never cached.
+# The messages of one block arrive one by one, each with the same block evidence: a thousand
+# remarks in one batch_all would otherwise decode and hash the body and decode the batch a
+# thousand times. The caches key on the bytes themselves (compared in full on a hit, and a
+# bytes object hashes once), so a hit is the verdict on exactly these bytes; a failure raises
+# and is never cached.
 @lru_cache(maxsize=64)
-def _checked_header(
-    block_hash: bytes, header: bytes, extrinsics: tuple[bytes, ...], scheme: ExtrinsicsCommitment
-) -> int:
-    decoded = verify_header(block_hash, header)
-    verify_body(decoded, extrinsics, scheme)
-    return decoded.number
+def _checked_block(
+    block_hash: bytes, block: bytes, scheme: ExtrinsicsCommitment
+) -> tuple[int, tuple[bytes, ...]]:
+    try:
+        evidence = _block_decoder.decode(block)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise ProofError(f"block evidence does not decode: {exc}") from None
+    decoded = verify_header(block_hash, evidence.header)
+    verify_body(decoded, evidence.extrinsics, scheme)
+    return decoded.number, evidence.extrinsics
 
 
 @lru_cache(maxsize=256)
@@ -108,27 +134,25 @@ def verify_observation(
 ) -> VerifiedMessage:
     """Re-verify an observation from its evidence alone. Raises ``EvidenceRejectedError``."""
     try:
-        evidence = _decoder.decode(observation.evidence)
+        evidence = _location_decoder.decode(observation.evidence)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise EvidenceRejectedError(f"evidence does not decode: {exc}") from None
+    if not observation.block_evidence:
+        raise EvidenceRejectedError("the observation carries no block evidence")
     layout, calls = decode_calls(config)
     try:
-        number = _checked_header(
-            observation.block_hash,
-            evidence.header,
-            evidence.extrinsics,
-            config.extrinsics_commitment,
+        number, extrinsics = _checked_block(
+            observation.block_hash, observation.block_evidence, config.extrinsics_commitment
         )
         if number != observation.block_number:
             raise ProofError(
                 f"header is block #{number}, the observation says #{observation.block_number}"
             )
-        if not 0 <= evidence.extrinsic_index < len(evidence.extrinsics):
+        if not 0 <= evidence.extrinsic_index < len(extrinsics):
             raise ProofError(
-                f"extrinsic {evidence.extrinsic_index} is not in a body of "
-                f"{len(evidence.extrinsics)}"
+                f"extrinsic {evidence.extrinsic_index} is not in a body of {len(extrinsics)}"
             )
-        extrinsic = _decoded(evidence.extrinsics[evidence.extrinsic_index], layout, calls)
+        extrinsic = _decoded(extrinsics[evidence.extrinsic_index], layout, calls)
     except ProofError as exc:
         raise EvidenceRejectedError(f"proof rejected: {exc}") from None
     if not 0 <= evidence.remark_index < len(extrinsic.remarks):

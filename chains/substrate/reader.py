@@ -24,7 +24,7 @@ from chains.substrate.evidence import (
     verify_body,
     verify_header,
 )
-from chains.substrate.observation import build_observation, decode_calls
+from chains.substrate.observation import block_evidence, build_observation, decode_calls
 from chains.substrate.remark import (
     Dispatch,
     RemarkError,
@@ -202,6 +202,7 @@ class SubstrateReader:
         if header.number != number:
             raise ProofError(f"block at height {number} has a header of #{header.number}")
         verify_body(header, block.extrinsics, self.config.extrinsics_commitment)
+        shared = block_evidence(header_scale, block.extrinsics)
         found: list[Observation] = []
         decoded: dict[int, Any] = {}
         for event in events:
@@ -261,8 +262,7 @@ class SubstrateReader:
                     message=message.encode(),
                     block_number=number,
                     block_hash=block.hash,
-                    header=header_scale,
-                    extrinsics=block.extrinsics,
+                    block=shared,
                     extrinsic_index=index,
                     remark_index=position,
                 )

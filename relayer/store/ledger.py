@@ -11,6 +11,7 @@ thread at a time, so callers may use it from the event loop or from a worker thr
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sqlite3
 import threading
@@ -149,6 +150,8 @@ class ObservedRow:
     block_number: int
     block_hash: bytes
     evidence: bytes
+    # Shared by the messages of a block (``Observation.block_evidence``); stored once.
+    block_evidence: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,25 @@ def _as_row(row: ObservedRow | Mapping[str, Any]) -> ObservedRow:
     if unknown:
         raise StoreError(f"observed row has unknown fields {sorted(unknown)}")
     return ObservedRow(**row)
+
+
+def _store_block_evidence(
+    conn: sqlite3.Connection, rows: Iterable[ObservedRow | bytes]
+) -> dict[bytes, bytes]:
+    """Store each distinct non-empty block evidence once; returns its digest by value.
+
+    The messages of a block hand over one bytes object, whose hash Python computes once, so a
+    block of a thousand messages costs one SHA-256 and one insert here."""
+    digests: dict[bytes, bytes] = {}
+    for row in rows:
+        blob = row if isinstance(row, bytes) else row.block_evidence
+        if blob and blob not in digests:
+            digests[blob] = hashlib.sha256(blob).digest()
+    conn.executemany(
+        "INSERT OR IGNORE INTO block_evidence (digest, evidence) VALUES (?, ?)",
+        [(digest, blob) for blob, digest in digests.items()],
+    )
+    return digests
 
 
 def _pack_signatures(signatures: Sequence[bytes]) -> bytes:
@@ -630,9 +652,10 @@ class Ledger:
                 for row in rows
             ],
         )
+        digests = _store_block_evidence(conn, rows)
         conn.executemany(
-            "INSERT INTO evidence (message_id, evidence) VALUES (?, ?)",
-            [(row.id, row.evidence) for row in rows],
+            "INSERT INTO evidence (message_id, evidence, block_digest) VALUES (?, ?, ?)",
+            [(row.id, row.evidence, digests.get(row.block_evidence)) for row in rows],
         )
         self._histories(
             conn,
@@ -685,6 +708,7 @@ class Ledger:
                 block_number=row.block_number,
                 block_hash=row.block_hash,
                 evidence=row.evidence,
+                block_evidence=row.block_evidence,
                 detail=(
                     f"reobserved after reorg: {_short(old_hash)} -> {_short(row.block_hash)}"
                     f" (block {old_number} -> {row.block_number})"
@@ -708,6 +732,7 @@ class Ledger:
         block_number: int,
         block_hash: bytes,
         evidence: bytes,
+        block_evidence: bytes = b"",
         detail: str | None = None,
     ) -> MessageRecord:
         """Send a message in observed/verified/attested/failed back to OBSERVED with new block
@@ -727,6 +752,7 @@ class Ledger:
                 block_number=block_number,
                 block_hash=block_hash,
                 evidence=evidence,
+                block_evidence=block_evidence,
                 detail=detail or f"reobserved: {_short(record.block_hash)} -> {_short(block_hash)}",
             )
             return self._fetch(conn, id)
@@ -741,6 +767,7 @@ class Ledger:
         block_number: int,
         block_hash: bytes,
         evidence: bytes,
+        block_evidence: bytes,
         detail: str,
     ) -> None:
         conn.execute(
@@ -748,10 +775,12 @@ class Ledger:
             " signatures = x'', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE id = ?",
             (block_number, block_hash, State.OBSERVED, now, now, message_id),
         )
+        digest = _store_block_evidence(conn, [block_evidence]).get(block_evidence)
         conn.execute(
-            "INSERT INTO evidence (message_id, evidence) VALUES (?, ?)"
-            " ON CONFLICT (message_id) DO UPDATE SET evidence = excluded.evidence",
-            (message_id, evidence),
+            "INSERT INTO evidence (message_id, evidence, block_digest) VALUES (?, ?, ?)"
+            " ON CONFLICT (message_id) DO UPDATE SET evidence = excluded.evidence,"
+            " block_digest = excluded.block_digest",
+            (message_id, evidence, digest),
         )
         self._history(
             conn, message_id, now, from_state=state, to_state=State.OBSERVED, detail=detail
@@ -1102,6 +1131,19 @@ class Ledger:
                 "SELECT evidence FROM evidence WHERE message_id = ?", (id,)
             ).fetchone()
         return None if row is None else bytes(row[0])
+
+    def block_evidence(self, id: bytes) -> bytes | None:
+        """The block evidence the message was recorded with (``b""`` if it came with none),
+        or None for a message the ledger does not hold."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT b.evidence FROM evidence e LEFT JOIN block_evidence b"
+                " ON b.digest = e.block_digest WHERE e.message_id = ?",
+                (id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return b"" if row[0] is None else bytes(row[0])
 
     def find(self, prefix_hex: str, *, limit: int = 20) -> list[MessageRecord]:
         """Messages whose id starts with ``prefix_hex`` (``0x`` optional, any case): what

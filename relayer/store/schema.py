@@ -66,7 +66,7 @@ _V1 = (
         block_hash   BLOB    NOT NULL,
         updated_at   REAL    NOT NULL,
         PRIMARY KEY (chain, owner)
-    ) WITHOUT ROWID
+    )
     """,
     """
     CREATE TABLE blocks (
@@ -75,7 +75,7 @@ _V1 = (
         block_number INTEGER NOT NULL,
         block_hash   BLOB    NOT NULL,
         PRIMARY KEY (chain, owner, block_number)
-    ) WITHOUT ROWID
+    )
     """,
     """
     CREATE TABLE nonces (
@@ -84,7 +84,7 @@ _V1 = (
         nonce      INTEGER NOT NULL CHECK (nonce >= 0),
         updated_at REAL    NOT NULL,
         PRIMARY KEY (chain, address)
-    ) WITHOUT ROWID
+    )
     """,
 )
 
@@ -137,8 +137,21 @@ _V3 = (
     "UPDATE messages SET evidence = x'' WHERE evidence != x''",
 )
 
+# Evidence that every message of a block shares (a Substrate block body, say) is stored once,
+# content-addressed by its SHA-256: a block of a thousand messages would otherwise store its
+# body a thousand times. A message's row names its block evidence, if any, by that digest.
+_V4 = (
+    """
+    CREATE TABLE block_evidence (
+        digest   BLOB PRIMARY KEY,
+        evidence BLOB NOT NULL
+    )
+    """,
+    "ALTER TABLE evidence ADD COLUMN block_digest BLOB REFERENCES block_evidence (digest)",
+)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -1285,6 +1285,63 @@ def test_evidence_is_kept_once_and_replaced_by_a_reobservation(ledger: Ledger) -
     assert conn.execute("SELECT count(*) FROM evidence").fetchone() == (1,)
 
 
+def test_a_blocks_shared_evidence_is_stored_once_for_all_its_messages(ledger: Ledger) -> None:
+    body = b"the whole block body " * 5000
+    other = b"another block's body " * 5000
+    rows = [dataclasses.replace(row(n), block_evidence=body) for n in range(1, 101)] + [
+        dataclasses.replace(row(200), block_evidence=other),
+        row(300),
+    ]
+    assert ledger.record_observed_many(rows) == 102
+    conn = ledger._conn
+    assert conn is not None
+    assert conn.execute("SELECT count(*) FROM block_evidence").fetchone() == (2,)
+    assert ledger.block_evidence(mid(1)) == body
+    assert ledger.block_evidence(mid(100)) == body
+    assert ledger.block_evidence(mid(200)) == other
+    assert ledger.block_evidence(mid(300)) == b"", "a message without block evidence"
+    assert ledger.block_evidence(mid("absent")) is None
+    assert ledger.evidence(mid(1)) == b"evidence-10"
+    # the same bytes arriving again (another batch of the same block) add nothing
+    ledger.record_observed_many([dataclasses.replace(row(150), block_evidence=body)])
+    assert conn.execute("SELECT count(*) FROM block_evidence").fetchone() == (2,)
+
+
+def test_a_reobservation_replaces_the_block_evidence_too(ledger: Ledger) -> None:
+    message_id = observe(ledger, 1)
+    ledger.record_observed_many([dataclasses.replace(row(1, block=11), block_evidence=b"B11")])
+    assert (ledger.evidence(message_id), ledger.block_evidence(message_id)) == (
+        b"evidence-11",
+        b"B11",
+    )
+    ledger.reobserve(
+        message_id, block_number=12, block_hash=bhash(12), evidence=b"e12", block_evidence=b"B12"
+    )
+    assert (ledger.evidence(message_id), ledger.block_evidence(message_id)) == (b"e12", b"B12")
+
+
+def test_a_v3_ledger_gains_block_evidence_and_keeps_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (*MIGRATIONS[0], *MIGRATIONS[1], *MIGRATIONS[2]):  # V3 as released
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute(
+        "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
+        " block_number, block_hash, evidence, state, next_attempt_at, created_at, updated_at)"
+        " VALUES (?, 'chain-a', 'chain-b', 'chain-a->chain-b', 1, x'00', 10, ?, x'', 'verified',"
+        " 0, 0, 0)",
+        (mid(1), bhash(10)),
+    )
+    conn.execute("INSERT INTO evidence (message_id, evidence) VALUES (?, x'0102')", (mid(1),))
+    conn.close()
+    with Ledger.open(path) as led:
+        assert led.evidence(mid(1)) == b"\x01\x02"
+        assert led.block_evidence(mid(1)) == b""
+        led.record_observed_many([dataclasses.replace(row(2), block_evidence=b"B")])
+        assert led.block_evidence(mid(2)) == b"B"
+
+
 def test_intake_with_verdicts_records_verified_and_rejected_in_one_step(
     ledger: Ledger, clock: FakeClock
 ) -> None:

@@ -3,13 +3,14 @@ no change to the message, the block number or hash, or any byte of the evidence 
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.extrinsic import batch_all_call, remark_call, signed_extrinsic
-from chains.substrate.observation import build_observation, verify_observation
+from chains.substrate.observation import block_evidence, build_observation, verify_observation
 from chains.substrate.remark import encode_delivery, encode_dispatch
 from relayer.errors import EvidenceRejectedError
 from relayer.message import Message
@@ -42,8 +43,7 @@ def _observation(
         message=chosen.encode(),
         block_number=header.number,
         block_hash=block_hash,
-        header=header.scale(),
-        extrinsics=[INHERENT, extrinsic],
+        block=block_evidence(header.scale(), [INHERENT, extrinsic]),
         extrinsic_index=1,
         remark_index=index,
     )
@@ -66,22 +66,46 @@ def test_a_dispatch_remark_in_a_batch_verifies() -> None:
     assert (verified.block_number, verified.block_hash) == (GOOD.block_number, GOOD.block_hash)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(st.data())
 def test_no_single_byte_change_of_the_evidence_verifies(data: st.DataObject) -> None:
-    evidence = bytearray(GOOD.evidence)
-    at = data.draw(st.integers(0, len(evidence) - 1))
-    evidence[at] ^= data.draw(st.integers(1, 255))
+    field = data.draw(st.sampled_from(["evidence", "block_evidence"]))
+    mutated = bytearray(getattr(GOOD, field))
+    at = data.draw(st.integers(0, len(mutated) - 1))
+    mutated[at] ^= data.draw(st.integers(1, 255))
     with pytest.raises(EvidenceRejectedError):
-        _verify(
-            Observation(
-                origin_chain=GOOD.origin_chain,
-                message=GOOD.message,
-                block_number=GOOD.block_number,
-                block_hash=GOOD.block_hash,
-                evidence=bytes(evidence),
-            )
+        _verify(msgspec.structs.replace(GOOD, **{field: bytes(mutated)}))
+
+
+def test_an_observation_without_its_block_is_refused() -> None:
+    with pytest.raises(EvidenceRejectedError, match="no block evidence"):
+        _verify(msgspec.structs.replace(GOOD, block_evidence=b""))
+
+
+def test_the_messages_of_a_block_share_one_block_evidence() -> None:
+    remarks = [encode_dispatch(_message(i)) for i in range(3)]
+    extrinsic = signed_extrinsic(
+        ALICE, batch_all_call(CONTEXT, [remark_call(CONTEXT, r) for r in remarks]), 0, CONTEXT
+    )
+    block_hash, header = _block([INHERENT, extrinsic])
+    shared = block_evidence(header.scale(), [INHERENT, extrinsic])
+    for i in range(3):
+        observation = build_observation(
+            chain_name="dot-a",
+            message=_message(i).encode(),
+            block_number=header.number,
+            block_hash=block_hash,
+            block=shared,
+            extrinsic_index=1,
+            remark_index=i,
         )
+        assert observation.block_evidence is shared
+        assert len(observation.evidence) < 40, "a message's own evidence is only its place"
+        assert _verify_message(observation) == _message(i).encode()
+
+
+def _verify_message(observation: Observation) -> bytes:
+    return verify_observation(observation, config=CONFIG, domain=DOMAIN).message
 
 
 @settings(max_examples=100, deadline=None)
@@ -106,6 +130,7 @@ def test_no_other_message_block_number_or_hash_verifies(data: st.DataObject) -> 
             "block_number": GOOD.block_number,
             "block_hash": GOOD.block_hash,
             "evidence": GOOD.evidence,
+            "block_evidence": GOOD.block_evidence,
             **change,
         }
         with pytest.raises(EvidenceRejectedError):
