@@ -4,6 +4,17 @@ Every function here is pure and raises a ``proofs.ProofError`` subclass when the
 not prove its claim.
 """
 
+from proofs.substrate.digest import (
+    GRANDPA_ENGINE_ID,
+    DigestItem,
+    DigestItemKind,
+    ForcedChange,
+    GrandpaLog,
+    ScheduledChange,
+    decode_digest,
+    decode_grandpa_log,
+    grandpa_logs,
+)
 from proofs.substrate.extrinsics import (
     dev_concat_root,
     extrinsics_root,
@@ -20,6 +31,15 @@ from proofs.substrate.grandpa import (
     verify_grandpa_justification,
     verify_precommit_signature,
 )
+from proofs.substrate.grandpa_store import (
+    AuthoritySetChangeError,
+    ForcedChangeError,
+    GrandpaImport,
+    GrandpaLightClient,
+    GrandpaStatus,
+    PendingAuthorityChange,
+    StaleFinalityError,
+)
 from proofs.substrate.header import SubstrateHeader, decode_header, header_hash
 from proofs.substrate.trie import (
     EMPTY_TRIE_ROOT,
@@ -31,17 +51,33 @@ from proofs.substrate.trie import (
 
 __all__ = [
     "EMPTY_TRIE_ROOT",
+    "GRANDPA_ENGINE_ID",
     "AncestryHeader",
+    "AuthoritySetChangeError",
+    "DigestItem",
+    "DigestItemKind",
     "FinalizedBlock",
+    "ForcedChange",
+    "ForcedChangeError",
+    "GrandpaImport",
     "GrandpaJustification",
+    "GrandpaLightClient",
+    "GrandpaLog",
+    "GrandpaStatus",
+    "PendingAuthorityChange",
+    "ScheduledChange",
     "SignedPrecommit",
+    "StaleFinalityError",
     "SubstrateHeader",
     "TrieNode",
+    "decode_digest",
+    "decode_grandpa_log",
     "decode_header",
     "decode_justification",
     "decode_node",
     "dev_concat_root",
     "extrinsics_root",
+    "grandpa_logs",
     "header_hash",
     "precommit_message",
     "trie_root",

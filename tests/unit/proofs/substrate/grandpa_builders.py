@@ -1,16 +1,17 @@
-"""SCALE encoders for test evidence: standard and Avail headers, GRANDPA justifications, and a
-small signed chain to build them from."""
+"""SCALE encoders for test evidence: standard and Avail headers, GRANDPA justifications and
+consensus logs, and small signed chains to build them from."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from nacl.signing import SigningKey
 
 from proofs.hashing import blake2_256
-from proofs.substrate import AncestryHeader, precommit_message
+from proofs.substrate import AncestryHeader, decode_header, precommit_message
 from proofs.substrate.scale import encode_compact
 from tests.unit.proofs.substrate.ss58 import ss58_decode
 from tests.vectors import vectors_dir
@@ -171,3 +172,109 @@ def signed_fork(set_id: int = 7, round_number: int = 42) -> SignedFork:
 
 def avail_authorities(vector: dict[str, Any]) -> list[tuple[bytes, int]]:
     return [(ss58_decode(a), 1) for a in vector["validator_set"]["validator_set"]]
+
+
+# ---------------------------------------------------------------- header chains with GRANDPA logs
+
+
+def consensus_item(engine: bytes, payload: bytes) -> bytes:
+    return b"\x04" + engine + encode_compact(len(payload)) + payload
+
+
+def seal_item(engine: bytes, payload: bytes) -> bytes:
+    return b"\x05" + engine + encode_compact(len(payload)) + payload
+
+
+def encode_authorities(authorities: Sequence[tuple[bytes, int]]) -> bytes:
+    return encode_compact(len(authorities)) + b"".join(
+        key + weight.to_bytes(8, "little") for key, weight in authorities
+    )
+
+
+def scheduled_change_log(authorities: Sequence[tuple[bytes, int]], delay: int) -> bytes:
+    return b"\x01" + encode_authorities(authorities) + delay.to_bytes(4, "little")
+
+
+def forced_change_log(median: int, authorities: Sequence[tuple[bytes, int]], delay: int) -> bytes:
+    return (
+        b"\x02"
+        + median.to_bytes(4, "little")
+        + encode_authorities(authorities)
+        + delay.to_bytes(4, "little")
+    )
+
+
+def on_disabled_log(index: int) -> bytes:
+    return b"\x03" + index.to_bytes(8, "little")
+
+
+def pause_log(delay: int) -> bytes:
+    return b"\x04" + delay.to_bytes(4, "little")
+
+
+def resume_log(delay: int) -> bytes:
+    return b"\x05" + delay.to_bytes(4, "little")
+
+
+def frnk(log: bytes) -> bytes:
+    """A ``DigestItem::Consensus(b"FRNK", log)``."""
+    return consensus_item(b"FRNK", log)
+
+
+def authority_list(
+    keys: Sequence[SigningKey], weights: Sequence[int] | None = None
+) -> list[tuple[bytes, int]]:
+    weights = [1] * len(keys) if weights is None else weights
+    return [(bytes(key.verify_key), weight) for key, weight in zip(keys, weights, strict=True)]
+
+
+def block_header(
+    parent_hash: bytes, number: int, extra: tuple[bytes, ...] = (), fork: bytes = b""
+) -> bytes:
+    """A header shaped like a BABE chain's: a pre-runtime item, ``extra`` items, a seal.
+    ``fork`` changes the state root so that siblings at one height differ."""
+    return encode_header(
+        parent_hash,
+        number,
+        state_root=blake2_256(b"state" + fork + number.to_bytes(4, "little")),
+        digest_items=(
+            pre_runtime_item(b"BABE", number.to_bytes(4, "little")),
+            *extra,
+            seal_item(b"BABE", b"seal" + fork),
+        ),
+    )
+
+
+def grow_chain(
+    parent: bytes,
+    count: int,
+    digests: Mapping[int, tuple[bytes, ...]] | None = None,
+    fork: bytes = b"",
+) -> dict[int, bytes]:
+    """``count`` headers after the SCALE header ``parent``, by number; ``digests`` adds items
+    to the headers of the given numbers."""
+    digests = digests or {}
+    chain: dict[int, bytes] = {}
+    parent_hash, number = blake2_256(parent), decode_header(parent).number
+    for _ in range(count):
+        number += 1
+        header = block_header(parent_hash, number, digests.get(number, ()), fork)
+        chain[number] = header
+        parent_hash = blake2_256(header)
+    return chain
+
+
+def justify(
+    target: bytes,
+    keys: Sequence[SigningKey],
+    set_id: int,
+    round_number: int = 1,
+    extra_votes: Sequence[Vote] = (),
+    ancestries: Sequence[bytes] = (),
+) -> bytes:
+    """A justification for the SCALE header ``target``: each key precommits to it."""
+    target_hash, target_number = blake2_256(target), decode_header(target).number
+    votes = [sign_vote(key, target_hash, target_number, round_number, set_id) for key in keys]
+    return encode_justification(
+        round_number, target_hash, target_number, [*votes, *extra_votes], list(ancestries)
+    )
