@@ -50,6 +50,7 @@ from relayer.errors import PermanentChainError, TransientChainError
 from relayer.message import Message, MessageFormatError
 from relayer.nonces import NonceCounter
 from relayer.plugin import BroadcastResult, Delivery, DeliveryOutcome
+from relayer.retry import retrying_transient
 
 __all__ = ["SCAN_WINDOW", "SignedDelivery", "SubstrateSubmitter"]
 
@@ -69,6 +70,8 @@ _SCAN_CONCURRENCY = 16
 # with the tip; +25% (at least +1) gets through in one or two bumps without overshooting.
 _BUMP_NUM, _BUMP_DEN = 5, 4
 _CONNECT_TIMEOUT_S = 30.0
+# Reads tried in place before a failure reaches the delivery worker (about 0.1 + 0.2 s apart).
+_IN_PLACE_ATTEMPTS = 3
 _SIGNED_V4 = 0x84
 _ADDRESS_ID = 0x00
 _ACCOUNT_LEN = 32
@@ -195,7 +198,24 @@ class SubstrateSubmitter:
             rpc, chain=self.chain, endpoint=self.endpoint, config=self.config
         )
 
-    async def _call(self, operation: Callable[[SubstrateRpc], Awaitable[T]]) -> T:
+    async def _call(
+        self, operation: Callable[[SubstrateRpc], Awaitable[T]], *, in_place: bool = True
+    ) -> T:
+        """``operation`` on a connected client. A transport failure drops the client; reads
+        (``in_place``) are then tried again on a new connection a few times within about a
+        second (a dropped websocket, a node restarting), so that only a real outage reaches
+        the delivery worker, whose retry schedule and logs take it from there. A broadcast is
+        tried once: the worker decides what a failed send means."""
+        if not in_place:
+            return await self._call_once(operation)
+        async for attempt in retrying_transient(
+            attempts=_IN_PLACE_ATTEMPTS, max_delay=1.0, initial=0.1, log=self.log, level="debug"
+        ):
+            with attempt:
+                return await self._call_once(operation)
+        raise AssertionError("unreachable: tenacity re-raises the last error")
+
+    async def _call_once(self, operation: Callable[[SubstrateRpc], Awaitable[T]]) -> T:
         rpc = await self._connection.client()
         try:
             return await operation(rpc)
@@ -464,7 +484,7 @@ class SubstrateSubmitter:
         ``PermanentChainError``; a pool that cannot judge it now, or a transport failure,
         ``TransientChainError``."""
         try:
-            await self._call(lambda rpc: rpc.submit(pending.extrinsic))
+            await self._call(lambda rpc: rpc.submit(pending.extrinsic), in_place=False)
         except RpcError as exc:
             answer = _BROADCAST_ANSWERS.get(exc.refusal) if exc.refusal else None
             if answer is None:

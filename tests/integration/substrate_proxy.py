@@ -4,6 +4,8 @@
   ``error`` (a JSON-RPC error object) instead, as a node would send it.
 - ``drop()``: closes every client connection (new ones are still accepted), an outage as a
   dropped websocket looks to the client.
+- ``refuse(True)``: closes every new connection at once, until ``refuse(False)``: a node that
+  stays down.
 - ``lie(method, rewrite)``: every answer to ``method`` passes through ``rewrite(result)``
   until ``lie(method, None)``: an endpoint that answers, but not the truth.
 """
@@ -35,6 +37,7 @@ class WsRpcProxy:
         self.lied: dict[str, int] = {}
         self._clients: set[ServerConnection] = set()
         self._server: Server | None = None
+        self._refusing = False
 
     async def __aenter__(self) -> Self:
         self._server = await serve(self._handle, "127.0.0.1", 0, max_size=_MAX_FRAME)
@@ -56,11 +59,17 @@ class WsRpcProxy:
         else:
             self._lies[method] = rewrite
 
+    def refuse(self, refusing: bool) -> None:
+        self._refusing = refusing
+
     async def drop(self) -> None:
         for client in list(self._clients):
             await client.close()
 
     async def _handle(self, client: ServerConnection) -> None:
+        if self._refusing:
+            await client.close()
+            return
         self._clients.add(client)
         try:
             async with connect(self.upstream_url, max_size=_MAX_FRAME, ping_interval=None) as up:

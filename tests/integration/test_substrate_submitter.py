@@ -246,13 +246,23 @@ async def test_any_other_invalid_extrinsic_is_a_permanent_error(
         await refused(proxied, error)
 
 
-async def test_a_dropped_websocket_fails_one_call_and_the_next_reconnects(
+async def test_a_dropped_websocket_is_retried_in_place_on_a_new_connection(
     proxied: tuple[WsRpcProxy, SubstrateSubmitter],
 ) -> None:
     proxy, sub = proxied
     await proxy.drop()
+    assert await sub.resync_nonce() >= 0
+
+
+async def test_a_node_that_stays_down_fails_the_read_and_the_next_one_reconnects(
+    proxied: tuple[WsRpcProxy, SubstrateSubmitter],
+) -> None:
+    proxy, sub = proxied
+    proxy.refuse(True)
+    await proxy.drop()
     with pytest.raises(TransientChainError):
         await sub.resync_nonce()
+    proxy.refuse(False)
     assert await sub.resync_nonce() >= 0
 
 
