@@ -195,6 +195,8 @@ def explain(config_path: Path, message_id: str) -> None:
     click.echo(f"  route      {record.route} (nonce {record.nonce})")
     click.echo(f"  state      {record.state.value}")
     click.echo(f"  origin     block {record.block_number} 0x{record.block_hash.hex()}")
+    if record.finality:
+        click.echo(f"  finality   {record.finality} (what made the origin block final)")
     click.echo(f"  attempts   {record.attempts}")
     if record.last_error:
         click.echo(f"  last error {record.last_error}")

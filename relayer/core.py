@@ -140,6 +140,7 @@ class Core:
                     block_hash=obs.block_hash,
                     evidence=obs.evidence,
                     block_evidence=obs.block_evidence,
+                    finality=origin.finality,
                 )
             )
             verdicts.append((message_id, reason))

@@ -98,6 +98,8 @@ class MessageRecord:
     tx_nonce: int | None
     created_at: float
     updated_at: float
+    # The origin chain's finality mode that made its block final ("" before ledger V4).
+    finality: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +154,8 @@ class ObservedRow:
     evidence: bytes
     # Shared by the messages of a block (``Observation.block_evidence``); stored once.
     block_evidence: bytes = b""
+    # The origin chain's finality mode ("committee", "grandpa", ...), for ``explain``.
+    finality: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +165,16 @@ class HistoryEntry:
     to_state: State
     detail: str | None
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class LightClientRow:
+    """A light client's saved state; ``state`` is opaque here (its plugin encodes it)."""
+
+    chain: str
+    mode: str
+    state: bytes
+    updated_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -632,7 +646,8 @@ class Ledger:
         conn.executemany(
             "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
             " block_number, block_hash, evidence, state, attempts, last_error, next_attempt_at,"
-            " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, 0, ?, ?, ?, ?)",
+            " created_at, updated_at, finality)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, 0, ?, ?, ?, ?, ?)",
             [
                 (
                     row.id,
@@ -648,6 +663,7 @@ class Ledger:
                     now,
                     now,
                     now,
+                    row.finality,
                 )
                 for row in rows
             ],
@@ -709,6 +725,7 @@ class Ledger:
                 block_hash=row.block_hash,
                 evidence=row.evidence,
                 block_evidence=row.block_evidence,
+                finality=row.finality,
                 detail=(
                     f"reobserved after reorg: {_short(old_hash)} -> {_short(row.block_hash)}"
                     f" (block {old_number} -> {row.block_number})"
@@ -733,6 +750,7 @@ class Ledger:
         block_hash: bytes,
         evidence: bytes,
         block_evidence: bytes = b"",
+        finality: str | None = None,
         detail: str | None = None,
     ) -> MessageRecord:
         """Send a message in observed/verified/attested/failed back to OBSERVED with new block
@@ -753,6 +771,7 @@ class Ledger:
                 block_hash=block_hash,
                 evidence=evidence,
                 block_evidence=block_evidence,
+                finality=record.finality if finality is None else finality,
                 detail=detail or f"reobserved: {_short(record.block_hash)} -> {_short(block_hash)}",
             )
             return self._fetch(conn, id)
@@ -768,12 +787,13 @@ class Ledger:
         block_hash: bytes,
         evidence: bytes,
         block_evidence: bytes,
+        finality: str,
         detail: str,
     ) -> None:
         conn.execute(
-            "UPDATE messages SET block_number = ?, block_hash = ?, state = ?,"
-            " signatures = x'', attempts = 0, next_attempt_at = ?, updated_at = ? WHERE id = ?",
-            (block_number, block_hash, State.OBSERVED, now, now, message_id),
+            "UPDATE messages SET block_number = ?, block_hash = ?, state = ?, signatures = x'',"
+            " attempts = 0, next_attempt_at = ?, updated_at = ?, finality = ? WHERE id = ?",
+            (block_number, block_hash, State.OBSERVED, now, now, finality, message_id),
         )
         digest = _store_block_evidence(conn, [block_evidence]).get(block_evidence)
         conn.execute(
@@ -1144,6 +1164,37 @@ class Ledger:
         if row is None:
             return None
         return b"" if row[0] is None else bytes(row[0])
+
+    # --- light clients -------------------------------------------------------------------------
+
+    def light_client(self, chain: str) -> LightClientRow | None:
+        """The state saved for ``chain``'s light client, if any (of whatever mode it was)."""
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT chain, mode, state, updated_at FROM light_clients WHERE chain = ?",
+                (chain,),
+            ).fetchone()
+        return None if row is None else LightClientRow(row[0], row[1], bytes(row[2]), row[3])
+
+    def light_clients(self) -> list[LightClientRow]:
+        """Every saved light-client state, by chain name."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT chain, mode, state, updated_at FROM light_clients ORDER BY chain"
+            ).fetchall()
+        return [LightClientRow(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+
+    def save_light_client(self, chain: str, mode: str, state: bytes) -> None:
+        """Replace ``chain``'s saved light-client state (one row per chain)."""
+        if not state:
+            raise StoreError(f"chain `{chain}`: an empty light-client state cannot be saved")
+        with self._write() as conn:
+            conn.execute(
+                "INSERT INTO light_clients (chain, mode, state, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (chain) DO UPDATE SET mode = excluded.mode,"
+                " state = excluded.state, updated_at = excluded.updated_at",
+                (chain, mode, state, self._clock()),
+            )
 
     def find(self, prefix_hex: str, *, limit: int = 20) -> list[MessageRecord]:
         """Messages whose id starts with ``prefix_hex`` (``0x`` optional, any case): what

@@ -137,7 +137,7 @@ _V3 = (
     "UPDATE messages SET evidence = x'' WHERE evidence != x''",
 )
 
-# Evidence that every message of a block shares (a Substrate block body, say) is stored once,
+# V4. Evidence that every message of a block shares (a Substrate block body, say) is stored once,
 # content-addressed by its SHA-256: a block of a thousand messages would otherwise store its
 # body a thousand times. A message's row names its block evidence, if any, by that digest.
 _V4 = (
@@ -148,6 +148,19 @@ _V4 = (
     )
     """,
     "ALTER TABLE evidence ADD COLUMN block_digest BLOB REFERENCES block_evidence (digest)",
+    # Which finality mode of the origin chain made the message's block final ("committee",
+    # "grandpa", ...): what `relayer explain` shows. Older rows say "".
+    "ALTER TABLE messages ADD COLUMN finality TEXT NOT NULL DEFAULT ''",
+    # A light client's state per chain (its trusted set or committee and finalized head), so a
+    # restart continues from it instead of bootstrapping from the configured checkpoint again.
+    """
+    CREATE TABLE light_clients (
+        chain      TEXT PRIMARY KEY,
+        mode       TEXT NOT NULL,
+        state      BLOB NOT NULL,
+        updated_at REAL NOT NULL
+    )
+    """,
 )
 
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.

@@ -31,6 +31,7 @@ def config_path(tmp_path: Path) -> Path:
                     block_number=12,
                     block_hash=b"\x01" * 32,
                     evidence=b"",
+                    finality="committee",
                 )
             ]
         )
@@ -56,6 +57,7 @@ def test_explain_shows_the_history_and_why_it_is_failed(config_path: Path) -> No
     for step in ("-> observed", "observed -> verified", "verified -> attested", "-> failed"):
         assert step in result.output
     assert "relayer clear" in result.output
+    assert "finality   committee" in result.output
 
 
 def test_explain_of_an_unknown_id_is_a_clear_error(config_path: Path) -> None:

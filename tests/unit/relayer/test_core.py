@@ -241,6 +241,7 @@ async def test_verified_observations_reach_verified(h: Harness) -> None:
         assert record.block_number == obs.block_number
         assert h.ledger.evidence(record.id) == obs.evidence
         assert record.last_error is None
+        assert record.finality == "committee", "the origin chain's finality mode, for explain"
     assert [r.nonce for r in h.ledger.in_state(State.VERIFIED)] == [1, 2, 3]
     assert len(h.log.named("message.verified")) == 3
     assert h.log.named("proof.rejected") == []

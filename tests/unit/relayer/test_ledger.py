@@ -1506,3 +1506,40 @@ def test_verdicts_must_match_the_rows(ledger: Ledger) -> None:
     with pytest.raises(StoreError, match="1 verdicts for 2"):
         ledger.record_observed_many([row(1), row(2)], [None])
     assert ledger.states([mid(1), mid(2)]) == {}
+
+
+# --- light clients --------------------------------------------------------------------------
+
+
+def test_a_light_client_state_is_kept_per_chain_and_replaced(
+    ledger: Ledger, clock: FakeClock
+) -> None:
+    assert ledger.light_client("dot-a") is None
+    ledger.save_light_client("dot-a", "grandpa", b"set 1")
+    ledger.save_light_client("chain-a", "sync-committee", b"period 862")
+    clock.now += 5
+    ledger.save_light_client("dot-a", "grandpa", b"set 2")
+    saved = ledger.light_client("dot-a")
+    assert saved is not None
+    assert (saved.mode, saved.state, saved.updated_at) == ("grandpa", b"set 2", clock.now)
+    assert [(r.chain, r.state) for r in ledger.light_clients()] == [
+        ("chain-a", b"period 862"),
+        ("dot-a", b"set 2"),
+    ]
+    with pytest.raises(StoreError, match="empty light-client state"):
+        ledger.save_light_client("dot-a", "grandpa", b"")
+    assert ledger.light_client("dot-a") == saved
+
+
+def test_the_finality_mode_is_recorded_with_the_message_and_kept_on_reobservation(
+    ledger: Ledger,
+) -> None:
+    ledger.record_observed_many([dataclasses.replace(row(1), finality="grandpa")])
+    record = ledger.get(mid(1))
+    assert record is not None and record.finality == "grandpa"
+    ledger.record_observed_many([dataclasses.replace(row(1, block=11), finality="committee")])
+    record = ledger.get(mid(1))
+    assert record is not None and (record.block_number, record.finality) == (11, "committee")
+    ledger.reobserve(mid(1), block_number=12, block_hash=bhash(12), evidence=b"e")
+    record = ledger.get(mid(1))
+    assert record is not None and record.finality == "committee"
