@@ -43,6 +43,7 @@ from relayer.keys import KeyRef, KeyUnavailableError
 from relayer.plugin import Signer, load_plugin
 
 __all__ = [
+    "BUILTIN_FINALITY",
     "RAW_KEY_REFUSAL",
     "AttesterConfig",
     "ChainConfig",
@@ -63,6 +64,9 @@ RAW_KEY_REFUSAL = (
 )
 
 M = TypeVar("M", bound=BaseModel)
+
+#: finality modes of the relayer's own; every other ``finality`` names a plugin's light client
+BUILTIN_FINALITY = ("committee", "confirmations")
 Loc = tuple[str | int, ...]
 
 
@@ -224,7 +228,9 @@ class ChainConfig(_Table):
     name: str
     type: str = Field(min_length=1)
     domain: int = Field(ge=0, lt=2**32)
-    finality: Literal["committee", "confirmations"] = "committee"
+    # "committee" and "confirmations" are the relayer's own; any other value names a light
+    # client the chain's plugin offers (``ChainPlugin.light_client_modes``), checked below.
+    finality: str = "committee"
     committee: Committee | None = None
     plugin: SerializeAsAny[BaseModel]
 
@@ -234,6 +240,21 @@ class ChainConfig(_Table):
         if not re.fullmatch(r"[a-z0-9-]+", value):
             raise ValueError("must be lowercase letters, digits and '-' ([a-z0-9-]+)")
         return value
+
+    @field_validator("finality")
+    @classmethod
+    def _finality(cls, value: str) -> str:
+        if not re.fullmatch(r"[a-z0-9-]+", value):
+            raise ValueError(
+                'must be "committee", "confirmations" or a light client of the chain\'s '
+                'plugin (such as "grandpa" or "sync-committee")'
+            )
+        return value
+
+    @property
+    def light_client_mode(self) -> str | None:
+        """The light client that decides finality, or None ("committee", "confirmations")."""
+        return None if self.finality in BUILTIN_FINALITY else self.finality
 
     def plugin_config(self, model: builtins.type[M]) -> M:
         """``plugin`` as the type its plugin expects (``chain.plugin_config(EvmChainConfig)``)."""
@@ -729,12 +750,22 @@ def _cross_check(
                 f"domain {chain.domain} is already used by chain {first.name!r}; "
                 "domains must be unique",
             )
-        if chain.finality == "committee" and chain.committee is None:
+        if chain.finality != "confirmations" and chain.committee is None:
             problems.add(
                 ("chains", i, "committee"),
-                'required with finality = "committee": a [chains.committee] table with the '
-                "attesters trusted for messages from this chain and their threshold",
+                f'required with finality = "{chain.finality}": a [chains.committee] table with '
+                "the attesters trusted for messages from this chain and their threshold",
             )
+        mode = chain.light_client_mode
+        if mode is not None:
+            offered = _light_client_modes(chain)
+            if offered is not None and mode not in offered:
+                choices = ", ".join(f'"{m}"' for m in (*BUILTIN_FINALITY, *sorted(offered)))
+                problems.add(
+                    ("chains", i, "finality"),
+                    f'"{mode}" is not a finality mode of {chain.type} chains (choose from '
+                    f"{choices})",
+                )
 
     attester_names: set[str] = set()
     for i, attester in attesters:
@@ -795,6 +826,15 @@ def _warnings(config: Config, chains: Sequence[tuple[int, ChainConfig]]) -> list
                 )
             )
     return warnings
+
+
+def _light_client_modes(chain: ChainConfig) -> frozenset[str] | None:
+    """The light clients ``chain``'s plugin offers; None when the plugin is not there (its
+    absence is reported on ``type``)."""
+    try:
+        return frozenset(load_plugin(chain.type).light_client_modes)
+    except UnknownChainError:
+        return None
 
 
 def _plugin_warnings(chain: ChainConfig) -> Sequence[str]:

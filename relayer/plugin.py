@@ -279,12 +279,29 @@ class Submitter(Protocol):
         ...
 
 
+class LightClientState(Protocol):
+    """Where a reader keeps its light client between runs (the daemon's ledger): opaque bytes
+    the plugin encodes. An attester without a ledger gets None and bootstraps at each start."""
+
+    def load(self) -> bytes | None:
+        """The state saved for this chain and mode, or None (bootstrap from the config)."""
+        ...
+
+    def save(self, state: bytes) -> None:
+        """Replace the saved state; called after the client advanced."""
+        ...
+
+
 @runtime_checkable
 class ChainPlugin(Protocol):
     #: the ``type`` value of a ``[[chains]]`` table this plugin serves
     kind: str
     #: pydantic model for the plugin's own keys of a ``[[chains]]`` table
     config_model: type[BaseModel]
+    #: light clients a chain of this family may name as its ``finality`` (besides the
+    #: relayer's own "committee" and "confirmations"); its reader then hands over only blocks
+    #: that light client has finalized
+    light_client_modes: frozenset[str]
 
     def verify(self, chain: ChainConfig, observation: Observation) -> VerifiedMessage:
         """Re-verify an observation's evidence with ``proofs/``. Pure: no I/O.
@@ -305,13 +322,24 @@ class ChainPlugin(Protocol):
         rpc_url: str | None,
         log: Any,
         prepared: Callable[[Sequence[Observation]], None] | None = None,
+        light_client: LightClientState | None = None,
     ) -> ChainReader:
         """The reads a watcher of ``chain`` needs, from ``rpc_url`` (None: the chain's own).
+
+        With a light-client ``finality``, ``confirmed_head`` is what the light client has
+        finalized and ``read`` hands over only blocks linked to it by parent hashes; the client
+        keeps its state in ``light_client`` when given one.
 
         ``prepared``, if given, is called (from a worker thread) with the observations of a
         block that is not final yet, as soon as the reader has fetched them: a chance to do
         per-message work ahead that can be thrown away. Nothing in them is verified or final;
         only what ``read`` returns later is."""
+        ...
+
+    def light_client_status(self, chain: ChainConfig, state: bytes) -> Mapping[str, str]:
+        """What ``relayer lightclient status`` shows of a saved state (checkpoint, period or
+        set id, finalized head), in display order. Raises ``ValueError`` for a state it cannot
+        read."""
         ...
 
     def warnings(self, chain: ChainConfig) -> Sequence[str]:

@@ -17,7 +17,13 @@ from chains.evm.submitter import EvmSubmitter, SignedBatch
 from proofs.committee import attestation_digest
 from relayer.ecdsa_key import EcdsaKey, load_ecdsa_key
 from relayer.errors import ConfigError, EvidenceRejectedError
-from relayer.plugin import DeliverySettings, Observation, Signer, VerifiedMessage
+from relayer.plugin import (
+    DeliverySettings,
+    LightClientState,
+    Observation,
+    Signer,
+    VerifiedMessage,
+)
 
 if TYPE_CHECKING:
     from relayer.config import ChainConfig
@@ -77,6 +83,8 @@ class _Verdicts:
 class EvmPlugin:
     kind = "evm"
     config_model = EvmChainConfig
+    # No light client yet: "committee" (or "confirmations") decides finality.
+    light_client_modes: frozenset[str] = frozenset()
 
     def __init__(self) -> None:
         self._verdicts = _Verdicts()
@@ -104,6 +112,7 @@ class EvmPlugin:
         rpc_url: str | None,
         log: Any,
         prepared: Callable[[Sequence[Observation]], None] | None = None,
+        light_client: LightClientState | None = None,
     ) -> EvmReader:
         config = _evm(chain)
         if rpc_url is not None and urlsplit(rpc_url).scheme not in ("http", "https"):
@@ -125,6 +134,9 @@ class EvmPlugin:
             log=log,
             warm=warm,
         )
+
+    def light_client_status(self, chain: ChainConfig, state: bytes) -> Mapping[str, str]:
+        raise ValueError(f"{self.kind} chains have no light client")
 
     def warnings(self, chain: ChainConfig) -> list[str]:
         return []

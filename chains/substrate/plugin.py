@@ -13,7 +13,13 @@ from chains.substrate.observation import verify_observation
 from chains.substrate.reader import SubstrateReader
 from proofs.committee import named_attestation_digest
 from relayer.errors import ConfigError
-from relayer.plugin import DeliverySettings, Observation, Signer, VerifiedMessage
+from relayer.plugin import (
+    DeliverySettings,
+    LightClientState,
+    Observation,
+    Signer,
+    VerifiedMessage,
+)
 
 if TYPE_CHECKING:
     from chains.substrate.submitter import SubstrateSubmitter
@@ -32,6 +38,8 @@ def _substrate(chain: ChainConfig) -> SubstrateChainConfig:
 class SubstratePlugin:
     kind = "substrate"
     config_model = SubstrateChainConfig
+    # No light client yet: "committee" (or "confirmations") decides finality.
+    light_client_modes: frozenset[str] = frozenset()
 
     def verify(self, chain: ChainConfig, observation: Observation) -> VerifiedMessage:
         return verify_observation(observation, config=_substrate(chain), domain=chain.domain)
@@ -54,6 +62,7 @@ class SubstratePlugin:
         rpc_url: str | None,
         log: Any,
         prepared: Callable[[Sequence[Observation]], None] | None = None,
+        light_client: LightClientState | None = None,
     ) -> SubstrateReader:
         config = _substrate(chain)
         url = rpc_url or config.rpc
@@ -70,6 +79,9 @@ class SubstratePlugin:
             log=log,
             warm=prepared,
         )
+
+    def light_client_status(self, chain: ChainConfig, state: bytes) -> Mapping[str, str]:
+        raise ValueError(f"{self.kind} chains have no light client")
 
     def warnings(self, chain: ChainConfig) -> list[str]:
         config = _substrate(chain)

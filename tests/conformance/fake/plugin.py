@@ -12,7 +12,13 @@ from pydantic import BaseModel
 
 from proofs.committee import named_attestation_digest
 from relayer.errors import ConfigError
-from relayer.plugin import DeliverySettings, Observation, Signer, VerifiedMessage
+from relayer.plugin import (
+    DeliverySettings,
+    LightClientState,
+    Observation,
+    Signer,
+    VerifiedMessage,
+)
 from tests.conformance.fake.config import FakeChainConfig
 from tests.conformance.fake.evidence import verify_observation
 from tests.conformance.fake.keys import FakeSigner, load_fake_signer
@@ -35,6 +41,8 @@ class FakePlugin:
     # Annotated as the protocol's type: a class attribute is invariant, so the narrower
     # type[FakeChainConfig] would not satisfy ChainPlugin for mypy.
     config_model: type[BaseModel] = FakeChainConfig
+    # No light client yet: "committee" (or "confirmations") decides finality.
+    light_client_modes: frozenset[str] = frozenset()
 
     def verify(self, chain: ChainConfig, observation: Observation) -> VerifiedMessage:
         return verify_observation(observation, domain=chain.domain)
@@ -55,6 +63,7 @@ class FakePlugin:
         rpc_url: str | None,
         log: Any,
         prepared: Callable[[Sequence[Observation]], None] | None = None,
+        light_client: LightClientState | None = None,
     ) -> FakeReader:
         return FakeReader(
             chain_name=chain.name,
@@ -64,6 +73,9 @@ class FakePlugin:
             log=log,
             prepared=prepared,
         )
+
+    def light_client_status(self, chain: ChainConfig, state: bytes) -> Mapping[str, str]:
+        raise ValueError(f"{self.kind} chains have no light client")
 
     def warnings(self, chain: ChainConfig) -> list[str]:
         return []

@@ -326,6 +326,23 @@ def test_committee_is_required_with_committee_finality(tmp_path: Path) -> None:
     assert 'chains[name="chain-a"].committee: required with finality = "committee"' in message
 
 
+def test_a_light_client_the_plugin_does_not_offer_is_refused_naming_the_key(
+    tmp_path: Path,
+) -> None:
+    text = _edit("domain = 2000", 'domain = 2000\nfinality = "grandpa"')
+    message = _refusal(tmp_path, text)
+    assert (
+        'chains[name="chain-b"].finality: "grandpa" is not a finality mode of evm chains '
+        '(choose from "committee", "confirmations")'
+    ) in message
+
+
+@pytest.mark.parametrize("value", ['"Grandpa"', '"sync committee"', '""', "1", "true"])
+def test_a_finality_that_is_not_a_mode_name_is_refused(tmp_path: Path, value: str) -> None:
+    text = _edit("domain = 2000", f"domain = 2000\nfinality = {value}")
+    assert 'chains[name="chain-b"].finality: ' in _refusal(tmp_path, text)
+
+
 def test_duplicate_chain_names_are_refused(tmp_path: Path) -> None:
     text = _edit('name = "chain-b"', 'name = "chain-a"')
     text = text.replace('"chain-b"', '"chain-a"')
