@@ -16,6 +16,7 @@ import click
 from relayer.config import Config, check_config, load_config
 from relayer.errors import RelayerError
 from relayer.log import configure_logging, get_logger
+from relayer.plugin import load_plugin
 from relayer.store import Ledger, State
 
 _config_option = click.option(
@@ -226,6 +227,40 @@ def _why(state: State) -> str:
         State.REJECTED: "its evidence failed verification; it will never be submitted",
         State.FAILED: "the retry budget ran out; `relayer clear` re-queues it",
     }[state]
+
+
+@main.group("lightclient")
+def lightclient_group() -> None:
+    """Light clients that decide origin finality (``finality = "grandpa"`` and the like)."""
+
+
+@lightclient_group.command("status")
+@_config_option
+def lightclient_status(config_path: Path) -> None:
+    """Each saved light client: mode, owner, checkpoint, period or set id, finalized head."""
+    config = _load(config_path)
+    with Ledger.open(config.relayer.database) as ledger:
+        saved = ledger.light_clients()
+    modes = {c.name: c.light_client_mode for c in config.chains}
+    for chain in config.chains:
+        if chain.light_client_mode is not None and not any(r.chain == chain.name for r in saved):
+            click.echo(f"{chain.name} ({chain.light_client_mode}): not bootstrapped yet")
+    for row in saved:
+        if row.chain not in modes:
+            click.echo(f"{row.chain} ({row.mode}, {row.owner}): chain no longer configured")
+            continue
+        chain = config.chain(row.chain)
+        stale = "" if modes[row.chain] == row.mode else f"; unused, finality is {chain.finality}"
+        click.echo(
+            f"{row.chain} ({row.mode}, {row.owner}; saved {_fmt_time(row.updated_at)}{stale})"
+        )
+        try:
+            shown = load_plugin(chain.type).light_client_status(chain, row.state)
+        except ValueError as exc:
+            click.echo(f"  unreadable: {exc}")
+            continue
+        for key, value in shown.items():
+            click.echo(f"  {key:<18} {value}")
 
 
 @main.command()

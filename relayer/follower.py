@@ -33,6 +33,25 @@ __all__ = ["Follower", "LedgerCursor", "follow"]
 _REMEMBERED_BLOCKS = 256
 
 
+class LedgerLightClient:
+    """``LightClientState`` in the ledger: one owner's light client of one chain. A state saved
+    under another mode (the operator changed ``finality``) is not handed back: the new client
+    bootstraps from its configured checkpoint."""
+
+    def __init__(self, ledger: Ledger, chain: str, owner: str, mode: str) -> None:
+        self._ledger = ledger
+        self._chain = chain
+        self._owner = owner
+        self._mode = mode
+
+    def load(self) -> bytes | None:
+        saved = self._ledger.light_client(self._chain, self._owner)
+        return saved.state if saved is not None and saved.mode == self._mode else None
+
+    def save(self, state: bytes) -> None:
+        self._ledger.save_light_client(self._chain, self._owner, self._mode, state)
+
+
 class LedgerCursor:
     """The part of the ledger one watcher uses: its cursor and its remembered block hashes."""
 
@@ -186,6 +205,13 @@ def follow(
 ) -> Follower:
     """A follower of ``chain`` whose cursor is kept in ``ledger`` under
     ``owner`` ("relayer", "attester:<name>"), reading through its plugin's ``reader``."""
-    reader = load_plugin(chain.type).reader(chain, rpc_url=rpc_url, log=log, prepared=prepared)
+    mode = chain.light_client_mode
+    reader = load_plugin(chain.type).reader(
+        chain,
+        rpc_url=rpc_url,
+        log=log,
+        prepared=prepared,
+        light_client=None if mode is None else LedgerLightClient(ledger, chain.name, owner, mode),
+    )
     cursor = LedgerCursor(ledger, chain.name, owner, start_block=reader.start_block)
     return Follower(chain=chain.name, reader=reader, cursor=cursor, log=log)

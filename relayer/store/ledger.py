@@ -171,6 +171,7 @@ class HistoryEntry:
 class LightClientRow:
     """A light client's saved state; ``state`` is opaque here (its plugin encodes it)."""
 
+    owner: str
     chain: str
     mode: str
     state: bytes
@@ -234,6 +235,10 @@ def _as_row(row: ObservedRow | Mapping[str, Any]) -> ObservedRow:
     if unknown:
         raise StoreError(f"observed row has unknown fields {sorted(unknown)}")
     return ObservedRow(**row)
+
+
+def _light_client_row(row: Sequence[Any]) -> LightClientRow:
+    return LightClientRow(row[0], row[1], row[2], bytes(row[3]), row[4])
 
 
 def _store_block_evidence(
@@ -1167,33 +1172,36 @@ class Ledger:
 
     # --- light clients -------------------------------------------------------------------------
 
-    def light_client(self, chain: str) -> LightClientRow | None:
-        """The state saved for ``chain``'s light client, if any (of whatever mode it was)."""
+    def light_client(self, chain: str, owner: str) -> LightClientRow | None:
+        """The state ``owner`` saved for its light client of ``chain``, if any (of whatever
+        mode it was)."""
         with self._read() as conn:
             row = conn.execute(
-                "SELECT chain, mode, state, updated_at FROM light_clients WHERE chain = ?",
-                (chain,),
+                "SELECT owner, chain, mode, state, updated_at FROM light_clients"
+                " WHERE chain = ? AND owner = ?",
+                (chain, owner),
             ).fetchone()
-        return None if row is None else LightClientRow(row[0], row[1], bytes(row[2]), row[3])
+        return None if row is None else _light_client_row(row)
 
     def light_clients(self) -> list[LightClientRow]:
-        """Every saved light-client state, by chain name."""
+        """Every saved light-client state, by chain and owner."""
         with self._read() as conn:
             rows = conn.execute(
-                "SELECT chain, mode, state, updated_at FROM light_clients ORDER BY chain"
+                "SELECT owner, chain, mode, state, updated_at FROM light_clients"
+                " ORDER BY chain, owner"
             ).fetchall()
-        return [LightClientRow(r[0], r[1], bytes(r[2]), r[3]) for r in rows]
+        return [_light_client_row(r) for r in rows]
 
-    def save_light_client(self, chain: str, mode: str, state: bytes) -> None:
-        """Replace ``chain``'s saved light-client state (one row per chain)."""
+    def save_light_client(self, chain: str, owner: str, mode: str, state: bytes) -> None:
+        """Replace the light-client state ``owner`` keeps for ``chain``."""
         if not state:
             raise StoreError(f"chain `{chain}`: an empty light-client state cannot be saved")
         with self._write() as conn:
             conn.execute(
-                "INSERT INTO light_clients (chain, mode, state, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (chain) DO UPDATE SET mode = excluded.mode,"
-                " state = excluded.state, updated_at = excluded.updated_at",
-                (chain, mode, state, self._clock()),
+                "INSERT INTO light_clients (owner, chain, mode, state, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, chain) DO UPDATE SET"
+                " mode = excluded.mode, state = excluded.state, updated_at = excluded.updated_at",
+                (owner, chain, mode, state, self._clock()),
             )
 
     def find(self, prefix_hex: str, *, limit: int = 20) -> list[MessageRecord]:

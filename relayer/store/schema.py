@@ -151,14 +151,17 @@ _V4 = (
     # Which finality mode of the origin chain made the message's block final ("committee",
     # "grandpa", ...): what `relayer explain` shows. Older rows say "".
     "ALTER TABLE messages ADD COLUMN finality TEXT NOT NULL DEFAULT ''",
-    # A light client's state per chain (its trusted set or committee and finalized head), so a
-    # restart continues from it instead of bootstrapping from the configured checkpoint again.
+    # A light client's state per chain and owner ("relayer", "attester:<name>": each process
+    # follows the chain with a client of its own), so a restart continues from it instead of
+    # bootstrapping from the configured checkpoint again.
     """
     CREATE TABLE light_clients (
-        chain      TEXT PRIMARY KEY,
+        owner      TEXT NOT NULL,
+        chain      TEXT NOT NULL,
         mode       TEXT NOT NULL,
         state      BLOB NOT NULL,
-        updated_at REAL NOT NULL
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (owner, chain)
     )
     """,
 )

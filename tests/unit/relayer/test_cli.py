@@ -89,3 +89,19 @@ def test_config_check_accepts_the_example_config(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["config", "check", "-c", str(example)], env=DEV_ENV)
     assert result.exit_code == 0, result.output
     assert "ok (3 chains)" in result.output
+
+
+def test_lightclient_status_names_saved_states_it_cannot_use(config_path: Path) -> None:
+    with Ledger.open(config_path.parent / "ledger.db") as ledger:
+        ledger.save_light_client("chain-a", "relayer", "sync-committee", b"{}")
+        ledger.save_light_client("gone", "relayer", "grandpa", b"{}")
+    result = CliRunner().invoke(main, ["lightclient", "status", "-c", str(config_path)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(
+        line.startswith("chain-a (sync-committee, relayer; saved ")
+        and line.endswith("unused, finality is committee)")
+        for line in lines
+    ), result.output
+    assert "  unreadable: evm chains have no light client" in lines
+    assert "gone (grandpa, relayer): chain no longer configured" in lines

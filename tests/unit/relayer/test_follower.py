@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from proofs import ProofError
-from relayer.follower import Follower, LedgerCursor
+from relayer.follower import Follower, LedgerCursor, LedgerLightClient
 from relayer.plugin import CursorView, Observation, Span
 from relayer.store import Ledger
 
@@ -184,3 +184,14 @@ async def test_an_answer_that_does_not_verify_moves_nothing(tmp_path: Path) -> N
         chain.lie_at = None
         await _drain(follower, sink)
         assert sink.seen == [b"main:4"]
+
+
+def test_a_ledger_light_client_hands_back_only_its_own_mode(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as ledger:
+        state = LedgerLightClient(ledger, "dot-a", "relayer", "grandpa")
+        assert state.load() is None
+        state.save(b"set 7")
+        assert state.load() == b"set 7"
+        assert LedgerLightClient(ledger, "dot-a", "attester:a1", "grandpa").load() is None
+        # the operator switched the chain to another light client: start from its checkpoint
+        assert LedgerLightClient(ledger, "dot-a", "relayer", "other-mode").load() is None

@@ -1514,21 +1514,25 @@ def test_verdicts_must_match_the_rows(ledger: Ledger) -> None:
 def test_a_light_client_state_is_kept_per_chain_and_replaced(
     ledger: Ledger, clock: FakeClock
 ) -> None:
-    assert ledger.light_client("dot-a") is None
-    ledger.save_light_client("dot-a", "grandpa", b"set 1")
-    ledger.save_light_client("chain-a", "sync-committee", b"period 862")
+    assert ledger.light_client("dot-a", "relayer") is None
+    ledger.save_light_client("dot-a", "relayer", "grandpa", b"set 1")
+    ledger.save_light_client("dot-a", "attester:a1", "grandpa", b"own set 1")
+    ledger.save_light_client("chain-a", "relayer", "sync-committee", b"period 862")
     clock.now += 5
-    ledger.save_light_client("dot-a", "grandpa", b"set 2")
-    saved = ledger.light_client("dot-a")
+    ledger.save_light_client("dot-a", "relayer", "grandpa", b"set 2")
+    saved = ledger.light_client("dot-a", "relayer")
     assert saved is not None
     assert (saved.mode, saved.state, saved.updated_at) == ("grandpa", b"set 2", clock.now)
-    assert [(r.chain, r.state) for r in ledger.light_clients()] == [
-        ("chain-a", b"period 862"),
-        ("dot-a", b"set 2"),
+    own = ledger.light_client("dot-a", "attester:a1")
+    assert own is not None and own.state == b"own set 1", "each owner keeps its own client"
+    assert [(r.chain, r.owner, r.state) for r in ledger.light_clients()] == [
+        ("chain-a", "relayer", b"period 862"),
+        ("dot-a", "attester:a1", b"own set 1"),
+        ("dot-a", "relayer", b"set 2"),
     ]
     with pytest.raises(StoreError, match="empty light-client state"):
-        ledger.save_light_client("dot-a", "grandpa", b"")
-    assert ledger.light_client("dot-a") == saved
+        ledger.save_light_client("dot-a", "relayer", "grandpa", b"")
+    assert ledger.light_client("dot-a", "relayer") == saved
 
 
 def test_the_finality_mode_is_recorded_with_the_message_and_kept_on_reobservation(
