@@ -3,6 +3,12 @@
 ``relayer.follower`` drives it (cursor, reorg alarm, fork point, outages). Blocks prepared
 ahead by ``chains.evm.readahead`` are used where they link to the cursor and the node still has
 the last of them at its height; anything else is read the ordinary way, in log ranges.
+
+With ``finality = "sync-committee"`` the confirmed head is the execution block the beacon
+chain's sync committee has finalized (``chains.evm.sync_committee``, proven by
+``proofs.ethereum_lc``), and a span is handed over only if each of its blocks is on the parent-
+hash walk down from that block (``chains.evm.ancestry``): the node's word on depth counts for
+nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +19,14 @@ from typing import Any
 
 import structlog
 
+from chains.evm.ancestry import FinalizedAncestry, off_the_finalized_chain
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC, build_observations
 from chains.evm.heads import HeadNotifier
 from chains.evm.readahead import ReadAhead
 from chains.evm.rpc import EvmRpc
+from chains.evm.sync_committee import FinalizedExecution, SyncCommitteeFinality
+from proofs import ProofError
 from relayer.errors import TransientChainError
 from relayer.plugin import CursorView, Observation, Span
 
@@ -38,6 +47,7 @@ class EvmReader:
         rpc: EvmRpc,
         log: Any = None,
         warm: Callable[[Sequence[Observation]], None] | None = None,
+        finality: SyncCommitteeFinality | None = None,
     ) -> None:
         self.chain = chain_name
         self.config = config
@@ -45,7 +55,10 @@ class EvmReader:
         self.endpoint = rpc.endpoint
         self.start_block = config.start_block
         self.poll_interval = config.poll_interval
-        self.depth: int | str = config.confirmations
+        self.depth: int | str = "sync-committee" if finality else config.confirmations
+        self.finality = finality
+        self.ancestry = FinalizedAncestry(rpc, chain=chain_name) if finality else None
+        self._final: FinalizedExecution | None = None
         self.gateway = bytes.fromhex(config.gateway[2:])
         self.gateway_hex = "0x" + self.gateway.hex()
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
@@ -54,6 +67,8 @@ class EvmReader:
         self.ahead = ReadAhead(chain_name=chain_name, gateway=self.gateway, rpc=rpc, warm=warm)
 
     async def close(self) -> None:
+        if self.finality is not None:
+            await self.finality.close()
         await self.rpc.close()
 
     async def background(self, cursor: CursorView) -> None:
@@ -85,6 +100,12 @@ class EvmReader:
                 await asyncio.sleep(self.config.poll_interval)
 
     async def confirmed_head(self) -> int:
+        if self.finality is not None:
+            final = await self.finality.finalized()
+            if final is None:
+                return -1
+            self._final = final
+            return final.number
         if self.config.confirmations == "finalized":
             block = await self.rpc.block("finalized")
             if block is None:
@@ -117,7 +138,23 @@ class EvmReader:
         if span is None:
             span = await self._read(start, end)
         self.ahead.forget_through(end)
+        if self.ancestry is not None:
+            await self._check_finalized(span, start, end)
         return span
+
+    async def _check_finalized(self, span: Span, start: int, end: int) -> None:
+        """Refuse a span any of whose blocks is not on the light client's finalized chain."""
+        assert self.ancestry is not None
+        final = self._final
+        if final is None or end > final.number:
+            raise TransientChainError(
+                f"chain `{self.chain}`: block {end} is above what the light client has finalized"
+            )
+        await self.ancestry.ensure(final.number, final.hash, low=start)
+        problems = off_the_finalized_chain(self.ancestry, [*span.blocks, (end, span.end_hash)])
+        if problems:
+            raise ProofError(f"chain `{self.chain}`: " + "; ".join(problems))
+        self.ancestry.forget_below(end)
 
     async def _read(self, start: int, end: int) -> Span:
         logs = await self.rpc.logs(start, end, self.gateway_hex, ["0x" + DISPATCH_TOPIC.hex()])
