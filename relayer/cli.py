@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import sys
 import time
@@ -12,8 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import click
+from pydantic import BaseModel
 
-from relayer.config import Config, check_config, load_config
+from relayer.config import (
+    Config,
+    check_config,
+    config_schema,
+    config_skeleton,
+    installed_chain_models,
+    load_config,
+)
 from relayer.errors import RelayerError
 from relayer.log import configure_logging, get_logger
 from relayer.plugin import load_plugin
@@ -104,6 +113,33 @@ def start(config_path: Path) -> None:
 @main.group("config")
 def config_group() -> None:
     """Configuration commands."""
+
+
+def _chain_models() -> dict[str, type[BaseModel]]:
+    try:
+        return installed_chain_models()
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@config_group.command("default")
+def config_default() -> None:
+    """Print a complete config file: every key, commented [Required] or [Default: ...]."""
+    try:
+        skeleton = config_skeleton(_chain_models())
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(skeleton, nl=False)
+
+
+@config_group.command("schema")
+def config_schema_command() -> None:
+    """Print the config file's JSON schema, for editors (one chain table per plugin, by type)."""
+    try:
+        schema = config_schema(_chain_models())
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(json.dumps(schema, indent=2))
 
 
 @config_group.command("check")

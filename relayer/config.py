@@ -6,18 +6,26 @@ the rest of a ``[[chains]]`` table by its plugin's ``config_model`` (Hermes ``co
 ``check_config`` adds the checks that need keys, and the warnings. Every refusal names the table
 and key (``chains[name="chain-a"].committee.threshold: ...``); all problems of a file are reported
 together, in one ``ConfigError``, and no message ever carries a secret or a raw input value.
+
+Types are strict, for every table and every plugin's model: ``domain = "1000"``, ``1000.0`` or
+``true`` is not the integer 1000. The one string read as a number or boolean is a ``${VAR}``
+reference's value, where the field refuses a string (``_validate``). ``config_skeleton`` and
+``config_schema`` describe the file from the same models (``relayer config default | schema``).
 """
 
 from __future__ import annotations
 
 import builtins
+import datetime
 import difflib
 import ipaddress
 import json
 import os
 import re
+import textwrap
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 from urllib.parse import urlsplit
@@ -32,15 +40,17 @@ from pydantic import (
     SerializeAsAny,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
 )
+from pydantic.fields import FieldInfo
 
 from proofs.committee import check_threshold
 from proofs.errors import QuorumError
 from relayer.ecdsa_key import load_ecdsa_key
 from relayer.errors import ConfigError, UnknownChainError
 from relayer.keys import KeyRef, KeyUnavailableError
-from relayer.plugin import Signer, load_plugin
+from relayer.plugin import ENTRY_POINT_GROUP, Signer, load_plugin
 
 __all__ = [
     "BUILTIN_FINALITY",
@@ -56,6 +66,9 @@ __all__ = [
     "RelayerSettings",
     "WsEndpoint",
     "check_config",
+    "config_schema",
+    "config_skeleton",
+    "installed_chain_models",
     "load_config",
 ]
 
@@ -109,7 +122,7 @@ def _parse_address(value: object) -> str:
 
 #: a non-zero 20-byte Ethereum address, normalized to its EIP-55 checksummed hex form (the form
 #: every consumer compares, logs and hands to web3); ``bytes.fromhex(a[2:])`` for the raw bytes
-EthAddress = Annotated[str, PlainValidator(_parse_address)]
+EthAddress = Annotated[str, PlainValidator(_parse_address, json_schema_input_type=str)]
 
 
 def _url_checker(schemes: tuple[str, ...]) -> Callable[[str], str]:
@@ -152,8 +165,16 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 
 
 class _Table(BaseModel):
-    # TOML has inf and nan floats; no setting of ours means either.
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # TOML has inf and nan floats; no setting of ours means either. Strict: "1000", 1000.0 and
+    # true are not the integer 1000 (load_config reads a ${VAR}'s value as a number itself).
+    # The attribute docstrings are the keys' descriptions in `relayer config default | schema`.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        strict=True,
+        use_attribute_docstrings=True,
+    )
 
 
 # --- tables --------------------------------------------------------------------------------------
@@ -162,10 +183,17 @@ class _Table(BaseModel):
 class RelayerSettings(_Table):
     """``[relayer]``: the daemon's own files and listeners."""
 
-    database: Path = Field(default=Path("relayer.db"), validate_default=True)
-    checkpoints: Path = Field(default=Path("checkpoints"), validate_default=True)
+    # Defaults as the file would write them (a JSON-mode path is a string); strict=False only
+    # lets Python code pass a str, as a path takes nothing but a str or a Path either way.
+    database: Path = Field(default="relayer.db", validate_default=True, strict=False)
+    """SQLite ledger of every message and its state, relative to this file. Attesters started
+    with this file keep their own cursor databases beside it (attester-<name>.db)."""
+    checkpoints: Path = Field(default="checkpoints", validate_default=True, strict=False)
+    """Attestation checkpoint store: one directory per origin domain, relative to this file."""
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """debug | info | warning | error"""
     health: str = "127.0.0.1:9464"
+    """Listen address of /healthz and /metrics; loopback only unless you mean to expose them."""
 
     @field_validator("database", "checkpoints")
     @classmethod
@@ -193,7 +221,10 @@ class Committee(_Table):
     """``[chains.committee]``: the attesters trusted for messages originating on a chain."""
 
     attesters: tuple[EthAddress, ...] = Field(min_length=1)
+    """The attesters' addresses: distinct, non-zero. The destination chains' Gateways are
+    deployed with the same set."""
     threshold: int
+    """Signatures needed: above half of the attesters, and at most all of them."""
 
     @field_validator("attesters")
     @classmethod
@@ -222,17 +253,36 @@ class _Unparsed(BaseModel):
     """Stands in for a plugin model that failed, so the shared keys are still checked."""
 
 
+def _plugin_config(value: object, info: ValidationInfo) -> BaseModel:
+    # load_config decodes the plugin's keys with the plugin's own model first, then hands the
+    # result over in the context: the table itself goes through JSON-mode validation.
+    if isinstance(value, BaseModel):
+        return value
+    given = info.context.get("plugin") if isinstance(info.context, dict) else None
+    if isinstance(given, BaseModel):
+        return given
+    raise ValueError("expected the chain plugin's decoded config")
+
+
 class ChainConfig(_Table):
     """One ``[[chains]]`` table: the keys every chain has, and ``plugin``, the plugin's model."""
 
     name: str
+    """Unique name, [a-z0-9-]+; used in logs, metrics and the CLI."""
     type: str = Field(min_length=1)
+    """The chain plugin that serves this chain; it decodes the table's other keys."""
     domain: int = Field(ge=0, lt=2**32)
+    """Unique u32 domain id: the message's origin/destination field. Not the chain id."""
     # "committee" and "confirmations" are the relayer's own; any other value names a light
     # client the chain's plugin offers (``ChainPlugin.light_client_modes``), checked below.
     finality: str = "committee"
+    """Either "committee", "confirmations" (trusts the RPC's view of depth: development only,
+    logged as insecure at every start) or a light client of the chain's plugin."""
     committee: Committee | None = None
-    plugin: SerializeAsAny[BaseModel]
+    """The attesters trusted for messages originating on this chain."""
+    plugin: SerializeAsAny[
+        Annotated[BaseModel, PlainValidator(_plugin_config, json_schema_input_type=dict[str, Any])]
+    ]
 
     @field_validator("name")
     @classmethod
@@ -273,9 +323,15 @@ class AttesterConfig(_Table):
     """One ``[[attesters]]`` table: an attester process (``relayer attest --name ...``)."""
 
     name: str
+    """Unique name, given to `relayer attest --name`."""
     key: KeyRef
+    """Its signing key; shared with no submitter and no other attester."""
     origins: tuple[str, ...] = Field(min_length=1)
+    """The chains it watches and attests messages from."""
     rpc: dict[str, Endpoint] = Field(default_factory=dict)
+    """Its own endpoint per origin (default: the chain's rpc). In production give each
+    attester its own node: attesters that share the relayer's endpoint are only as honest as
+    that endpoint."""
 
     @field_validator("name")
     @classmethod
@@ -407,10 +463,11 @@ def load_config(
 
     base_dir = path.resolve().parent
     problems = _Problems()
-    doc = _expand(raw, (), env, problems)
+    variables: set[Loc] = set()
+    doc = _expand(raw, (), env, problems, variables)
     _scan_raw_keys(raw, (), False, problems)
     render = _renderer(doc)
-    config = _decode(doc, base_dir, plugin_models, problems, render)
+    config = _decode(doc, base_dir, plugin_models, problems, render, frozenset(variables))
     if problems or config is None:
         raise ConfigRefusedError(
             str(path), [f"{render(loc)}: {msg}" for loc, msg in problems.items]
@@ -448,11 +505,21 @@ def check_config(
     return [f"{render(loc)}: {msg}" for loc, msg in warnings]
 
 
-def _expand(node: Any, loc: Loc, env: Mapping[str, str], problems: _Problems) -> Any:
+def _expand(
+    node: Any, loc: Loc, env: Mapping[str, str], problems: _Problems, variables: set[Loc]
+) -> Any:
+    """``node`` with every ``${VAR}`` replaced; the location of each string that held one is
+    added to ``variables``: only there may a string stand for a number (``_validate``)."""
     if isinstance(node, dict):
-        return {key: _expand(value, (*loc, key), env, problems) for key, value in node.items()}
+        return {
+            key: _expand(value, (*loc, key), env, problems, variables)
+            for key, value in node.items()
+        }
     if isinstance(node, list):
-        return [_expand(value, (*loc, i), env, problems) for i, value in enumerate(node)]
+        return [_expand(value, (*loc, i), env, problems, variables) for i, value in enumerate(node)]
+    if isinstance(node, datetime.date | datetime.time):  # datetime is a date
+        problems.add(loc, "is a TOML date or time, which no setting takes (quote it for a string)")
+        return None
     if not isinstance(node, str):
         return node
 
@@ -473,6 +540,8 @@ def _expand(node: Any, loc: Loc, env: Mapping[str, str], problems: _Problems) ->
     expanded = _VARIABLE.sub(substitute, node)
     if "${" in _VARIABLE.sub("", node):
         problems.add(loc, "malformed variable reference: write ${NAME} or ${NAME:-default}")
+    if _VARIABLE.search(node):
+        variables.add(loc)
     return expanded
 
 
@@ -556,8 +625,9 @@ def _decode(
     plugin_models: Mapping[str, type[BaseModel]] | None,
     problems: _Problems,
     render: Callable[[Loc], str],
+    variables: frozenset[Loc],
 ) -> Config | None:
-    context = {"base_dir": base_dir}
+    context: dict[str, Any] = {"base_dir": base_dir}
     for key in doc:
         if key not in _TOP_LEVEL:
             problems.add((key,), _unknown_key(key, _TOP_LEVEL))
@@ -567,7 +637,9 @@ def _decode(
     if not isinstance(section, dict):
         problems.add(("relayer",), "expected a [relayer] table")
     else:
-        relayer = _validate(RelayerSettings, section, context, ("relayer",), problems)
+        relayer = _validate(
+            RelayerSettings, section, context, ("relayer",), problems, variables=variables
+        )
 
     chain_tables = _tables(doc, "chains", problems)
     if doc.get("chains") in (None, []):
@@ -575,18 +647,20 @@ def _decode(
     models = _PluginModels(plugin_models)
     chains: list[tuple[int, ChainConfig]] = []
     for i, table in chain_tables:
-        chain = _decode_chain(i, table, models, context, problems)
+        chain = _decode_chain(i, table, models, context, problems, variables)
         if chain is not None:
             chains.append((i, chain))
 
     attesters: list[tuple[int, AttesterConfig]] = []
     for i, table in _tables(doc, "attesters", problems):
-        attester = _validate(AttesterConfig, table, context, ("attesters", i), problems)
+        attester = _validate(
+            AttesterConfig, table, context, ("attesters", i), problems, variables=variables
+        )
         if attester is not None:
             attesters.append((i, attester))
 
-    named = {t.get("name") for _, t in chain_tables}
-    _cross_check(chains, attesters, {n for n in named if isinstance(n, str)}, problems, render)
+    named = {name for _, t in chain_tables if isinstance(name := t.get("name"), str)}
+    _cross_check(chains, attesters, named, problems, render)
     if problems or relayer is None:
         return None
     return Config(
@@ -619,6 +693,7 @@ def _decode_chain(
     models: _PluginModels,
     context: dict[str, Any],
     problems: _Problems,
+    variables: frozenset[Loc],
 ) -> ChainConfig | None:
     loc: Loc = ("chains", index)
     shared = {key: value for key, value in table.items() if key in _CHAIN_KEYS}
@@ -632,13 +707,20 @@ def _decode_chain(
             problems.add((*loc, "type"), str(exc))
     plugin: BaseModel | None = None
     if model is not None:
-        plugin = _validate(model, own, context, loc, problems, also_known=_CHAIN_KEYS)
+        plugin = _validate(
+            model, own, context, loc, problems, variables=variables, also_known=_CHAIN_KEYS
+        )
         if plugin is not None and model.model_config.get("extra") != "forbid":
             # A third-party model that ignores unknown keys would hide typos; we do not.
             for key in sorted(set(own) - set(model.model_fields)):
                 problems.add((*loc, key), _unknown_key(key, [*_CHAIN_KEYS, *model.model_fields]))
     chain = _validate(
-        ChainConfig, {**shared, "plugin": plugin or _Unparsed()}, context, loc, problems
+        ChainConfig,
+        {**shared, "plugin": {}},
+        {**context, "plugin": plugin or _Unparsed()},
+        loc,
+        problems,
+        variables=variables,
     )
     return chain if plugin is not None else None
 
@@ -650,20 +732,110 @@ def _validate(
     loc: Loc,
     problems: _Problems,
     *,
+    variables: frozenset[Loc],
     also_known: Iterable[str] = (),
 ) -> M | None:
+    """``data`` (the table at ``loc``) decoded by ``model`` in strict mode, or None with its
+    problems added.
+
+    Strict as JSON is: a TOML array is a tuple and a string a path, but "1000", 1000.0 and true
+    are not the integer 1000, for any model, a plugin's own included. A ``${VAR}``'s value is a
+    string; where the model refuses it as one, it is read as the TOML number or boolean it
+    spells (``CHAIN_ID=31337``). No other string is: a quoted number in the file is a typo.
+    """
     try:
-        return model.model_validate(data, context=context)
+        return _strict(model, data, context)
     except ValidationError as exc:
-        for error in exc.errors(include_url=False, include_input=False):
-            where: Loc = (*loc, *error["loc"])
-            if problems.covers(where):
-                continue
-            problems.add(where, _message(model, error, also_known))
+        first = exc.errors(include_url=False)
+    spelled: dict[Loc, int | float | bool] = {}
+    for error in first:
+        where: Loc = (*loc, *error["loc"])
+        origin = next((v for v in variables if where[: len(v)] == v), None)
+        if origin is None or len(origin) <= len(loc):
+            continue
+        value = _spelled_scalar(_at(data, origin[len(loc) :]))
+        if value is not None:
+            spelled[origin[len(loc) :]] = value
+    errors = first
+    if spelled:
+        try:
+            return _strict(model, _replaced(data, spelled), context)
+        except ValidationError as exc:
+            second = exc.errors(include_url=False)
+
+        # Where the field wants a string after all, say why the string was refused.
+        wanted_string = {
+            at
+            for at in spelled
+            for e in second
+            if tuple(e["loc"][: len(at)]) == at and e["type"] == "string_type"
+        }
+        errors = [
+            e for e in second if not any(tuple(e["loc"][: len(at)]) == at for at in wanted_string)
+        ]
+        errors += [
+            e for e in first if any(tuple(e["loc"][: len(at)]) == at for at in wanted_string)
+        ]
+    for error in errors:
+        where = (*loc, *error["loc"])
+        if problems.covers(where):
+            continue
+        from_variable = any(where[: len(v)] == v for v in variables)
+        problems.add(where, _message(model, error, also_known, from_variable=from_variable))
+    return None
+
+
+def _strict(model: type[M], data: Mapping[str, Any], context: dict[str, Any]) -> M:
+    # Through JSON, as TOML's values are JSON's (dates and times were refused in _expand).
+    return model.model_validate_json(json.dumps(data), strict=True, context=context)
+
+
+def _at(node: Any, path: Loc) -> Any:
+    for part in path:
+        node = node[part]
+    return node
+
+
+def _replaced(node: Any, values: Mapping[Loc, Any], path: Loc = ()) -> Any:
+    if path in values:
+        return values[path]
+    if isinstance(node, Mapping):
+        return {key: _replaced(value, values, (*path, key)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_replaced(value, values, (*path, i)) for i, value in enumerate(node)]
+    return node
+
+
+# What may spell a TOML number or boolean: digits, signs, '.', '_', exponents, 0x/0o/0b, inf.
+_SCALAR = re.compile(r"[+-]?[0-9A-Za-z_.+-]+")
+
+
+def _spelled_scalar(value: object) -> int | float | bool | None:
+    """The TOML integer, float or boolean a variable's string spells, or None."""
+    if not isinstance(value, str) or not _SCALAR.fullmatch(value.strip()):
         return None
+    try:
+        parsed = tomllib.loads(f"value = {value.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        return None
+    return parsed if isinstance(parsed, int | float | bool) else None
 
 
-def _message(model: type[BaseModel], error: Any, also_known: Iterable[str]) -> str:
+#: what each of pydantic's strict type errors expects, in TOML's words
+_EXPECTED = {
+    "int_type": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "tuple_type": "an array",
+    "list_type": "an array",
+    "finite_number": "a finite number",
+}
+
+
+def _message(
+    model: type[BaseModel], error: Any, also_known: Iterable[str], *, from_variable: bool = False
+) -> str:
     kind = error["type"]
     if kind == "missing":
         return "required key is missing"
@@ -677,7 +849,31 @@ def _message(model: type[BaseModel], error: Any, also_known: Iterable[str]) -> s
         return "expected a table"
     if kind == "value_error":
         return str(error["ctx"]["error"])
+    if kind in _EXPECTED:
+        if from_variable:
+            return f"must be {_EXPECTED[kind]}; the value of its ${{...}} variable is not one"
+        # The input's TOML type, never its value (it may be a secret or an endpoint's key).
+        return f"must be {_EXPECTED[kind]}, not {_toml_type(error.get('input'))}"
     return str(error["msg"])
+
+
+def _toml_type(value: object) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a float" + (" (write integers without a fraction)" if value.is_integer() else "")
+    if isinstance(value, str):
+        if _spelled_scalar(value) is not None:
+            # Quoted numbers are read as numbers only where they come from ${VAR}.
+            return "a string (write numbers and booleans without quotes)"
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, dict):
+        return "a table"
+    return "this kind of value"
 
 
 def _unknown_key(key: str, known: Iterable[str]) -> str:
@@ -939,3 +1135,196 @@ def _check_keys(
             warnings.append(
                 (("chains", i, "committee", "attesters"), "; ".join(notes) + " (may run elsewhere)")
             )
+
+
+# --- reference: the JSON schema and the commented skeleton ---------------------------------------
+
+# ChainConfig.committee's default is None, but _cross_check requires it unless this holds.
+_COMMITTEE_OPTIONAL_WITH = 'finality = "confirmations"'
+_SKELETON_HEADER = """\
+# Relayer configuration: every key, each marked [Required] or [Default: ...].
+#
+# Printed by `relayer config default` for the chain plugins installed here: one [[chains]] table
+# per plugin (write one table per chain, of the plugin that serves it) and one [[attesters]]
+# table. Fill in every [Required] value, then check the file: relayer config check -c FILE.
+# `relayer config schema` prints the JSON schema of this file, for editors.
+#
+# String values may use ${VAR} and ${VAR:-default}, and so may numbers and booleans
+# (chain_id = "${CHAIN_ID}"): a quoted number is read as one only where it comes from ${VAR}.
+# Keys are never written in this file: a key is named by where it lives, either
+#   { env = "VAR" }                                   the key in that environment variable, or
+#   { keystore = "key.json", password_env = "VAR" }   an encrypted key file (path relative to
+#                                                     this file) and its password's variable.
+"""
+
+
+def installed_chain_models() -> dict[str, type[BaseModel]]:
+    """Each installed chain plugin's config model, by chain ``type`` in name order. Raises
+    ``ConfigError`` naming a plugin that fails to load or has no pydantic ``config_model``."""
+    models = _PluginModels(None)
+    names = sorted({entry.name for entry in entry_points(group=ENTRY_POINT_GROUP)})
+    return {name: models.model(name) for name in names}
+
+
+def config_schema(plugin_models: Mapping[str, type[BaseModel]]) -> dict[str, Any]:
+    """The JSON schema of the config file, for editors: a ``[[chains]]`` table is one of the
+    plugins' chain tables, told apart by ``type`` (a discriminated union).
+
+    A schema of the file as written: ``${VAR}`` strings where numbers belong are not in it, and
+    the checks across tables and keys (``check_config``) are not either."""
+    if not plugin_models:
+        raise ConfigError("no chain plugin is installed: no [[chains]] table could be decoded")
+    tables = [_chain_table(kind, model) for kind, model in sorted(plugin_models.items())]
+    chain: Any = (
+        tables[0]
+        if len(tables) == 1
+        else Annotated[Union[tuple(tables)], Field(discriminator="type")]  # noqa: UP007
+    )
+    document = create_model(
+        "RelayerConfigFile",
+        __config__=ConfigDict(extra="forbid", title="relayer configuration"),
+        __doc__="The relayer's config file (TOML): `relayer config default` prints a skeleton.",
+        relayer=(
+            RelayerSettings,
+            Field(default_factory=RelayerSettings, description=RelayerSettings.__doc__),
+        ),
+        chains=(list[chain], Field(min_length=1, description="One table per chain.")),
+        attesters=(
+            list[AttesterConfig],
+            Field(default_factory=list, description=AttesterConfig.__doc__),
+        ),
+    )
+    schema = document.model_json_schema()
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
+
+
+def _chain_table(kind: str, model: type[BaseModel]) -> type[BaseModel]:
+    """One ``[[chains]]`` table of ``kind`` as a single model: the shared keys, then the
+    plugin's."""
+    fields: dict[str, Any] = {}
+    for name, info in ChainConfig.model_fields.items():
+        if name == "type":
+            fields[name] = (Literal[kind], Field(description=info.description))
+        elif name != "plugin":
+            fields[name] = (info.annotation, info)
+    fields.update((name, (info.annotation, info)) for name, info in model.model_fields.items())
+    title = "".join(part.capitalize() for part in re.split(r"[^A-Za-z0-9]+", kind)) + "Chain"
+    return create_model(
+        title,
+        __config__=ConfigDict(extra="forbid", title=f"[[chains]] of type {kind!r}"),
+        __doc__=model.__doc__,
+        **fields,
+    )
+
+
+def config_skeleton(plugin_models: Mapping[str, type[BaseModel]]) -> str:
+    """A complete config file: every key of every table, with its description, marked
+    ``[Required]`` (with a placeholder that never passes the checks) or ``[Default: ...]``."""
+    lines = [_SKELETON_HEADER, "[relayer]", *_skeleton_keys(RelayerSettings, "relayer")]
+    for kind, model in sorted(plugin_models.items()):
+        lines += ["", "", "[[chains]]"]
+        shared = {name: info for name, info in ChainConfig.model_fields.items() if name != "plugin"}
+        for name, info in shared.items():
+            if name == "type":
+                lines += _skeleton_key(name, info, value=_toml(kind), marker="[Required]")
+            elif name != "committee":
+                lines += _skeleton_key(name, info)
+        lines.append(f"# --- keys of the {kind} plugin ".ljust(99, "-"))
+        lines += _skeleton_keys(model, "chains")
+        lines += [
+            "",
+            *_comment(shared["committee"].description, "  "),
+            _with_marker("  [chains.committee]", f"[Required unless {_COMMITTEE_OPTIONAL_WITH}]"),
+            *_skeleton_keys(Committee, "chains.committee", "  "),
+        ]
+    lines += ["", "", "[[attesters]]", *_skeleton_keys(AttesterConfig, "attesters")]
+    return "\n".join(lines) + "\n"
+
+
+def _skeleton_keys(model: type[BaseModel], table: str, indent: str = "") -> list[str]:
+    lines: list[str] = []
+    for name, info in model.model_fields.items():
+        if _table_model(info.annotation) not in (None, KeyRef):
+            raise ConfigError(f"{table}.{name}: a nested table the skeleton cannot write yet")
+        lines += _skeleton_key(name, info, indent=indent)
+    return lines
+
+
+def _skeleton_key(
+    name: str,
+    info: FieldInfo,
+    *,
+    indent: str = "",
+    value: str | None = None,
+    marker: str | None = None,
+) -> list[str]:
+    commented = False
+    if value is None:
+        if info.is_required():
+            value, marker = _placeholder(info.annotation), "[Required]"
+        else:
+            default = info.get_default(call_default_factory=True)
+            if default is None:
+                # TOML has no null: the key is left out, shown here commented.
+                value, marker, commented = _placeholder(info.annotation), "[Default: none]", True
+            else:
+                value = _toml(default)
+                marker = f"[Default: {value}]"
+    line = f"{indent}{'# ' if commented else ''}{name} = {value}"
+    return [*_comment(info.description, indent), _with_marker(line, marker or "")]
+
+
+def _with_marker(line: str, marker: str) -> str:
+    return f"{line.ljust(40)} # {marker}" if marker else line
+
+
+def _comment(text: str | None, indent: str) -> list[str]:
+    if not text:
+        return []
+    words = " ".join(text.split())
+    width = 98 - len(indent)
+    return [f"{indent}# {line}" for line in textwrap.wrap(words, width, break_on_hyphens=False)]
+
+
+def _table_model(annotation: Any) -> type[BaseModel] | None:
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
+def _placeholder(annotation: Any) -> str:
+    """An empty value of the field's TOML type, which no check lets through unchanged."""
+    if _table_model(annotation) is KeyRef:
+        return '{ env = "" }'
+    if get_origin(annotation) is Annotated:
+        return _placeholder(get_args(annotation)[0])
+    if get_origin(annotation) in (Union, type(int | None)):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        return _placeholder(members[0])
+    placeholders: dict[Any, str] = {int: "0", float: "0.0", bool: "false"}
+    if annotation in placeholders:
+        return placeholders[annotation]
+    if get_origin(annotation) in (tuple, list):
+        return "[]"
+    if get_origin(annotation) is dict:
+        return "{}"
+    return '""'
+
+
+def _toml(value: Any) -> str:
+    """``value`` as TOML writes it (strings as basic strings, whose escapes are JSON's)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str | Path):
+        return json.dumps(str(value))
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if isinstance(value, dict):
+        pairs = ", ".join(f"{key} = {_toml(item)}" for key, item in value.items())
+        return f"{{ {pairs} }}" if pairs else "{}"
+    if isinstance(value, BaseModel):
+        return _toml(value.model_dump(exclude_none=True, mode="json"))
+    raise TypeError(f"no TOML form for {type(value).__name__}")

@@ -17,46 +17,64 @@ _GWEI = Decimal(10**9)
 
 
 def _confirmations(value: object) -> int | Literal["finalized"]:
+    # A quoted "2" is refused like any quoted number; one from ${VAR} arrives here as 2 already.
     if value == "finalized":
         return "finalized"
-    if isinstance(value, str) and value.isdigit():  # a number that arrived through ${VAR}
-        value = int(value)
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return value
     raise ValueError('must be a number of blocks (0 or more) or "finalized"')
 
 
 #: blocks to wait below the head, or ``"finalized"`` for the node's finalized block tag
-Confirmations = Annotated[int | Literal["finalized"], PlainValidator(_confirmations)]
+Confirmations = Annotated[
+    int | Literal["finalized"],
+    PlainValidator(_confirmations, json_schema_input_type=int | Literal["finalized"]),
+]
 
 
 class EvmChainConfig(BaseModel):
     """An EVM chain: its endpoints, its Gateway, how deep to wait, and how to pay for delivery."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Strict, as every config table (load_config reads a ${VAR}'s value as a number itself).
+    # The attribute docstrings are the keys' descriptions in `relayer config default | schema`.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        strict=True,
+        use_attribute_docstrings=True,
+    )
 
     chain_id: int = Field(gt=0, lt=2**64)
+    """The chain's EIP-155 chain id; the node must answer it, and attestations bind it."""
     rpc: HttpEndpoint
-    #: websocket for new-head subscriptions; the watcher polls ``rpc`` without it
+    """http(s) JSON-RPC endpoint."""
     ws: WsEndpoint | None = None
+    """Websocket endpoint for new-head subscriptions (a wake-up hint: everything is still read
+    over `rpc`, and polling every poll_interval continues if the subscription drops)."""
     gateway: EthAddress
+    """The Gateway contract: 20-byte address, checksummed or lowercase hex."""
     confirmations: Confirmations = 2
-    #: first block the watcher scans when the ledger holds no cursor for this chain yet
+    """Blocks to wait below the head, or "finalized" for the node's finalized block tag."""
     start_block: int = Field(default=0, ge=0)
+    """First block to scan when the ledger has no cursor for this chain yet."""
     poll_interval: float = Field(default=1.0, gt=0)
-    #: EIP-1559 fee cap in gwei; never exceeded, also when bumping a stuck transaction
+    """Seconds between head polls (the fallback when a ws subscription is quiet or down)."""
     max_fee_gwei: float = Field(default=200.0, gt=0)
+    """EIP-1559 fee cap in gwei; never exceeded, also when bumping a stuck transaction."""
     priority_fee_gwei: float = Field(default=1.0, ge=0)
-    #: seconds before a pending transaction is replaced with fees raised by 12.5%
+    """EIP-1559 priority fee in gwei; at most max_fee_gwei."""
     submit_timeout: float = Field(default=30.0, gt=0)
-    #: gas cap per recipient call in a batched delivery
+    """Seconds before a pending transaction is replaced with fees raised by 12.5%."""
     recipient_gas_limit: int = Field(default=1_000_000, gt=0)
-    #: messages per deliverBatch transaction
+    """Gas cap for each recipient call in a batched delivery."""
     batch_size: int = Field(default=100, gt=0, le=500)
-    #: delivery transactions in flight at once (consecutive nonces)
+    """Messages per deliverBatch transaction."""
     max_in_flight: int = Field(default=6, gt=0, le=64)
-    #: the key that signs deliveries to this chain; without it the chain is never a destination
+    """Delivery transactions in flight at once, with consecutive nonces."""
     submitter_key: KeyRef | None = None
+    """The key that signs deliveries to this chain; without it this chain is never a
+    destination."""
 
     @field_validator("priority_fee_gwei")
     @classmethod

@@ -25,39 +25,55 @@ class SubstrateChainConfig(BaseModel):
     """A Substrate chain: its endpoint and name, how its headers commit to their bodies, the
     runtime facts the evidence verifier trusts, and how to pay for delivery."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+    # Strict, as every config table (load_config reads a ${VAR}'s value as a number itself).
+    # The attribute docstrings are the keys' descriptions in `relayer config default | schema`.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        strict=True,
+        use_attribute_docstrings=True,
+    )
 
-    #: websocket JSON-RPC endpoint
     rpc: WsEndpoint
-    #: what the node must answer to ``system_chain``; a Substrate destination's attestation
-    #: digest binds it (chopsticks chains all share one genesis hash)
+    """Websocket JSON-RPC endpoint."""
     system_chain: str = Field(min_length=1)
-    #: a development chain: dev URIs (``//Alice``) and the ``dev-concat`` commitment allowed
+    """What the node must answer to system_chain; a Substrate destination's attestation digest
+    binds it (chopsticks chains all share one genesis hash)."""
     dev: bool = False
+    """A development chain: dev URIs (//Alice) as keys and the dev-concat commitment allowed."""
     extrinsics_commitment: ExtrinsicsCommitment = "ordered-trie-v0"
-    #: (pallet index, call index) of System.remark_with_event and Utility.batch_all in the
-    #: runtime, and its signed extra's layout. The verifier decodes extrinsics with these and
-    #: no endpoint's word; the watcher checks them against the node's metadata at start.
+    """How headers commit to their bodies: "ordered-trie-v0" (relay chains), "ordered-trie-v1",
+    or "dev-concat" (chopsticks' stand-in, with dev = true only)."""
+    # The runtime facts below are what the verifier decodes extrinsics with, never an endpoint's
+    # word; the watcher checks them against the node's metadata at start.
     remark_with_event_call: tuple[int, int] = (0, 7)
+    """(pallet index, call index) of System.remark_with_event in the runtime."""
     batch_all_call: tuple[int, int] | None = (24, 2)
+    """(pallet index, call index) of Utility.batch_all in the runtime."""
     signed_extra: tuple[ExtraFieldName, ...] = ("era", "compact", "compact")
-    #: first block the watcher scans when the ledger holds no cursor for this chain yet
+    """The runtime's signed extra, field by field in order: "era" (1 or 2 bytes), "compact" (a
+    SCALE compact such as the nonce or the tip), "byte" (a u8 such as CheckMetadataHash's
+    mode)."""
     start_block: int = Field(default=0, ge=0)
+    """First block to scan when the ledger has no cursor for this chain yet."""
     poll_interval: float = Field(default=1.0, gt=0)
-    #: seconds a delivery extrinsic may stay out of a finalized block before it is sent again
+    """Seconds between finalized-head polls (the fallback when the subscription is quiet or
+    down)."""
     submit_timeout: float = Field(default=60.0, gt=0)
-    #: messages per delivery extrinsic (a Utility.batch_all of remarks)
+    """Seconds a delivery extrinsic may stay out of a finalized block before it is sent again."""
     batch_size: int = Field(default=100, gt=0, le=1000)
-    #: delivery extrinsics in flight at once (consecutive nonces)
+    """Messages per delivery extrinsic (a Utility.batch_all of remarks)."""
     max_in_flight: int = Field(default=4, gt=0, le=64)
-    #: the tip offered with each delivery, in the chain's smallest unit
+    """Delivery extrinsics in flight at once, with consecutive nonces."""
     tip: int = Field(default=0, ge=0)
-    #: the highest tip a replacement may offer (each raises it 25%); never exceeded
+    """The tip offered with each delivery, in the chain's smallest unit."""
     max_tip: int = Field(default=10**10, ge=0)
-    #: the key that signs deliveries to this chain: an encrypted keypair JSON
-    #: ({ keystore = ..., password_env = ... }) or, on a dev chain only, { env = ... } holding
-    #: a dev URI such as //Alice
+    """The highest tip a replacement may offer (each raises it 25%); never exceeded."""
     submitter_key: KeyRef | None = None
+    """The key that signs deliveries to this chain: an encrypted keypair JSON ({ keystore = ...,
+    password_env = ... }) or, on a dev chain only, { env = ... } holding a dev URI such as
+    //Alice. Without it this chain is never a destination."""
 
     @model_validator(mode="after")
     def _tip_below_cap(self) -> SubstrateChainConfig:

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import rlp
 from eth_account import Account
-from eth_utils import keccak, to_checksum_address
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
+from pydantic import BaseModel
 
 from chains.evm.anvil import DEV_KEYS
 from chains.evm.config import EvmChainConfig
@@ -32,7 +34,7 @@ from relayer.keys import KeyRef, KeyUnavailableError
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO_ROOT / "config.toml"
-PLUGINS = {"evm": EvmChainConfig, "substrate": SubstrateChainConfig}
+PLUGINS: dict[str, type[BaseModel]] = {"evm": EvmChainConfig, "substrate": SubstrateChainConfig}
 
 # anvil's dev accounts #0-#9; a test below re-derives them from the mnemonic.
 ANVIL_KEYS = DEV_KEYS
@@ -619,7 +621,9 @@ def test_health_beyond_loopback_is_warned(tmp_path: Path) -> None:
 
 def _keystore(tmp_path: Path, key: str, password: str) -> Path:
     # pbkdf2 with 2 rounds: a test keystore needs no real key stretching.
-    data = Account.encrypt(key, password, kdf="pbkdf2", iterations=2)
+    data = Account.encrypt(
+        bytes.fromhex(key.removeprefix("0x")), password, kdf="pbkdf2", iterations=2
+    )
     path = tmp_path / "keys" / "att-1.json"
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
