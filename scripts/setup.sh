@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs everything the project runs and tests with, pinned, into the repo itself:
-# .venv (pip, from pyproject.toml) and node_modules (npm, from package-lock.json).
-# Idempotent: a second run only checks. Needs python3.11+, node 20 + npm.
+# Installs everything the project runs and tests with, pinned: .venv (pip, from pyproject.toml)
+# and node_modules (npm, from package-lock.json) in the repo itself, and Debian's mosquitto and
+# postgresql where missing (scripts/services.sh; the tests start throwaway instances of them).
+# Idempotent: a second run only checks. Needs python3.11+, node 20 + npm, Debian's apt-get.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,4 +31,5 @@ if [ -f package-lock.json ]; then
     touch "$lockstamp"
   fi
 fi
+scripts/services.sh
 echo "[setup] ready"
