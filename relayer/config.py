@@ -1244,10 +1244,37 @@ def config_skeleton(plugin_models: Mapping[str, type[BaseModel]]) -> str:
 def _skeleton_keys(model: type[BaseModel], table: str, indent: str = "") -> list[str]:
     lines: list[str] = []
     for name, info in model.model_fields.items():
-        if _table_model(info.annotation) not in (None, KeyRef):
-            raise ConfigError(f"{table}.{name}: a nested table the skeleton cannot write yet")
-        lines += _skeleton_key(name, info, indent=indent)
+        nested = _table_model(info.annotation)
+        if nested not in (None, KeyRef):
+            assert nested is not None
+            lines += _skeleton_inline_table(name, info, nested, f"{table}.{name}", indent)
+        else:
+            lines += _skeleton_key(name, info, indent=indent)
     return lines
+
+
+def _skeleton_inline_table(
+    name: str, info: FieldInfo, model: type[BaseModel], table: str, indent: str
+) -> list[str]:
+    """An optional sub-table as one commented inline table (its keys' descriptions above it):
+    a [chains.x] header in a skeleton would capture every key written after it."""
+    if info.is_required():
+        raise ConfigError(f"{table}: a required nested table the skeleton cannot write yet")
+    lines = _comment(info.description, indent)
+    parts = []
+    for key, sub in model.model_fields.items():
+        if _table_model(sub.annotation) not in (None, KeyRef):
+            raise ConfigError(f"{table}.{key}: a nested table the skeleton cannot write yet")
+        if sub.is_required():
+            value, marker = _placeholder(sub.annotation), "required"
+        else:
+            default = sub.get_default(call_default_factory=True)
+            value = _placeholder(sub.annotation) if default is None else _toml(default)
+            marker = "default: none" if default is None else f"default: {value}"
+        parts.append(f"{key} = {value}")
+        lines += _comment(f"{key} ({marker}): {sub.description or ''}", indent + "  ")
+    line = f"{indent}# {name} = {{ {', '.join(parts)} }}"
+    return [*lines, _with_marker(line, "[Default: none]")]
 
 
 def _skeleton_key(

@@ -76,6 +76,26 @@ class BeaconApi:
             return None
         return _versioned(answer, "finality_update", self._where("finality_update"))
 
+    async def dev_network(self) -> tuple[dict[str, Any], bytes]:
+        """A dev beacon server's own network config (``config/spec`` with its genesis time and
+        validators root) and finalized block root: what ``trusted_block_root = "dev"`` trusts.
+        Never for a real network, whose config and checkpoint are the operator's to give."""
+        spec = await self._get("/eth/v1/config/spec")
+        genesis = await self._get("/eth/v1/beacon/genesis")
+        head = await self._get("/eth/v1/beacon/headers/finalized")
+        try:
+            config = dict(spec["data"])
+            config["GENESIS_TIME"] = genesis["data"]["genesis_time"]
+            config["GENESIS_VALIDATORS_ROOT"] = genesis["data"]["genesis_validators_root"]
+            root = bytes.fromhex(str(head["data"]["root"]).removeprefix("0x"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise TransientChainError(
+                f"{self._where('dev network')}: unexpected answer ({exc})"
+            ) from None
+        if len(root) != 32 or not any(root):
+            raise TransientChainError(f"{self._where('dev network')}: nothing finalized yet")
+        return config, root
+
     def _where(self, what: str) -> str:
         return f"chain `{self.chain}`: beacon node {self.endpoint} {what}"
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInf
 from relayer.config import EthAddress, HttpEndpoint, WsEndpoint
 from relayer.keys import KeyRef
 
-__all__ = ["Confirmations", "EvmChainConfig"]
+__all__ = ["Confirmations", "EvmChainConfig", "SyncCommitteeSettings"]
 
 _GWEI = Decimal(10**9)
 
@@ -30,6 +30,41 @@ Confirmations = Annotated[
     int | Literal["finalized"],
     PlainValidator(_confirmations, json_schema_input_type=int | Literal["finalized"]),
 ]
+
+
+class SyncCommitteeSettings(BaseModel):
+    """Where ``finality = "sync-committee"`` learns what the beacon chain finalized."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        use_attribute_docstrings=True,
+    )
+
+    beacon_api: HttpEndpoint
+    """A beacon node's REST API (the light-client endpoints). Not trusted: every answer is
+    checked by the light client against the trusted root."""
+    trusted_block_root: str
+    """The beacon block root the light client starts from ("0x" and 64 hex digits: a recent
+    finalized block you trust), or "dev": the dev beacon server's finalized root, network and
+    genesis, taken from the server itself (development only; warned at every start)."""
+    network: Literal["mainnet"] = "mainnet"
+    """The beacon network (fork versions, genesis); ignored with trusted_block_root = "dev"."""
+
+    @field_validator("trusted_block_root")
+    @classmethod
+    def _root(cls, value: str) -> str:
+        if value == "dev":
+            return value
+        digits = value.removeprefix("0x")
+        if not value.startswith("0x") or len(digits) != 64:
+            raise ValueError('must be "0x" and 64 hex digits, or "dev"')
+        try:
+            bytes.fromhex(digits)
+        except ValueError:
+            raise ValueError('must be "0x" and 64 hex digits, or "dev"') from None
+        return value.lower()
 
 
 class EvmChainConfig(BaseModel):
@@ -75,6 +110,8 @@ class EvmChainConfig(BaseModel):
     submitter_key: KeyRef | None = None
     """The key that signs deliveries to this chain; without it this chain is never a
     destination."""
+    sync_committee: SyncCommitteeSettings | None = None
+    """[chains.sync_committee]: required with finality = "sync-committee"."""
 
     @field_validator("priority_fee_gwei")
     @classmethod

@@ -10,6 +10,9 @@ relayed, and the next honest answer carries on. Finality never moves backwards.
 
 What the watcher gets is the finalized execution block (number, hash); ``chains.evm.ancestry``
 links the blocks it reads to it by parent hashes.
+
+The saved state names its network (``"mainnet"``, or a dev server's config) beside the store,
+so that a restart and ``relayer lightclient status`` read it without asking anyone.
 """
 
 from __future__ import annotations
@@ -47,15 +50,19 @@ class SyncCommitteeFinality:
         *,
         chain: str,
         api: BeaconApi,
-        spec: ChainSpec,
-        trusted_block_root: bytes,
+        network: dict[str, Any] | str | None,
+        trusted_block_root: bytes | None,
         state: LightClientState | None,
         log: Any = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``network``: ``"mainnet"`` or a minimal-preset config (``config.yaml`` keys with
+        the genesis time and validators root). ``network`` and ``trusted_block_root`` None: a
+        dev beacon server's own (``trusted_block_root = "dev"``)."""
         self.chain = chain
         self.api = api
-        self.spec = spec
+        self._network: dict[str, Any] | str | None = network
+        self.spec = None if network is None else _spec(network)
         self.trusted_block_root = trusted_block_root
         self._state = state
         self.log = (log or structlog.get_logger()).bind(chain=chain, endpoint=api.endpoint)
@@ -79,44 +86,76 @@ class SyncCommitteeFinality:
             store = await self._loaded()
             before = store.finalized_header.beacon_root
             await self._advance(store)
-            if store.finalized_header.beacon_root != before and self._state is not None:
-                self._state.save(json.dumps(store.to_json()).encode())
+            if store.finalized_header.beacon_root != before:
+                self._save(store)
             return _execution(store)
+
+    def _save(self, store: LightClientStore) -> None:
+        if self._state is not None:
+            saved = {"network": self._network, "store": store.to_json()}
+            self._state.save(json.dumps(saved).encode())
 
     async def _loaded(self) -> LightClientStore:
         if self._store is not None:
             return self._store
         saved = self._state.load() if self._state is not None else None
+        if self._network is None or self.trusted_block_root is None:
+            if saved is not None:
+                resumed = self._resumed(saved, dev=True)
+                if resumed is not None:
+                    return resumed
+            config, root = await self.api.dev_network()
+            self.spec, self.trusted_block_root, self._network = (
+                ChainSpec.minimal(config),
+                root,
+                config,
+            )
+            saved = None
         if saved is not None:
-            try:
-                store = LightClientStore.from_json(json.loads(saved), self.spec)
-            except (LightClientError, ValueError, KeyError, TypeError) as exc:
-                # A state this client cannot use (another network, a corrupt row) is set aside:
-                # the configured checkpoint is the operator's word, the saved state only a cache.
-                self.log.error("lightclient.state_unusable", mode=MODE, error=str(exc))
-            else:
-                if store.trusted_block_root == self.trusted_block_root:
-                    await asyncio.to_thread(store.warm_up)
-                    self._store = store
-                    self.log.info("lightclient.resumed", mode=MODE, **_status(store))
-                    return store
-                self.log.warning(
-                    "lightclient.checkpoint_changed",
-                    mode=MODE,
-                    detail="the configured trusted block root differs from the saved state's; "
-                    "bootstrapping from the configured one",
-                )
+            resumed = self._resumed(saved, dev=False)
+            if resumed is not None:
+                return resumed
+        assert self.spec is not None and self.trusted_block_root is not None
         bootstrap = await self.api.bootstrap(self.trusted_block_root)
         store = await asyncio.to_thread(
             LightClientStore.from_bootstrap, bootstrap, self.trusted_block_root, self.spec
         )
         self._store = store
+        self._save(store)
         self.log.info("lightclient.bootstrapped", mode=MODE, **_status(store))
         return store
 
+    def _resumed(self, saved: bytes, *, dev: bool) -> LightClientStore | None:
+        """The saved store, if it is usable here; None (logged) to bootstrap instead."""
+        try:
+            network, store = _load(saved)
+        except (LightClientError, ValueError, KeyError, TypeError) as exc:
+            # A state this client cannot use (another network, a corrupt row) is set aside:
+            # the configured checkpoint is the operator's word, the saved state only a cache.
+            self.log.error("lightclient.state_unusable", mode=MODE, error=str(exc))
+            return None
+        if dev:
+            if not isinstance(network, dict):
+                return None
+            self.spec, self.trusted_block_root = store.spec, store.trusted_block_root
+            self._network = network
+        elif store.trusted_block_root != self.trusted_block_root or network != self._network:
+            self.log.warning(
+                "lightclient.checkpoint_changed",
+                mode=MODE,
+                detail="the configured trusted block root or network differs from the saved "
+                "state's; bootstrapping from the configured one",
+            )
+            return None
+        store.warm_up()
+        self._store = store
+        self.log.info("lightclient.resumed", mode=MODE, **_status(store))
+        return store
+
     async def _advance(self, store: LightClientStore) -> None:
-        current_slot = self.spec.slot_at_time(self._clock())
-        current_period = self.spec.period_at_slot(current_slot)
+        spec = store.spec
+        current_slot = spec.slot_at_time(self._clock())
+        current_period = spec.period_at_slot(current_slot)
         if store.next_sync_committee is None or current_period > store.period:
             count = current_period - store.period + 1
             for period_update in await self.api.updates(store.period, count):
@@ -174,14 +213,31 @@ def _status(store: LightClientStore) -> dict[str, Any]:
     }
 
 
-def status_of(state: bytes, spec: ChainSpec) -> dict[str, str]:
+def _load(saved: bytes) -> tuple[dict[str, Any] | str, LightClientStore]:
+    """A saved state: its network (``"mainnet"`` or a dev config) and the store. Raises
+    LightClientError, ValueError, KeyError or TypeError."""
+    data = json.loads(saved)
+    network = data["network"]
+    return network, LightClientStore.from_json(data["store"], _spec(network))
+
+
+def _spec(network: object) -> ChainSpec:
+    if network == "mainnet":
+        return ChainSpec.mainnet()
+    if isinstance(network, dict):
+        return ChainSpec.minimal(network)
+    raise ValueError(f"unknown beacon network {network!r}")
+
+
+def status_of(state: bytes) -> dict[str, str]:
     """What ``relayer lightclient status`` shows of a saved state. Raises ValueError."""
     try:
-        store = LightClientStore.from_json(json.loads(state), spec)
+        network, store = _load(state)
     except (LightClientError, KeyError, TypeError) as exc:
         raise ValueError(f"saved sync-committee state does not load: {exc}") from exc
     header = store.finalized_header
     shown = {
+        "network": network if isinstance(network, str) else "dev beacon server",
         "checkpoint": "0x" + store.trusted_block_root.hex(),
         "period": str(store.period),
         "next committee": "known" if store.next_sync_committee is not None else "not yet",

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from relayer.config import WsEndpoint
 from relayer.keys import KeyRef
 
-__all__ = ["ExtraFieldName", "ExtrinsicsCommitment", "SubstrateChainConfig"]
+__all__ = ["ExtraFieldName", "ExtrinsicsCommitment", "GrandpaSettings", "SubstrateChainConfig"]
 
 #: how a header commits to its body: the real ordered-trie root in layout V0 (relay chains)
 #: or V1, or chopsticks' dev-only stand-in (blake2-256 of the concatenated extrinsics)
@@ -19,6 +19,25 @@ ExtrinsicsCommitment = Literal["ordered-trie-v0", "ordered-trie-v1", "dev-concat
 #: bytes, ``compact``: a SCALE compact such as the nonce or the tip, ``byte``: a u8 such as
 #: CheckMetadataHash's mode)
 ExtraFieldName = Literal["era", "compact", "byte"]
+
+
+class GrandpaSettings(BaseModel):
+    """Where ``finality = "grandpa"`` gets its justifications, and what it trusts first."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        strict=True,
+        use_attribute_docstrings=True,
+    )
+
+    prover: WsEndpoint
+    """Websocket endpoint answering grandpa_proveFinality (a node, or the devnet's voters).
+    Not trusted: every justification is verified against the light client's authority set."""
+    checkpoint: str
+    """A checkpoint JSON file (header, authorities, set id, pending change; a path relative to
+    the working directory), or "dev": the dev voters' own (dev = true only; warned at every
+    start)."""
 
 
 class SubstrateChainConfig(BaseModel):
@@ -74,6 +93,17 @@ class SubstrateChainConfig(BaseModel):
     """The key that signs deliveries to this chain: an encrypted keypair JSON ({ keystore = ...,
     password_env = ... }) or, on a dev chain only, { env = ... } holding a dev URI such as
     //Alice. Without it this chain is never a destination."""
+    grandpa: GrandpaSettings | None = None
+    """[chains.grandpa]: required with finality = "grandpa"."""
+
+    @model_validator(mode="after")
+    def _dev_checkpoint(self) -> SubstrateChainConfig:
+        if self.grandpa is not None and self.grandpa.checkpoint == "dev" and not self.dev:
+            raise ValueError(
+                'grandpa.checkpoint = "dev" trusts the dev voters\' own word for the first '
+                "authority set: allowed only with dev = true"
+            )
+        return self
 
     @model_validator(mode="after")
     def _tip_below_cap(self) -> SubstrateChainConfig:

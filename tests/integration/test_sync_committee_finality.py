@@ -17,7 +17,6 @@ from structlog.testing import capture_logs
 from chains.evm.beacon_api import BeaconApi
 from chains.evm.beacon_dev import BeaconDevNode, LieMode, start_beacon_dev
 from chains.evm.sync_committee import FinalizedExecution, SyncCommitteeFinality, status_of
-from proofs.ethereum_lc import ChainSpec
 from tests.integration.anvil import AnvilNode
 
 # Block N is slot 56 + N: the first period boundary (slot 64) comes at block 8.
@@ -46,12 +45,13 @@ def chain(anvil_factory: Callable[..., AnvilNode]) -> Iterator[tuple[AnvilNode, 
         beacon.stop()
 
 
-def _spec(beacon: BeaconDevNode) -> ChainSpec:
+def _network(beacon: BeaconDevNode) -> dict[str, Any]:
+    """The dev server's network as an operator would write it down (a minimal-preset config)."""
     config: dict[str, Any] = dict(beacon.get("/eth/v1/config/spec")["data"])
     genesis = beacon.get("/eth/v1/beacon/genesis")["data"]
-    config["genesis_validators_root"] = genesis["genesis_validators_root"]
+    config["GENESIS_VALIDATORS_ROOT"] = genesis["genesis_validators_root"]
     config["GENESIS_TIME"] = genesis["genesis_time"]
-    return ChainSpec.minimal(config)
+    return config
 
 
 def _trusted_root(beacon: BeaconDevNode) -> bytes:
@@ -69,7 +69,7 @@ def _client(
     return SyncCommitteeFinality(
         chain="chain-a",
         api=BeaconApi(beacon.url, chain="chain-a"),
-        spec=_spec(beacon),
+        network=_network(beacon),
         trusted_block_root=root or _trusted_root(beacon),
         state=state,
         log=structlog.get_logger(),
@@ -113,7 +113,7 @@ async def test_finality_follows_anvil_across_a_period_and_survives_a_restart(
     finally:
         await client.close()
     assert state.saved is not None
-    shown = status_of(state.saved, _spec(beacon))
+    shown = status_of(state.saved)
     assert shown["finalized block"].startswith(f"{crossed.number} ")
     # a restart resumes from the saved state (no bootstrap), then keeps following
     again = _client(beacon, state, client.trusted_block_root)
@@ -181,3 +181,38 @@ async def test_a_lying_beacon_node_moves_nothing_and_honest_answers_carry_on(
         assert after.hash == _anvil_hash(node, after.number)
     finally:
         await client.close()
+
+
+async def test_dev_mode_takes_the_network_and_root_from_the_dev_server(
+    chain: tuple[AnvilNode, BeaconDevNode],
+) -> None:
+    node, beacon = chain
+    _trusted_root(beacon)  # wait until something is finalized
+    state = MemoryState()
+    client = SyncCommitteeFinality(
+        chain="chain-a",
+        api=BeaconApi(beacon.url, chain="chain-a"),
+        network=None,
+        trusted_block_root=None,
+        state=state,
+    )
+    try:
+        final = await _until(client, lambda f: True, 20)
+        assert final.hash == _anvil_hash(node, final.number)
+    finally:
+        await client.close()
+    assert state.saved is not None
+    assert status_of(state.saved)["network"] == "dev beacon server"
+    again = SyncCommitteeFinality(
+        chain="chain-a",
+        api=BeaconApi(beacon.url, chain="chain-a"),
+        network=None,
+        trusted_block_root=None,
+        state=state,
+    )
+    try:
+        with capture_logs() as logs:
+            assert await again.finalized() is not None
+        assert any(e["event"] == "lightclient.resumed" for e in logs)
+    finally:
+        await again.close()

@@ -53,6 +53,10 @@ DOC: dict[str, Any] = {
             "rpc": "http://127.0.0.1:8545",
             "gateway": "0x5FbDB2315678afecb367f032d93F642f64180aa3",
             "submitter_key": {"env": "RELAYER_KEY_CHAIN_A"},
+            "sync_committee": {
+                "beacon_api": "http://127.0.0.1:5052",
+                "trusted_block_root": "0x" + "11" * 32,
+            },
             "committee": COMMITTEE,
         },
         {
@@ -62,6 +66,7 @@ DOC: dict[str, Any] = {
             "rpc": "ws://127.0.0.1:9944",
             "system_chain": "dot-a",
             "submitter_key": {"keystore": "dot.json", "password_env": "DOT_PASSWORD"},
+            "grandpa": {"prover": "ws://127.0.0.1:9945", "checkpoint": "checkpoint.json"},
             "committee": COMMITTEE,
         },
         {
