@@ -962,6 +962,9 @@ def _cross_check(
                     f'"{mode}" is not a finality mode of {chain.type} chains (choose from '
                     f"{choices})",
                 )
+            elif offered is not None:
+                for problem in load_plugin(chain.type).finality_problems(chain):
+                    problems.add(("chains", i, "finality"), problem)
 
     attester_names: set[str] = set()
     for i, attester in attesters:

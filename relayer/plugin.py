@@ -336,6 +336,11 @@ class ChainPlugin(Protocol):
         only what ``read`` returns later is."""
         ...
 
+    def finality_problems(self, chain: ChainConfig) -> Sequence[str]:
+        """What ``chain``'s settings lack for its ``finality`` (a light client's endpoint or
+        checkpoint), each as a sentence: ``relayer config check`` refuses the chain with them."""
+        ...
+
     def light_client_status(self, chain: ChainConfig, state: bytes) -> Mapping[str, str]:
         """What ``relayer lightclient status`` shows of a saved state (checkpoint, period or
         set id, finalized head), in display order. Raises ``ValueError`` for a state it cannot

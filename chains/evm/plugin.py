@@ -9,11 +9,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from chains.evm.beacon_api import BeaconApi
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import verify_evidence
 from chains.evm.reader import EvmReader
 from chains.evm.rpc import EvmRpc
 from chains.evm.submitter import EvmSubmitter, SignedBatch
+from chains.evm.sync_committee import MODE as SYNC_COMMITTEE
+from chains.evm.sync_committee import SyncCommitteeFinality
+from chains.evm.sync_committee import status_of as sync_committee_status
 from proofs.committee import attestation_digest
 from relayer.ecdsa_key import EcdsaKey, load_ecdsa_key
 from relayer.errors import ConfigError, EvidenceRejectedError
@@ -80,11 +84,17 @@ class _Verdicts:
         return verdict
 
 
+_NO_SYNC_COMMITTEE = (
+    'chain {chain!r}: finality = "sync-committee" needs a sync_committee table '
+    "(beacon_api and trusted_block_root) among the chain's keys"
+)
+
+
 class EvmPlugin:
     kind = "evm"
     config_model = EvmChainConfig
-    # No light client yet: "committee" (or "confirmations") decides finality.
-    light_client_modes: frozenset[str] = frozenset()
+    # finality = "sync-committee": proofs.ethereum_lc follows the beacon chain's sync committee
+    light_client_modes: frozenset[str] = frozenset({SYNC_COMMITTEE})
 
     def __init__(self) -> None:
         self._verdicts = _Verdicts()
@@ -127,18 +137,45 @@ class EvmPlugin:
             if prepared is not None:
                 prepared(observations)
 
+        finality = None
+        if chain.light_client_mode == SYNC_COMMITTEE:
+            settings = config.sync_committee
+            if settings is None:
+                raise ConfigError(_NO_SYNC_COMMITTEE.format(chain=chain.name))
+            dev = settings.trusted_block_root == "dev"
+            finality = SyncCommitteeFinality(
+                chain=chain.name,
+                api=BeaconApi(str(settings.beacon_api), chain=chain.name),
+                network=None if dev else settings.network,
+                trusted_block_root=None if dev else bytes.fromhex(settings.trusted_block_root[2:]),
+                state=light_client,
+                log=log,
+            )
         return EvmReader(
             chain_name=chain.name,
             config=config,
             rpc=EvmRpc(rpc_url or config.rpc),
             log=log,
             warm=warm,
+            finality=finality,
         )
 
+    def finality_problems(self, chain: ChainConfig) -> list[str]:
+        if chain.light_client_mode == SYNC_COMMITTEE and _evm(chain).sync_committee is None:
+            return [_NO_SYNC_COMMITTEE.format(chain=chain.name)]
+        return []
+
     def light_client_status(self, chain: ChainConfig, state: bytes) -> Mapping[str, str]:
-        raise ValueError(f"{self.kind} chains have no light client")
+        return sync_committee_status(state)
 
     def warnings(self, chain: ChainConfig) -> list[str]:
+        settings = _evm(chain).sync_committee
+        dev = settings is not None and settings.trusted_block_root == "dev"
+        if chain.light_client_mode == SYNC_COMMITTEE and dev:
+            return [
+                'sync_committee.trusted_block_root = "dev" takes the network and the first '
+                "trusted block from the beacon server itself: development only"
+            ]
         return []
 
     def default_rpc(self, chain: ChainConfig) -> str:

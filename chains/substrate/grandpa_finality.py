@@ -93,6 +93,18 @@ class GrandpaFinality:
         # accepted import linked to it; ``is_final`` extends it downwards when asked.
         self._verified: dict[int, bytes] = {finalized.number: finalized.hash}
 
+    def use(self, *, chain: SubstrateRpc, prover: SubstrateRpc) -> None:
+        """Continue on these clients (the previous ones were dropped and reconnected)."""
+        self._chain = chain
+        self._prover = prover
+
+    def forget_below(self, number: int) -> None:
+        """Drop linked hashes below ``number`` (a watcher has passed them); the finalized
+        block's stays."""
+        keep_from = min(number, self.store.finalized.number)
+        for height in [h for h in self._verified if h < keep_from]:
+            del self._verified[height]
+
     @property
     def finalized(self) -> FinalizedBlock:
         return self.store.finalized

@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from chains.substrate.config import SubstrateChainConfig
+from chains.substrate.grandpa_mode import MODE as GRANDPA
+from chains.substrate.grandpa_mode import GrandpaSource, load_checkpoint
+from chains.substrate.grandpa_mode import status_of as grandpa_status
 from chains.substrate.observation import verify_observation
 from chains.substrate.reader import SubstrateReader
 from proofs.committee import named_attestation_digest
@@ -35,11 +38,17 @@ def _substrate(chain: ChainConfig) -> SubstrateChainConfig:
     return config
 
 
+_NO_GRANDPA = (
+    'chain {chain!r}: finality = "grandpa" needs a grandpa table (prover and checkpoint) among '
+    "the chain's keys"
+)
+
+
 class SubstratePlugin:
     kind = "substrate"
     config_model = SubstrateChainConfig
-    # No light client yet: "committee" (or "confirmations") decides finality.
-    light_client_modes: frozenset[str] = frozenset()
+    # finality = "grandpa": proofs.substrate's GRANDPA light client, fed by a prover
+    light_client_modes: frozenset[str] = frozenset({GRANDPA})
 
     def verify(self, chain: ChainConfig, observation: Observation) -> VerifiedMessage:
         return verify_observation(observation, config=_substrate(chain), domain=chain.domain)
@@ -71,6 +80,19 @@ class SubstratePlugin:
                 f"chain {chain.name!r}: the substrate plugin reads over a websocket endpoint, "
                 f"and {urlsplit(url).scheme}:// is not one"
             )
+        grandpa = None
+        if chain.light_client_mode == GRANDPA:
+            settings = config.grandpa
+            if settings is None:
+                raise ConfigError(_NO_GRANDPA.format(chain=chain.name))
+            checkpoint = settings.checkpoint
+            grandpa = GrandpaSource(
+                chain=chain.name,
+                prover_url=str(settings.prover),
+                checkpoint=None if checkpoint == "dev" else load_checkpoint(Path(checkpoint)),
+                state=light_client,
+                log=log,
+            )
         return SubstrateReader(
             chain_name=chain.name,
             domain=chain.domain,
@@ -78,10 +100,16 @@ class SubstratePlugin:
             url=url,
             log=log,
             warm=prepared,
+            grandpa=grandpa,
         )
 
+    def finality_problems(self, chain: ChainConfig) -> list[str]:
+        if chain.light_client_mode == GRANDPA and _substrate(chain).grandpa is None:
+            return [_NO_GRANDPA.format(chain=chain.name)]
+        return []
+
     def light_client_status(self, chain: ChainConfig, state: bytes) -> Mapping[str, str]:
-        raise ValueError(f"{self.kind} chains have no light client")
+        return grandpa_status(state)
 
     def warnings(self, chain: ChainConfig) -> list[str]:
         config = _substrate(chain)
@@ -96,6 +124,12 @@ class SubstratePlugin:
             found.append(
                 "dev = true: keys may be dev URIs such as //Alice, which anyone can sign for; "
                 "development only"
+            )
+        dev_checkpoint = config.grandpa is not None and config.grandpa.checkpoint == "dev"
+        if chain.light_client_mode == GRANDPA and dev_checkpoint:
+            found.append(
+                'grandpa.checkpoint = "dev" takes the first authority set from the dev voters '
+                "themselves: development only"
             )
         return found
 

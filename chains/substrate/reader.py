@@ -24,6 +24,7 @@ from chains.substrate.evidence import (
     verify_body,
     verify_header,
 )
+from chains.substrate.grandpa_mode import GrandpaSource
 from chains.substrate.observation import block_evidence, build_observation, decode_calls
 from chains.substrate.remark import (
     Dispatch,
@@ -63,6 +64,7 @@ class SubstrateReader:
         url: str,
         log: Any = None,
         warm: Callable[[Sequence[Observation]], None] | None = None,
+        grandpa: GrandpaSource | None = None,
     ) -> None:
         self.chain = chain_name
         self.domain = domain
@@ -73,6 +75,10 @@ class SubstrateReader:
         self.poll_interval = config.poll_interval
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self.warm = warm
+        # finality = "grandpa": our light client, not the node, says what is final
+        self.grandpa = grandpa
+        if grandpa is not None:
+            self.depth = "grandpa"
         self._layout, self._calls = decode_calls(config)
         # The runtime version _check last approved: an upgrade while connected is checked too.
         self._checked_spec: int | None = None
@@ -112,6 +118,8 @@ class SubstrateReader:
             ) from exc
 
     async def close(self) -> None:
+        if self.grandpa is not None:
+            await self.grandpa.close()
         await self._connection.close()
 
     # --- heads ---------------------------------------------------------------------------------
@@ -144,6 +152,10 @@ class SubstrateReader:
         self._head.clear()
 
     async def confirmed_head(self) -> int:
+        if self.grandpa is not None:
+            final: int = await self._call(self.grandpa.finalized)
+            return final
+
         async def head(rpc: SubstrateRpc) -> int:
             header = await rpc.header(await rpc.finalized_head())
             if header is None:
@@ -175,6 +187,15 @@ class SubstrateReader:
             return Span(observations=observations, blocks=blocks, end_hash=end_hash)
 
         span: Span = await self._call(run)
+        if self.grandpa is not None:
+            grandpa = self.grandpa
+            linked = [*span.blocks, (end, span.end_hash)]
+            problems: list[str] = await self._call(
+                lambda rpc: grandpa.off_the_finalized_chain(rpc, linked)
+            )
+            if problems:
+                raise ProofError(f"chain `{self.chain}`: " + "; ".join(problems))
+            grandpa.forget_below(end)
         return span
 
     async def _block(self, rpc: SubstrateRpc, number: int) -> tuple[int, list[Observation]]:

@@ -74,6 +74,9 @@ class FakePlugin:
             prepared=prepared,
         )
 
+    def finality_problems(self, chain: ChainConfig) -> list[str]:
+        return []
+
     def light_client_status(self, chain: ChainConfig, state: bytes) -> Mapping[str, str]:
         raise ValueError(f"{self.kind} chains have no light client")
 

@@ -335,8 +335,27 @@ def test_a_light_client_the_plugin_does_not_offer_is_refused_naming_the_key(
     message = _refusal(tmp_path, text)
     assert (
         'chains[name="chain-b"].finality: "grandpa" is not a finality mode of evm chains '
-        '(choose from "committee", "confirmations")'
+        '(choose from "committee", "confirmations", "sync-committee")'
     ) in message
+
+
+def test_a_light_client_without_its_settings_is_refused_naming_the_key(tmp_path: Path) -> None:
+    text = _edit("domain = 2000", 'domain = 2000\nfinality = "sync-committee"')
+    message = _refusal(tmp_path, text)
+    assert 'chains[name="chain-b"].finality: ' in message
+    assert "needs a sync_committee table (beacon_api and trusted_block_root)" in message
+
+
+def test_a_light_client_with_its_settings_is_accepted_and_a_dev_root_warned(
+    tmp_path: Path,
+) -> None:
+    text = _edit(
+        "domain = 2000",
+        'domain = 2000\nfinality = "sync-committee"\nsync_committee = { beacon_api = '
+        '"http://127.0.0.1:5052", trusted_block_root = "dev" }',
+    )
+    warnings = check_config(_load(_write(tmp_path, text)), env=DEV_ENV)
+    assert any('trusted_block_root = "dev"' in w for w in warnings), warnings
 
 
 @pytest.mark.parametrize("value", ['"Grandpa"', '"sync committee"', '""', "1", "true"])
