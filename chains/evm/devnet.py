@@ -31,6 +31,7 @@ from eth_abi.abi import encode as abi_encode
 from eth_account import Account
 
 from chains.evm.anvil import DEV_KEYS, REPO_ROOT, AnvilNode, start_anvil
+from chains.evm.beacon_dev import start_beacon_dev
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC
 from chains.evm.rpc import EvmRpc
@@ -47,6 +48,14 @@ DEPLOYER, SUBMITTER_A, SUBMITTER_B, SENDER_A, SENDER_B = 0, 1, 2, 3, 4
 ATTESTERS = (5, 6, 7)
 ARTIFACTS = Path(__file__).resolve().parent / "contracts" / "artifacts"
 _SEND_SELECTOR = keccak256(b"send(uint32,bytes32,bytes)")[:4]
+# The dev beacon server finalizes 2 slots (2 s with anvil's 1 s blocks) behind the head, as
+# confirmations = 2 does, and starts at slot 48: a sync-committee period (64 slots) ends at
+# block 16, so a demo crosses one.
+_BEACON_LAG = 2
+_FIRST_SLOT = 48
+# Blocks after the GRANDPA checkpoint at which the dev voters' set changes: a demo's traffic
+# builds more than that many blocks on the Substrate chain.
+_VOTER_CHANGE_DELAY = 3
 
 
 def _address(index: int) -> str:
@@ -227,6 +236,9 @@ class Devnet:
         self.recipients: dict[str, str] = {}
         # Substrate chains of the config (chopsticks), by chain name.
         self.substrate: dict[str, SubstrateDevChain] = {}
+        # Dev finality sources (beacon servers, GRANDPA voters) for light-client chains, by
+        # chain name: anything with a stop().
+        self.finality_sources: dict[str, Any] = {}
         self._config: Config | None = None
 
     # --- chains ----------------------------------------------------------------------------------
@@ -252,10 +264,23 @@ class Devnet:
             "RELAYER_KEY_CHAIN_B": DEV_KEYS[SUBMITTER_B],
             **{f"ATTESTER_KEY_{n + 1}": DEV_KEYS[i] for n, i in enumerate(ATTESTERS)},
         }
+        anvils = {"chain-a": chain_a, "chain-b": chain_b}
         for chain in load_config(self.config_path, env=self.env).chains:
             if chain.type == "substrate":
                 self._start_substrate(chain)
+            elif chain.light_client_mode == "sync-committee" and chain.name in anvils:
+                self._start_beacon(chain, anvils[chain.name])
         self._config = None
+
+    def _start_beacon(self, chain: ChainConfig, node: AnvilNode) -> None:
+        """A dev beacon server following ``node`` for a chain with ``trusted_block_root =
+        "dev"``; its URL goes to ``<NAME>_BEACON``, as the example config reads it."""
+        settings = chain.plugin_config(EvmChainConfig).sync_committee
+        if settings is None or settings.trusted_block_root != "dev":
+            return  # a real beacon node is the operator's to run
+        beacon = start_beacon_dev(node.url, finality_lag=_BEACON_LAG, first_slot=_FIRST_SLOT)
+        self.finality_sources[chain.name] = beacon
+        self.env[_env_name(chain.name, "BEACON")] = beacon.url
 
     def _start_substrate(self, chain: ChainConfig) -> None:
         """A chopsticks chain for a ``type = "substrate"`` table; its endpoint goes to
@@ -272,7 +297,23 @@ class Devnet:
         config = chain.plugin_config(SubstrateChainConfig)
         node = SubstrateDevChain(config.system_chain, chain.domain, config)
         self.substrate[chain.name] = node
-        self.env[chain.name.upper().replace("-", "_") + "_RPC"] = node.ws_url
+        self.env[_env_name(chain.name, "RPC")] = node.ws_url
+        dev_voters = config.grandpa is not None and config.grandpa.checkpoint == "dev"
+        if chain.light_client_mode == "grandpa" and dev_voters:
+            from chains.substrate.grandpa_voter import (  # noqa: PLC0415
+                VoterSchedule,
+                start_grandpa_voter,
+            )
+
+            # Before any traffic: the voters install themselves and build the checkpoint
+            # block; their set changes _VOTER_CHANGE_DELAY blocks later, during the demo.
+            voters = start_grandpa_voter(
+                node.ws_url,
+                schedule=VoterSchedule(change_delay=_VOTER_CHANGE_DELAY),
+                log_path=self.work / f"grandpa-voters-{chain.name}.log",
+            )
+            self.finality_sources[chain.name] = voters
+            self.env[_env_name(chain.name, "GRANDPA")] = voters.url
         if config.submitter_key is not None and config.submitter_key.env is not None:
             self.env[config.submitter_key.env] = SUBMITTER_URI
         recipient = Sr25519Keypair.from_uri(RECIPIENT_URI).public_key
@@ -347,6 +388,8 @@ class Devnet:
                 proc.kill()
                 proc.wait(timeout=10)
         self.procs.clear()
+        while self.finality_sources:
+            self.finality_sources.popitem()[1].stop()
         while self.anvils:
             self.anvils.pop().stop()
         while self.substrate:
@@ -462,6 +505,11 @@ class Devnet:
         return dict(totals)
 
 
+def _env_name(chain: str, what: str) -> str:
+    """``dot-a``, ``RPC`` -> ``DOT_A_RPC``: the variables the example config reads."""
+    return f"{chain.upper().replace('-', '_')}_{what}"
+
+
 def evm_only_config(text: str) -> str:
     """The config ``text`` without its non-EVM ``[[chains]]`` tables and their names in the
     attesters' origins: for benchmarks and tests of the EVM path alone, which should not pay
@@ -481,6 +529,17 @@ def evm_only_config(text: str) -> str:
     for name in dropped:
         out = out.replace(f', "{name}"', "").replace(f'"{name}", ', "")
     return out
+
+
+def committee_finality(text: str) -> str:
+    """The config ``text`` with every chain's light-client ``finality`` set to "committee":
+    for tests and benchmarks of the depth-based path (reorgs past the configured depth, manual
+    mining), where a light client's own notion of final is not what is under test."""
+    return re.sub(
+        r'(?m)^finality = "(?!committee"|confirmations")[a-z0-9-]+"',
+        'finality = "committee"',
+        text,
+    )
 
 
 def _routes(config: Config, substrate: Sequence[str]) -> list[tuple[str, str]]:

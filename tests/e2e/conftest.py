@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from chains.evm.devnet import Devnet, evm_only_config
+from chains.evm.devnet import Devnet, committee_finality, evm_only_config
 from tests.integration.anvil import REPO_ROOT, require_anvil
 
 EXAMPLE_CONFIG = REPO_ROOT / "config.toml"
@@ -48,9 +48,10 @@ def devnet_factory(tmp_path: Path) -> Iterator[Callable[..., Devnet]]:
 
 
 def example_config(**replacements: str) -> str:
-    """The EVM chains of the example config, with literal text replaced
-    (``{"confirmations = 2": "..."}``)."""
-    text = evm_only_config(EXAMPLE_CONFIG.read_text())
+    """The EVM chains of the example config with committee finality (these tests exercise the
+    depth-based path: reorgs past ``confirmations``, manual mining; light-client finality has
+    tests of its own), with literal text replaced (``{"confirmations = 2": "..."}``)."""
+    text = committee_finality(evm_only_config(EXAMPLE_CONFIG.read_text()))
     for old, new in replacements.items():
         assert old in text, old
         text = text.replace(old, new)
