@@ -7,6 +7,8 @@ Prints:
   chain) -> the daemon's destination submission, median and p99;
 - restart time: ``relayer start`` -> first submission, with 10,000 messages already in the
   ledger and one new attested message waiting.
+  (These with committee finality; then A->B again with chain-a's sync-committee light client
+  following the dev beacon server, as the example config has it.)
 
 - Substrate -> EVM and EVM -> Substrate (dot-a <-> chain-a): delivered messages/s, beside
   EVM -> EVM's, and relay overhead.
@@ -29,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from chains.evm.devnet import Devnet, evm_only_config
+from chains.evm.devnet import Devnet, committee_finality, evm_only_config
 from relayer.store import Ledger, ObservedRow, State
 
 REPO = Path(__file__).resolve().parents[1]
@@ -189,12 +191,28 @@ def restart_time(devnet: Devnet) -> float:
     sys.exit("no submission within 60 s of restart")
 
 
-def evm_config(work: Path) -> Path:
+def evm_config(work: Path, *, light_clients: bool = False) -> Path:
     """The example config's EVM chains (the EVM -> EVM figures are measured without the
-    Substrate chain's processes on the same two cores)."""
+    Substrate chain's processes on the same two cores), with committee finality unless
+    ``light_clients`` (then chain-a follows the dev beacon server's sync committee, as the
+    example config has it)."""
     path = work / "config.toml"
-    path.write_text(evm_only_config((REPO / "config.toml").read_text()))
+    text = evm_only_config((REPO / "config.toml").read_text())
+    path.write_text(text if light_clients else committee_finality(text))
     return path
+
+
+def sync_committee_run(n: int) -> dict[str, float]:
+    """EVM -> EVM with chain-a's finality from its sync-committee light client."""
+    work = Path(tempfile.mkdtemp(prefix="bench-e2e-sync-committee-"))
+    devnet = Devnet(config_path=evm_config(work, light_clients=True), workdir=work)
+    try:
+        devnet.start_chains()
+        devnet.start_attesters()
+        devnet.start_daemon()
+        return throughput(devnet, n)
+    finally:
+        devnet.stop()
 
 
 def _submitted_after(devnet: Devnet, since: dict[bytes, float]) -> list[float]:
@@ -300,12 +318,24 @@ def main() -> None:
         f"  restart -> first submission   {figures['restart_to_first_submission_s']:.2f} s "
         "(10,000 messages in the ledger)"
     )
+    synced = sync_committee_run(n)
+    print(f"bench/e2e.py: {n} messages A->B, chain-a finality from its sync-committee light client")
+    print(
+        f"  delivered msgs/s              {synced['msgs_per_s']:.1f} "
+        f"({synced['msgs_per_s'] / figures['msgs_per_s']:.2f}x committee finality)"
+    )
+    print(f"  latency p50 (send->delivered) {synced['latency_p50_s']:.2f} s")
+    print(
+        f"  relay overhead p50 / p99      {synced['overhead_p50_s']:.2f} / "
+        f"{synced['overhead_p99_s']:.2f} s (from the block's 2nd successor, as above)"
+    )
     if args.no_substrate:
         return
     runs = substrate_runs(n, args.per_extrinsic)
     print(
         f"bench/e2e.py: {n} messages each way between chain-a and dot-a (chopsticks, a block per "
-        f"extrinsic, {args.per_extrinsic} dispatch remarks an extrinsic)"
+        f"extrinsic, {args.per_extrinsic} dispatch remarks an extrinsic; the example config's "
+        "finality: sync-committee on chain-a, grandpa on dot-a)"
     )
     print(f"  {'route':<18}{'msgs/s':>8}{'x EVM->EVM':>12}{'overhead p50 / p99 s':>24}")
     rows = {"chain-a -> chain-b": figures, **runs}

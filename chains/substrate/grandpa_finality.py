@@ -144,9 +144,9 @@ class GrandpaFinality:
             lowest -= 1
 
     async def advance(self) -> GrandpaImport | None:
-        """Fetch and import one proof: for the enactment block of a pending change when there
-        is one (its justification must come before any later one), else for the finalized
-        block's child. None when the prover has nothing newer than the finalized block.
+        """Fetch and import one proof: for the enactment block of a pending change when the
+        prover has one (its justification must come before any later one), else for the
+        finalized block's child. None when the prover has nothing newer than the finalized block.
 
         Raises FinalityProofRejectedError for a proof that does not verify,
         HeaderUnavailableError when the chain node lacks a needed block, and the
@@ -154,8 +154,16 @@ class GrandpaFinality:
         """
         store = self.store
         pending = store.pending_change
-        ask = pending.enactment_number if pending is not None else store.finalized.number + 1
-        answer = await self._prover.request("grandpa_proveFinality", [ask])
+        ask = store.finalized.number + 1
+        answer = None
+        if pending is not None:
+            # Its justification must come before any later one; until the chain has built
+            # it, the blocks before it are still the old set's to finalize.
+            answer = await self._prover.request("grandpa_proveFinality", [pending.enactment_number])
+            if answer is not None:
+                ask = pending.enactment_number
+        if answer is None:
+            answer = await self._prover.request("grandpa_proveFinality", [ask])
         if answer is None:
             return None
         try:

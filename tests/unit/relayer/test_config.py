@@ -156,20 +156,23 @@ def test_dev_keys_are_the_anvil_mnemonic_accounts() -> None:
 
 def test_example_config_loads_and_checks_clean_with_dev_keys() -> None:
     config = _load(EXAMPLE)
-    # Only the development chain's own warnings: its stand-in commitment and dev keys.
+    # Only the development chains' own warnings: the dev beacon server's trusted root, the
+    # stand-in commitment, dev keys and the dev voters' checkpoint.
     warnings = check_config(config, env=DEV_ENV)
-    assert len(warnings) == 2
-    assert all(w.startswith('chains[name="dot-a"]: ') for w in warnings)
-    assert "dev-concat" in warnings[0] and "dev = true" in warnings[1]
+    assert len(warnings) == 4, warnings
+    assert warnings[0].startswith('chains[name="chain-a"]: sync_committee.trusted_block_root')
+    assert all(w.startswith('chains[name="dot-a"]: ') for w in warnings[1:])
+    assert "dev-concat" in warnings[1] and "dev = true" in warnings[2]
+    assert 'grandpa.checkpoint = "dev"' in warnings[3]
 
     assert config.base_dir == REPO_ROOT
     assert config.relayer.database == REPO_ROOT / ".relayer" / "relayer.db"
     assert config.relayer.checkpoints == REPO_ROOT / ".relayer" / "checkpoints"
     assert config.relayer.health_address == ("127.0.0.1", 9464)
     assert [(c.name, c.type, c.domain, c.finality) for c in config.chains] == [
-        ("chain-a", "evm", 1000, "committee"),
+        ("chain-a", "evm", 1000, "sync-committee"),
         ("chain-b", "evm", 2000, "committee"),
-        ("dot-a", "substrate", 3000, "committee"),
+        ("dot-a", "substrate", 3000, "grandpa"),
     ]
     for chain, chain_id, port in ((config.chains[0], 31337, 8545), (config.chains[1], 31338, 8546)):
         evm = chain.plugin_config(EvmChainConfig)
