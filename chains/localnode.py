@@ -1,16 +1,21 @@
 """What starting a local development node needs, whatever its chain family: a free loopback
-port, and a JSON-RPC call over HTTP with the standard library alone (to tell when the node is
-up, before any client of ours is built)."""
+port, a JSON-RPC call over HTTP with the standard library alone (to tell when the node is up,
+before any client of ours is built), the tail of its log, and stopping it for good."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import socket
+import subprocess
 import urllib.request
 from collections.abc import Sequence
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
-__all__ = ["free_port", "loopback_rpc"]
+__all__ = ["free_port", "log_tail", "loopback_rpc", "stop_process"]
 
 
 def free_port() -> int:
@@ -38,3 +43,40 @@ def loopback_rpc(
     if "error" in body:
         raise error(f"{method}: {body['error']}")
     return body["result"]
+
+
+def log_tail(path: Path, limit: int = 4000) -> str:
+    """The last ``limit`` characters of a node's log ("" when there is none)."""
+    try:
+        return path.read_text(errors="replace")[-limit:]
+    except OSError:
+        return ""
+
+
+def stop_process(
+    process: subprocess.Popen[bytes], log: IO[bytes], *, group: bool, timeout: float
+) -> None:
+    """SIGTERM, then SIGKILL after ``timeout`` seconds; closes ``log``. Idempotent.
+
+    ``group``: signal the whole process group (the process was started with
+    ``start_new_session=True``), and SIGKILL it at the end as well: a worker that outlived its
+    parent (node's, say) still holds the group id."""
+
+    def send(sig: signal.Signals) -> None:
+        if group:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, sig)
+        elif process.poll() is None:
+            process.send_signal(sig)
+
+    if process.poll() is None:
+        send(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            send(signal.SIGKILL)
+            process.wait(timeout=timeout)
+    if group:
+        send(signal.SIGKILL)
+    if not log.closed:
+        log.close()

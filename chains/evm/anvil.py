@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from chains.localnode import free_port, loopback_rpc
+from chains.localnode import free_port, log_tail, loopback_rpc, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _NODE_MODULES = REPO_ROOT / "node_modules"
@@ -78,21 +78,10 @@ class AnvilNode:
         return loopback_rpc(self.url, method, params, timeout, error=AnvilError)
 
     def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path, limit)
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
-        if not self._log.closed:
-            self._log.close()
+        stop_process(self.process, self._log, group=False, timeout=timeout)
         self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> AnvilNode:

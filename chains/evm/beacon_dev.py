@@ -32,7 +32,6 @@ ahead of it, so a light client here should take its current slot from ``headers/
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -63,7 +62,7 @@ from chains.evm.beacon_dev_chain import (
     spec_config,
 )
 from chains.evm.beacon_dev_ssz import to_json
-from chains.localnode import free_port, loopback_rpc
+from chains.localnode import free_port, log_tail, loopback_rpc, stop_process
 from relayer.log import configure_logging
 
 __all__ = [
@@ -483,22 +482,10 @@ class BeaconDevNode:
             pass
 
     def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path, limit)
 
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> None:
-        if self.process.poll() is None:
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait(timeout=timeout)
-        _signal_group(self.process, signal.SIGKILL)
-        if not self._log.closed:
-            self._log.close()
+        stop_process(self.process, self._log, group=True, timeout=timeout)
         self.log_path.unlink(missing_ok=True)
 
     def __enter__(self) -> BeaconDevNode:
@@ -506,11 +493,6 @@ class BeaconDevNode:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
 
 
 def start_beacon_dev(

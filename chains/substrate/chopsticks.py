@@ -9,12 +9,10 @@ throughput, not for proving finality.
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import json
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal
 
-from chains.localnode import free_port, loopback_rpc
+from chains.localnode import free_port, log_tail, loopback_rpc, stop_process
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 _BINARY = REPO_ROOT / "node_modules" / ".bin" / "chopsticks"
@@ -110,25 +108,12 @@ class ChopsticksNode:
         return 0
 
     def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path, limit)
 
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> None:
-        if self.process.poll() is None:
-            # The process group, because node may have spawned workers (wasm executor threads
-            # are threads today, but a later chopsticks may fork).
-            _signal_group(self.process, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _signal_group(self.process, signal.SIGKILL)
-                self.process.wait(timeout=timeout)
-        # A worker that outlived its parent still holds the group id.
-        _signal_group(self.process, signal.SIGKILL)
-        if not self._log.closed:
-            self._log.close()
+        # The process group: node may spawn workers (wasm executor threads are threads today,
+        # but a later chopsticks may fork).
+        stop_process(self.process, self._log, group=True, timeout=timeout)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> ChopsticksNode:
@@ -136,11 +121,6 @@ class ChopsticksNode:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _signal_group(process: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, sig)
 
 
 def start_chopsticks(
@@ -243,16 +223,7 @@ def _spawn(binary: Path, workdir: Path, chain_name: str, block_mode: BlockMode) 
 
 def _stop_keeping_workdir(node: ChopsticksNode) -> None:
     """Stop a failed attempt but keep the spec for the next one (its log goes with it)."""
-    if node.process.poll() is None:
-        _signal_group(node.process, signal.SIGTERM)
-        try:
-            node.process.wait(timeout=_STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            _signal_group(node.process, signal.SIGKILL)
-            node.process.wait(timeout=_STOP_TIMEOUT_S)
-    _signal_group(node.process, signal.SIGKILL)
-    if not node._log.closed:
-        node._log.close()
+    stop_process(node.process, node._log, group=True, timeout=_STOP_TIMEOUT_S)
 
 
 def _wait_ready(node: ChopsticksNode, timeout: float) -> None:

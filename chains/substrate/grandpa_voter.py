@@ -74,7 +74,7 @@ from nacl.signing import SigningKey
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.sync.client import connect as sync_connect
 
-from chains.localnode import free_port
+from chains.localnode import free_port, log_tail, stop_process
 from chains.substrate.finality_proof import (
     FinalityProof,
     GrandpaCheckpoint,
@@ -496,21 +496,10 @@ class GrandpaVoterProcess:
         return answer["result"]
 
     def log_tail(self, limit: int = 4000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-limit:]
-        except OSError:
-            return ""
+        return log_tail(self.log_path, limit)
 
     def stop(self, timeout: float = _STOP_TIMEOUT_S) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=timeout)
-        if not self._log.closed:
-            self._log.close()
+        stop_process(self.process, self._log, group=False, timeout=timeout)
 
     def __enter__(self) -> GrandpaVoterProcess:
         return self
