@@ -4,8 +4,11 @@
    anvil 1.7.1, origin block time 1 s, destination automine, N messages pre-signed and sent as
    fast as possible, trusted-relayer ISM);
 2. ours, the same way: fresh anvil 1.7.1 chains (origin 1 s blocks, destination automine), the
-   example config (so: committee attestations from three attester processes, origin depth 2
-   blocks, every message proven), N messages pre-signed and sent as fast as possible.
+   example config's EVM chains with committee finality (so: committee attestations from three
+   attester processes, origin depth 2 blocks, every message proven), N messages pre-signed and
+   sent as fast as possible;
+3. ours again with chain-a's finality from its sync-committee light client following the dev
+   beacon server (the example config's finality), beside it.
 
 Definitions are the peer script's: messages/s = delivered / (last delivery seen on the
 destination - first dispatch sent); latency = send -> delivery seen on the destination. Ours
@@ -89,10 +92,12 @@ def _proc_stats(pid: int) -> tuple[float, float]:
     return hwm / 1024, ticks / os.sysconf("SC_CLK_TCK")
 
 
-def run_ours(n: int) -> dict[str, Any]:
+def run_ours(n: int, *, light_clients: bool = False) -> dict[str, Any]:
+    """``light_clients``: chain-a's finality from its sync-committee light client (following
+    the dev beacon server), as the example config has it; else committee finality."""
     work = Path(tempfile.mkdtemp(prefix="bench-peer-ours-"))
     devnet = Devnet(
-        config_path=evm_config(work),
+        config_path=evm_config(work, light_clients=light_clients),
         workdir=work,
         block_time_a=1,
         block_time_b=None,  # automine, as the peer's destination
@@ -153,6 +158,7 @@ def main() -> None:
     n = 100 if args.quick else args.n
     peer = json.loads(args.skip_peer.read_text())["peer"] if args.skip_peer else run_peer(n)
     ours = run_ours(n)
+    synced = run_ours(n, light_clients=True)
     ratio = ours["msgs_per_s"] / peer["msgs_per_s"]
     print(_row("", "Hyperlane TS", "ours", "ours/peer"))
     print(_row("delivered", f"{peer['delivered']}/{n}", f"{ours['delivered']}/{n}"))
@@ -196,6 +202,13 @@ def main() -> None:
         f"relay overhead (origin final -> submission): p50 {ours['relay_overhead_p50_s']} s, "
         f"p99 {ours['relay_overhead_p99_s']} s"
     )
+    synced_ratio = synced["msgs_per_s"] / peer["msgs_per_s"]
+    print(
+        f"ours with finality = sync-committee on chain-a: {synced['msgs_per_s']} messages/s "
+        f"({synced_ratio:.1f}x the peer), latency p50 {synced['latency_p50_s']} s, relay "
+        f"overhead p50 {synced['relay_overhead_p50_s']} s (from the block's 2nd successor), "
+        f"peak RSS {synced['peak_rss_mb']} MB"
+    )
     if args.skip_peer:
         # The committed JSON is one run of both relayers; a run that reused the peer's
         # figures only prints.
@@ -204,7 +217,14 @@ def main() -> None:
     out = RESULTS / f"peer-{dt.date.today().isoformat()}.json"
     out.write_text(
         json.dumps(
-            {"n": n, "peer": peer, "ours": ours, "ratio_msgs_per_s": round(ratio, 1)}, indent=2
+            {
+                "n": n,
+                "peer": peer,
+                "ours": ours,
+                "ours_sync_committee": synced,
+                "ratio_msgs_per_s": round(ratio, 1),
+            },
+            indent=2,
         )
         + "\n"
     )
