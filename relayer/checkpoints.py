@@ -5,21 +5,25 @@ committee members over the digest it computed. ``CheckpointStore`` is the seam f
 backends (MQTT, object storage); ``DirectoryCheckpointStore`` is the embedded one, a directory
 per origin domain and block, one file per attester holding its signatures over every message of
 that block. Per block rather than per message: an attester pays one durable write for a whole
-block, and the relayer reads a block once for all of its messages.
+block, and the relayer reads a block once for all of its messages. ``prune`` removes the
+directories of blocks that no kept message needs any more (retention).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import msgspec
 
-__all__ = ["Attestation", "CheckpointStore", "DirectoryCheckpointStore"]
+__all__ = ["Attestation", "CheckpointPruneReport", "CheckpointStore", "DirectoryCheckpointStore"]
 
 
 class Attestation(msgspec.Struct, frozen=True, kw_only=True):
@@ -73,8 +77,20 @@ class _BlockFile(
     messages: list[_Signed]
 
 
+@dataclass(frozen=True, slots=True)
+class CheckpointPruneReport:
+    """What ``DirectoryCheckpointStore.prune`` removed (or, dry, would remove)."""
+
+    blocks: int = 0  # block directories
+    files: int = 0  # the attesters' files in them
+    size: int = 0  # their bytes
+    failed: int = 0  # block directories that could not be removed (a permission): left as they were
+
+
 # msgpack, not JSON: the entries are mostly bytes, which JSON would carry as base64.
 _SUFFIX = ".msgpack"
+# Candidate blocks per question to ``prune``'s ``in_use`` (one ledger query each).
+_PRUNE_ASK = 500
 _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_BlockFile)
 
@@ -166,6 +182,66 @@ class DirectoryCheckpointStore:
             )
         return out
 
+    def prune(
+        self,
+        older_than: float,
+        *,
+        in_use: Callable[[int, Sequence[bytes]], Collection[bytes]],
+        domains: Collection[int] | None = None,
+        dry_run: bool = False,
+        stop: threading.Event | None = None,
+    ) -> CheckpointPruneReport:
+        """Remove the directories of origin blocks that nobody needs any more, and with them
+        every attester's file for the block. A block directory goes when both hold:
+
+        - none of its files (nor the directory itself) was written at or after
+          ``older_than`` (a ``time.time()`` value): an attester that publishes a block again
+          keeps it for another window;
+        - ``in_use(domain, block_hashes)``, asked for up to 500 candidate blocks at a time,
+          does not return it. The relayer answers with the blocks of which its ledger holds a
+          message it keeps (``Ledger.blocks_kept``): so a block with a message that is not
+          final never loses its files, and a block whose messages were all pruned loses them.
+
+        A block the ledger holds no message of at all (one a reorg replaced, one whose
+        messages another relayer serves, one the relayer has not reached yet) goes by the
+        first rule alone, once its files are older than the window: a relayer that falls
+        further behind its attesters than the retention window loses the attestations of the
+        blocks it has not read yet (their messages then wait in ``verified``).
+
+        Only the domains in ``domains`` are looked at (every domain when None). Anything that
+        is not a block directory of this store's layout (a stray file, a name that is not a
+        block hash, a directory inside a block's) is left alone, and so is a directory that
+        gains a file while it is removed. ``dry_run`` counts and removes nothing; ``stop``,
+        once set, ends the walk between two blocks. A block that cannot be removed (a
+        permission, say) is counted in ``failed`` and left; raises ``OSError`` only when the
+        store's root cannot be listed (an absent root holds nothing to prune)."""
+        tally = _Tally()
+        try:
+            roots = sorted(os.scandir(self.root), key=lambda entry: entry.name)
+        except FileNotFoundError:
+            return tally.report()
+        for domain_entry in roots:
+            if not (domain_entry.name.isdigit() and domain_entry.is_dir(follow_symlinks=False)):
+                continue
+            domain = int(domain_entry.name)
+            if domains is not None and domain not in domains:
+                continue
+            candidates: list[_StaleBlock] = []
+            with os.scandir(domain_entry.path) as blocks:
+                for entry in blocks:
+                    if stop is not None and stop.is_set():
+                        return tally.report()
+                    stale = _stale_block(entry, older_than)
+                    if stale is None:
+                        continue
+                    candidates.append(stale)
+                    if len(candidates) == _PRUNE_ASK:
+                        _prune_blocks(domain, candidates, in_use, dry_run, tally)
+                        candidates = []
+            if candidates and not (stop is not None and stop.is_set()):
+                _prune_blocks(domain, candidates, in_use, dry_run, tally)
+        return tally.report()
+
 
 def _make_dirs(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing ancestors; return the directories that gained an
@@ -189,3 +265,80 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class _StaleBlock:
+    block_hash: bytes
+    path: str
+    files: tuple[tuple[str, int], ...]  # (path, size)
+
+
+@dataclass(slots=True)
+class _Tally:
+    blocks: int = 0
+    files: int = 0
+    size: int = 0
+    failed: int = 0
+
+    def report(self) -> CheckpointPruneReport:
+        return CheckpointPruneReport(
+            blocks=self.blocks, files=self.files, size=self.size, failed=self.failed
+        )
+
+
+def _stale_block(entry: os.DirEntry[str], older_than: float) -> _StaleBlock | None:
+    """The block directory at ``entry`` with its files, if it is one of this store's layout and
+    nothing in it was written since ``older_than``."""
+    try:
+        block_hash = bytes.fromhex(entry.name)
+    except ValueError:
+        return None
+    if block_hash.hex() != entry.name:
+        return None  # not a name put_block writes (upper case, say): not ours to remove
+    files: list[tuple[str, int]] = []
+    try:
+        if not entry.is_dir(follow_symlinks=False):
+            return None
+        if entry.stat(follow_symlinks=False).st_mtime >= older_than:
+            return None
+        with os.scandir(entry.path) as found:
+            for item in found:
+                if not item.is_file(follow_symlinks=False):
+                    return None
+                stat = item.stat(follow_symlinks=False)
+                if stat.st_mtime >= older_than:
+                    return None
+                files.append((item.path, stat.st_size))
+    except FileNotFoundError:
+        return None  # removed meanwhile (another prune)
+    return _StaleBlock(block_hash=block_hash, path=entry.path, files=tuple(files))
+
+
+def _prune_blocks(
+    domain: int,
+    candidates: Sequence[_StaleBlock],
+    in_use: Callable[[int, Sequence[bytes]], Collection[bytes]],
+    dry_run: bool,
+    tally: _Tally,
+) -> None:
+    needed = set(in_use(domain, [block.block_hash for block in candidates]))
+    for block in candidates:
+        if block.block_hash in needed:
+            continue
+        if not dry_run:
+            try:
+                for path, _ in block.files:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                os.rmdir(block.path)
+            except FileNotFoundError:
+                continue  # another prune got there first
+            except OSError as exc:
+                # A file written meanwhile: the attester published the block again; it stays.
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    tally.failed += 1
+                continue
+        tally.blocks += 1
+        tally.files += len(block.files)
+        tally.size += sum(size for _, size in block.files)

@@ -310,6 +310,56 @@ def clear(config_path: Path, route: str | None) -> None:
     click.echo(f"re-queued {count} failed message(s)")
 
 
+@main.command()
+@_config_option
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Prune what became final this many days ago or earlier [default: relayer.retention_days].",
+)
+@click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
+def prune(config_path: Path, older_than_days: int | None, dry_run: bool) -> None:
+    """Delete delivered and rejected messages past the retention window, with their history and
+    evidence, and the attestation files no kept message needs (what the daemon does every
+    prune_interval). Messages in any other state are never deleted."""
+    from relayer.checkpoints import DirectoryCheckpointStore  # noqa: PLC0415
+    from relayer.daemon import prune_expired  # noqa: PLC0415
+
+    config = _load(config_path)
+    days = config.relayer.retention_days if older_than_days is None else older_than_days
+    if days == 0:
+        click.echo(
+            "retention is off (relayer.retention_days = 0): nothing pruned; "
+            "--older-than-days N prunes once"
+        )
+        return
+    older_than = time.time() - days * 86_400
+    checkpoints = DirectoryCheckpointStore(config.relayer.checkpoints)
+    try:
+        with Ledger.open(config.relayer.database) as ledger:
+            report, files = prune_expired(config, ledger, checkpoints, older_than, dry_run=dry_run)
+    except (RelayerError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    verb = "would remove" if dry_run else "removed"
+    click.echo(f"{verb} what became final before {_fmt_time(older_than)} ({days} days):")
+    for label, value in (
+        ("messages (delivered or rejected)", report.messages),
+        ("history rows", report.history),
+        ("evidence rows", report.evidence),
+        ("block evidence rows", report.block_evidence),
+        ("attestation block directories", files.blocks),
+        ("attestation files", files.files),
+        ("attestation bytes", files.size),
+    ):
+        click.echo(f"  {label:<34}{value:>10}")
+    if files.failed:
+        click.echo(
+            f"  {files.failed} attestation block directories could not be removed (permissions?);"
+            " they were left as they were"
+        )
+
+
 def _devtool(name: str) -> Any:
     found = [ep for ep in entry_points(group="relayer.devtools") if ep.name == name]
     if not found:

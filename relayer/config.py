@@ -194,6 +194,14 @@ class RelayerSettings(_Table):
     """debug | info | warning | error"""
     health: str = "127.0.0.1:9464"
     """Listen address of /healthz and /metrics; loopback only unless you mean to expose them."""
+    retention_days: int = Field(default=30, ge=0)
+    """Days a delivered or rejected message, its history and its evidence are kept after it
+    became final; messages in any other state are kept for ever. Attestation files go with the
+    last kept message of their block, or, for a block the ledger holds no message of, once
+    they are this old: keep it above any delay the relayer may fall behind its attesters.
+    0 keeps everything."""
+    prune_interval: float = Field(default=3600.0, gt=0)
+    """Seconds between the daemon's retention passes (`relayer prune` runs one on demand)."""
 
     @field_validator("database", "checkpoints")
     @classmethod

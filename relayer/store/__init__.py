@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from relayer.store.ledger import (
     ALLOWED_TRANSITIONS,
+    PRUNE_BATCH,
     REOBSERVABLE,
     Cursor,
     HistoryEntry,
@@ -11,6 +12,7 @@ from relayer.store.ledger import (
     LightClientRow,
     MessageRecord,
     ObservedRow,
+    PruneReport,
     SignedTx,
     State,
     SubmittedTx,
@@ -18,6 +20,7 @@ from relayer.store.ledger import (
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "PRUNE_BATCH",
     "REOBSERVABLE",
     "Cursor",
     "HistoryEntry",
@@ -25,6 +28,7 @@ __all__ = [
     "LightClientRow",
     "MessageRecord",
     "ObservedRow",
+    "PruneReport",
     "SignedTx",
     "State",
     "SubmittedTx",

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType, TracebackType
@@ -29,12 +29,14 @@ from relayer.store.schema import migrate
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "PRUNE_BATCH",
     "REOBSERVABLE",
     "Cursor",
     "HistoryEntry",
     "Ledger",
     "MessageRecord",
     "ObservedRow",
+    "PruneReport",
     "SignedTx",
     "State",
 ]
@@ -184,6 +186,31 @@ class Cursor:
     block_hash: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What ``Ledger.prune`` deleted, or ``Ledger.prunable`` would delete: rows per table."""
+
+    messages: int = 0
+    history: int = 0
+    evidence: int = 0
+    block_evidence: int = 0
+    # Write transactions that deleted messages, each at most one batch of them.
+    batches: int = 0
+    # False when ``max_batches`` ended the prune before it ran out of messages to delete.
+    complete: bool = True
+
+    def __add__(self, later: PruneReport) -> PruneReport:
+        """Both counts together; ``complete`` is the later report's."""
+        return PruneReport(
+            messages=self.messages + later.messages,
+            history=self.history + later.history,
+            evidence=self.evidence + later.evidence,
+            block_evidence=self.block_evidence + later.block_evidence,
+            batches=self.batches + later.batches,
+            complete=later.complete,
+        )
+
+
 _COLUMNS = tuple(f.name for f in fields(MessageRecord))
 _SELECT = f"SELECT {', '.join(_COLUMNS)} FROM messages"  # noqa: S608 -- constant column names
 _ROW_FIELDS = frozenset(f.name for f in fields(ObservedRow))
@@ -196,6 +223,31 @@ _PENDING_TX_IS_USED = (
 )
 # SQLite's default limit on host parameters is 32766 since 3.32, 999 before: stay below both.
 _CHUNK = 500
+#: Messages ``Ledger.prune`` deletes per write transaction: a few milliseconds of holding the
+#: write lock, which the daemon's other writers wait out.
+PRUNE_BATCH = 500
+# Final, and final since before the bound time: what prune deletes. The states are literals, not
+# bound, so that SQLite can prove a query matches the partial index messages_final_by_age (named
+# with INDEXED BY where it must be used: without statistics the planner may prefer messages_due,
+# which would walk every final message, young ones included).
+_FINAL_BEFORE = "state IN ('delivered', 'rejected') AND updated_at < ?"
+# What prune would delete, per table, in one statement.
+_COUNT_PRUNABLE = (
+    "WITH gone (id) AS (SELECT id FROM messages INDEXED BY messages_final_by_age"  # noqa: S608 -- constant
+    f" WHERE {_FINAL_BEFORE})"
+    " SELECT (SELECT count(*) FROM gone),"
+    " (SELECT count(*) FROM history WHERE message_id IN gone),"
+    " (SELECT count(*) FROM evidence WHERE message_id IN gone),"
+    " (SELECT count(*) FROM (SELECT DISTINCT block_digest AS digest FROM evidence"
+    "   WHERE block_digest IS NOT NULL AND message_id IN gone) AS freed"
+    "  WHERE NOT EXISTS (SELECT 1 FROM evidence WHERE evidence.block_digest = freed.digest"
+    "   AND evidence.message_id NOT IN gone))"
+)
+# Block evidence rows among ``{}`` (placeholders) that no evidence row references any more.
+_DROP_UNREFERENCED_BLOCK_EVIDENCE = (
+    "DELETE FROM block_evidence WHERE digest IN ({}) AND NOT EXISTS"
+    " (SELECT 1 FROM evidence WHERE evidence.block_digest = block_evidence.digest)"
+)
 # With the checkpointer running, the write path checkpoints only past this many WAL pages
 # (40 MB: several thousand messages), and a reset WAL file is cut back to this many bytes.
 _WAL_BACKSTOP_PAGES = 10_000
@@ -801,12 +853,19 @@ class Ledger:
             (block_number, block_hash, State.OBSERVED, now, now, finality, message_id),
         )
         digest = _store_block_evidence(conn, [block_evidence]).get(block_evidence)
+        before = conn.execute(
+            "SELECT block_digest FROM evidence WHERE message_id = ?", (message_id,)
+        ).fetchone()
         conn.execute(
             "INSERT INTO evidence (message_id, evidence, block_digest) VALUES (?, ?, ?)"
             " ON CONFLICT (message_id) DO UPDATE SET evidence = excluded.evidence,"
             " block_digest = excluded.block_digest",
             (message_id, evidence, digest),
         )
+        if before is not None and before[0] is not None and before[0] != digest:
+            # The old block's evidence goes with the last message that left that block: no
+            # message could reach it again, and prune only sees what its messages reference.
+            conn.execute(_DROP_UNREFERENCED_BLOCK_EVIDENCE.format("?"), (before[0],))
         self._history(
             conn, message_id, now, from_state=state, to_state=State.OBSERVED, detail=detail
         )
@@ -1310,6 +1369,133 @@ class Ledger:
                 "SELECT route, state, count(*) FROM messages GROUP BY route, state"
             ).fetchall()
         return {(route, State(state)): n for route, state, n in rows}
+
+    # --- retention -------------------------------------------------------------------------------
+
+    def prune(
+        self, older_than: float, *, batch: int = PRUNE_BATCH, max_batches: int | None = None
+    ) -> PruneReport:
+        """Delete the messages that became final (delivered or rejected) before ``older_than``
+        (a ``time.time()`` value), oldest first, with their history and evidence, and the block
+        evidence that no message references any more. A message in any other state is never
+        touched, however old: failed ones wait for `relayer clear`.
+
+        "Became final" is the message's ``updated_at``: when it was delivered or rejected, or
+        later if an origin reorg showed it again (which only keeps it longer).
+
+        One write transaction per ``batch`` messages, so the daemon's writers wait for one batch
+        at most, never for the whole prune, and a crash leaves whole messages deleted or kept.
+        ``max_batches`` stops after that many; ``complete`` then says whether it got to the
+        end. Raises ``StoreError`` as every method does."""
+        if batch < 1:
+            raise StoreError(f"prune needs a batch of at least one message, got {batch}")
+        report = PruneReport()
+        while max_batches is None or report.batches < max_batches:
+            step = self._prune_batch(older_than, batch)
+            report += step
+            if step.messages < batch:
+                return report
+        return replace(report, complete=False)
+
+    def _prune_batch(self, older_than: float, limit: int) -> PruneReport:
+        with self._write() as conn:
+            ids = [
+                bytes(message_id)
+                for (message_id,) in conn.execute(
+                    "SELECT id FROM messages INDEXED BY messages_final_by_age"  # noqa: S608 -- constant
+                    f" WHERE {_FINAL_BEFORE} ORDER BY updated_at LIMIT ?",
+                    (older_than, limit),
+                )
+            ]
+            if not ids:
+                return PruneReport()
+            digests = sorted(
+                {
+                    bytes(digest)
+                    for (digest,) in self._each_chunk(
+                        conn,
+                        "SELECT DISTINCT block_digest FROM evidence"
+                        " WHERE block_digest IS NOT NULL AND message_id IN ({})",
+                        ids,
+                    )
+                }
+            )
+            # Children first: the history and evidence rows are counted, and the foreign keys'
+            # cascades then find nothing left to do.
+            history = self._delete_chunks(conn, "DELETE FROM history WHERE message_id IN ({})", ids)
+            evidence = self._delete_chunks(
+                conn, "DELETE FROM evidence WHERE message_id IN ({})", ids
+            )
+            messages = self._delete_chunks(conn, "DELETE FROM messages WHERE id IN ({})", ids)
+            # Block evidence goes with the last message that referenced it; a block's other
+            # messages (kept: younger, or not final) keep it.
+            block_evidence = self._delete_chunks(conn, _DROP_UNREFERENCED_BLOCK_EVIDENCE, digests)
+        return PruneReport(
+            messages=messages,
+            history=history,
+            evidence=evidence,
+            block_evidence=block_evidence,
+            batches=1,
+        )
+
+    @staticmethod
+    def _each_chunk(conn: sqlite3.Connection, query: str, values: Sequence[bytes]) -> Iterator[Any]:
+        """The rows of ``query`` (a constant whose ``{}`` takes the placeholders) over
+        ``values``, 500 at a time."""
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            yield from conn.execute(query.format(",".join("?" * len(chunk))), chunk)
+
+    @staticmethod
+    def _delete_chunks(conn: sqlite3.Connection, query: str, values: Sequence[bytes]) -> int:
+        """``_each_chunk`` for a DELETE; returns how many rows it deleted."""
+        deleted = 0
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            deleted += conn.execute(query.format(",".join("?" * len(chunk))), chunk).rowcount
+        return deleted
+
+    def prunable(self, older_than: float, *, batch: int = PRUNE_BATCH) -> PruneReport:
+        """What ``prune(older_than, batch=batch)`` would delete now, counted by one query
+        (one snapshot) for `relayer prune --dry-run`; deletes nothing."""
+        if batch < 1:
+            raise StoreError(f"prune needs a batch of at least one message, got {batch}")
+        with self._read() as conn:
+            messages, history, evidence, block_evidence = (
+                int(n) for n in conn.execute(_COUNT_PRUNABLE, (older_than,)).fetchone()
+            )
+        return PruneReport(
+            messages=messages,
+            history=history,
+            evidence=evidence,
+            block_evidence=block_evidence,
+            batches=-(-messages // batch),
+        )
+
+    def blocks_kept(
+        self, origin_chain: str, block_hashes: Sequence[bytes], *, older_than: float
+    ) -> set[bytes]:
+        """Of ``block_hashes`` (origin blocks of ``origin_chain``), those holding a message
+        that ``prune(older_than)`` keeps: one in any state but delivered and rejected, or one
+        that became final at or after ``older_than``. A block the ledger holds no message of
+        is not among them: which is what its attestation files' pruning needs to know
+        (``DirectoryCheckpointStore.prune``)."""
+        unique = list(dict.fromkeys(block_hashes))
+        kept: set[bytes] = set()
+        with self._read() as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                kept.update(
+                    bytes(block_hash)
+                    for (block_hash,) in conn.execute(
+                        "SELECT DISTINCT block_hash FROM messages"  # noqa: S608 -- constants and placeholders
+                        f" WHERE origin_chain = ? AND block_hash IN ({marks})"
+                        f" AND NOT ({_FINAL_BEFORE})",
+                        (origin_chain, *chunk, older_than),
+                    )
+                )
+        return kept
 
     # --- cursors and block hashes ----------------------------------------------------------------
 

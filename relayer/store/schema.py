@@ -166,8 +166,29 @@ _V4 = (
     """,
 )
 
+# V5. Retention (``Ledger.prune``): the indexes that keep pruning from reading every row.
+_V5 = (
+    # The final messages by age, where prune starts. Partial: the index is written when a
+    # message becomes final, not at each of its earlier transitions.
+    """CREATE INDEX messages_final_by_age ON messages (updated_at)
+       WHERE state IN ('delivered', 'rejected')""",
+    # Whether the ledger still keeps a message of an origin block: what decides if the block's
+    # attestation files may go. The messages of a block share the key, so intake adds to one
+    # place in the index.
+    "CREATE INDEX messages_by_block ON messages (origin_chain, block_hash)",
+    # Whether any message still references a block evidence row. SQLite asks it too, for the
+    # foreign key, whenever a block_evidence row is deleted: without this index, by reading the
+    # whole evidence table each time.
+    """CREATE INDEX evidence_by_block_digest ON evidence (block_digest)
+       WHERE block_digest IS NOT NULL""",
+    # Block evidence that a reobservation replaced stayed behind before V5 (it goes with the
+    # replacement since): no message can reach it.
+    """DELETE FROM block_evidence WHERE NOT EXISTS
+       (SELECT 1 FROM evidence WHERE evidence.block_digest = block_evidence.digest)""",
+)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -6,6 +6,10 @@ must leave either the old file or the new one, never half of one, durably.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import msgspec
@@ -212,3 +216,123 @@ def test_any_bytes_in_a_block_file_never_raise(
     (block_dir(store) / (OTHER_SIGNER.hex() + ".msgpack")).write_bytes(content)
     for att in store.get_block(DOMAIN, BLOCK):
         assert isinstance(att, Attestation)
+
+
+# --- retention ----------------------------------------------------------------------------------
+
+DAY = 86_400.0
+
+
+def aged(
+    store: DirectoryCheckpointStore, block: bytes, days: float, *, domain: int = DOMAIN
+) -> Path:
+    """Publish ``block`` and make everything in its directory ``days`` old."""
+    att = msgspec.structs.replace(attestation(1, block=block), origin_domain=domain)
+    store.put_block(domain, block, SIGNER, [att])
+    folder = store.root / str(domain) / block.hex()
+    when = time.time() - days * DAY
+    for path in (*folder.iterdir(), folder):
+        os.utime(path, (when, when))
+    return folder
+
+
+def nothing_in_use(domain: int, blocks: Sequence[bytes]) -> set[bytes]:
+    return set()
+
+
+def test_prune_removes_old_blocks_nobody_needs_and_keeps_the_rest(
+    store: DirectoryCheckpointStore,
+) -> None:
+    old, needed, young = aged(store, BLOCK, 40), aged(store, OTHER_BLOCK, 40), b"\xb3" * 32
+    aged(store, young, 1)
+    asked: list[tuple[int, list[bytes]]] = []
+
+    def in_use(domain: int, blocks: Sequence[bytes]) -> set[bytes]:
+        asked.append((domain, list(blocks)))
+        return {OTHER_BLOCK}
+
+    report = store.prune(time.time() - 30 * DAY, in_use=in_use)
+
+    assert not old.exists()
+    assert needed.is_dir() and store.get_block(DOMAIN, OTHER_BLOCK) != []
+    assert store.get_block(DOMAIN, young) != []
+    assert (report.blocks, report.files, report.failed) == (1, 1, 0)
+    assert report.size > 0
+    # The young block is not even a candidate: the ledger is asked only about old ones.
+    assert [(d, sorted(b)) for d, b in asked] == [(DOMAIN, sorted([BLOCK, OTHER_BLOCK]))]
+
+
+def test_prune_keeps_a_block_an_attester_published_again_within_the_window(
+    store: DirectoryCheckpointStore,
+) -> None:
+    folder = aged(store, BLOCK, 40)
+    store.put_block(DOMAIN, BLOCK, OTHER_SIGNER, [attestation(1, signer=OTHER_SIGNER)])
+    report = store.prune(time.time() - 30 * DAY, in_use=nothing_in_use)
+    assert report.blocks == 0
+    assert len(list(folder.iterdir())) == 2
+
+
+def test_prune_leaves_alone_what_is_not_a_block_directory_of_its_own(
+    store: DirectoryCheckpointStore,
+) -> None:
+    stray_dir = aged(store, OTHER_BLOCK, 40)
+    (stray_dir / "inner").mkdir()
+    other_domain = aged(store, BLOCK, 40, domain=77)
+    domain_dir = store.root / str(DOMAIN)
+    odd_names = [domain_dir / "not-hex", domain_dir / BLOCK.hex().upper(), store.root / "notes"]
+    for path in odd_names:
+        path.mkdir()
+    (domain_dir / "README").write_text("hello")
+    old = time.time() - 99 * DAY
+    for path in [*odd_names, stray_dir / "inner", domain_dir / "README"]:
+        os.utime(path, (old, old))
+
+    report = store.prune(time.time() - 30 * DAY, in_use=nothing_in_use, domains={DOMAIN})
+
+    assert report.blocks == 0
+    assert stray_dir.is_dir() and other_domain.is_dir()
+    assert all(path.exists() for path in odd_names)
+    assert (domain_dir / "README").read_text() == "hello"
+
+
+def test_prune_dry_run_counts_and_removes_nothing(store: DirectoryCheckpointStore) -> None:
+    folders = [aged(store, bytes([n]) * 32, 40) for n in range(3)]
+    report = store.prune(time.time() - 30 * DAY, in_use=nothing_in_use, dry_run=True)
+    assert (report.blocks, report.files) == (3, 3)
+    assert all(folder.is_dir() for folder in folders)
+    assert store.prune(time.time() - 30 * DAY, in_use=nothing_in_use) == report
+
+
+def test_prune_asks_about_blocks_a_bounded_number_at_a_time(
+    store: DirectoryCheckpointStore,
+) -> None:
+    old = time.time() - 40 * DAY
+    for n in range(1100):  # laid out by hand: put_block's fsyncs would take seconds
+        folder = store.root / str(DOMAIN) / n.to_bytes(32, "big").hex()
+        folder.mkdir(parents=True)
+        (folder / f"{SIGNER.hex()}.msgpack").write_bytes(b"signed")
+        for path in (*folder.iterdir(), folder):
+            os.utime(path, (old, old))
+    sizes: list[int] = []
+
+    def in_use(domain: int, blocks: Sequence[bytes]) -> set[bytes]:
+        sizes.append(len(blocks))
+        return set(blocks[:1])
+
+    report = store.prune(time.time() - 30 * DAY, in_use=in_use)
+    assert sorted(sizes) == [100, 500, 500]
+    assert report.blocks == 1100 - 3
+    assert len(list((store.root / str(DOMAIN)).iterdir())) == 3
+
+
+def test_prune_stops_between_blocks_when_told(store: DirectoryCheckpointStore) -> None:
+    folder = aged(store, BLOCK, 40)
+    stop = threading.Event()
+    stop.set()
+    report = store.prune(time.time() - 30 * DAY, in_use=nothing_in_use, stop=stop)
+    assert report.blocks == 0 and folder.is_dir()
+
+
+def test_prune_of_a_store_nobody_wrote_to_finds_nothing(tmp_path: Path) -> None:
+    store = DirectoryCheckpointStore(tmp_path / "never-created")
+    assert store.prune(time.time(), in_use=nothing_in_use).blocks == 0

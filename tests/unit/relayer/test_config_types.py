@@ -279,6 +279,8 @@ def _valid(path: tuple[str | int, ...], kind: Kind) -> Any:
 
 
 def _attribute(config: Config, path: tuple[str | int, ...]) -> Any:
+    if path[0] == "relayer":
+        return getattr(config.relayer, str(path[1]))
     assert path[0] == "chains"
     chain = config.chains[int(path[1])]
     node: Any = chain if path[2] in ChainConfig.model_fields else chain.plugin

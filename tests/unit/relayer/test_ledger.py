@@ -1547,3 +1547,37 @@ def test_the_finality_mode_is_recorded_with_the_message_and_kept_on_reobservatio
     ledger.reobserve(mid(1), block_number=12, block_hash=bhash(12), evidence=b"e")
     record = ledger.get(mid(1))
     assert record is not None and record.finality == "committee"
+
+
+def test_a_v4_ledger_gains_the_retention_indexes_and_drops_orphaned_block_evidence(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (m for migration in MIGRATIONS[:4] for m in migration):  # V4 as released
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 4")
+    conn.execute(
+        "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
+        " block_number, block_hash, evidence, state, next_attempt_at, created_at, updated_at)"
+        " VALUES (?, 'chain-a', 'chain-b', 'chain-a->chain-b', 1, x'00', 10, ?, x'', 'delivered',"
+        " 0, 0, 0)",
+        (mid(1), bhash(10)),
+    )
+    conn.execute("INSERT INTO block_evidence (digest, evidence) VALUES (x'01', x'aa')")
+    conn.execute("INSERT INTO block_evidence (digest, evidence) VALUES (x'02', x'bb')")  # orphan
+    conn.execute(
+        "INSERT INTO evidence (message_id, evidence, block_digest) VALUES (?, x'0102', x'01')",
+        (mid(1),),
+    )
+    conn.close()
+    with Ledger.open(path) as led:
+        own = led._conn
+        assert own is not None
+        assert own.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        indexes = {r[0] for r in own.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+        assert {"messages_final_by_age", "messages_by_block", "evidence_by_block_digest"} <= indexes
+        assert own.execute("SELECT digest FROM block_evidence").fetchall() == [(b"\x01",)]
+        assert led.block_evidence(mid(1)) == b"\xaa"
+        assert led.prune(1.0).messages == 1
+        assert own.execute("SELECT count(*) FROM block_evidence").fetchone() == (0,)
