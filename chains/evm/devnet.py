@@ -53,9 +53,9 @@ _SEND_SELECTOR = keccak256(b"send(uint32,bytes32,bytes)")[:4]
 # block 16, so a demo crosses one.
 _BEACON_LAG = 2
 _FIRST_SLOT = 48
-# Blocks after the GRANDPA checkpoint at which the dev voters' set changes: a demo's traffic
-# builds more than that many blocks on the Substrate chain.
-_VOTER_CHANGE_DELAY = 3
+# Blocks after the GRANDPA checkpoint at which the dev voters' set changes: the first block
+# of traffic, so that every demo crosses the change (a demo builds only a few blocks there).
+_VOTER_CHANGE_DELAY = 1
 
 
 def _address(index: int) -> str:

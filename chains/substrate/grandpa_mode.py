@@ -72,6 +72,9 @@ class GrandpaSource:
             prover_url, chain=chain, timeout=_TIMEOUT_S, on_connect=_nothing_to_check
         )
         self._finality: GrandpaFinality | None = None
+        # What the light client started from (block, hash, set id), saved beside it for
+        # `relayer lightclient status`.
+        self._origin: dict[str, Any] | None = None
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
@@ -85,9 +88,14 @@ class GrandpaSource:
             # A refused proof is logged as proof.rejected; finality stays where it was.
             with contextlib.suppress(FinalityProofRejectedError):
                 await finality.sync()
-            if finality.finalized != before and self._state is not None:
-                self._state.save(finality.store.to_bytes())
+            if finality.finalized != before:
+                self._save(finality.store)
             return finality.finalized.number
+
+    def _save(self, store: GrandpaLightClient) -> None:
+        if self._state is not None:
+            saved = {"checkpoint": self._origin, "store": store.to_bytes().hex()}
+            self._state.save(json.dumps(saved).encode())
 
     async def off_the_finalized_chain(
         self, chain_rpc: SubstrateRpc, blocks: Sequence[tuple[int, bytes]]
@@ -132,18 +140,25 @@ class GrandpaSource:
         saved = self._state.load() if self._state is not None else None
         if saved is not None:
             try:
-                store = GrandpaLightClient.from_bytes(saved)
-            except (ProofError, ValueError) as exc:
+                origin, store = _load(saved)
+            except (ProofError, ValueError, KeyError, TypeError) as exc:
                 self.log.error("lightclient.state_unusable", error=str(exc))
             else:
+                self._origin = origin
                 self.log.info("lightclient.resumed", **_fields(store))
                 return store
         checkpoint = self._checkpoint
         if checkpoint is None:
             checkpoint = await fetch_dev_checkpoint(prover)
         store = checkpoint.light_client()
-        if self._state is not None:
-            self._state.save(store.to_bytes())
+        status = store.status()
+        self._origin = {
+            "block": status.finalized_number,
+            "hash": "0x" + status.finalized_hash.hex(),
+            "set_id": status.set_id,
+            "dev": self._checkpoint is None,
+        }
+        self._save(store)
         self.log.info("lightclient.bootstrapped", **_fields(store))
         return store
 
@@ -161,13 +176,31 @@ def _fields(store: GrandpaLightClient) -> dict[str, Any]:
     }
 
 
+def _load(saved: bytes) -> tuple[dict[str, Any] | None, GrandpaLightClient]:
+    """A saved state: what the client started from, and the store. Raises ProofError,
+    ValueError, KeyError or TypeError."""
+    data = json.loads(saved)
+    origin = data["checkpoint"]
+    if origin is not None and not isinstance(origin, dict):
+        raise TypeError("the saved checkpoint is not a table")
+    return origin, GrandpaLightClient.from_bytes(bytes.fromhex(data["store"]))
+
+
 def status_of(state: bytes) -> dict[str, str]:
     """What ``relayer lightclient status`` shows of a saved state. Raises ValueError."""
     try:
-        status = GrandpaLightClient.from_bytes(state).status()
-    except ProofError as exc:
+        origin, store = _load(state)
+    except (ProofError, KeyError, TypeError) as exc:
         raise ValueError(f"saved GRANDPA state does not load: {exc}") from exc
-    shown = {
+    status = store.status()
+    shown: dict[str, str] = {}
+    if origin is not None:
+        source = "the dev voters' own" if origin.get("dev") else "from the config"
+        shown["checkpoint"] = (
+            f"block {origin.get('block')} ({origin.get('hash')}), set id {origin.get('set_id')}, "
+            f"{source}"
+        )
+    shown |= {
         "set id": str(status.set_id),
         "authorities": f"{status.authority_count} (total weight {status.total_weight})",
         "finalized block": f"{status.finalized_number} (0x{status.finalized_hash.hex()})",
