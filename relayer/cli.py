@@ -24,6 +24,7 @@ from relayer.config import (
     load_config,
 )
 from relayer.errors import RelayerError
+from relayer.explain import ExplainError, resolve, why
 from relayer.log import configure_logging, get_logger
 from relayer.plugin import load_plugin
 from relayer.store import Ledger, State
@@ -219,15 +220,10 @@ def explain(config_path: Path, message_id: str) -> None:
     """A message's whole history and why it is where it is."""
     config = _load(config_path)
     with Ledger.open(config.relayer.database) as ledger:
-        matches = ledger.find(message_id.removeprefix("0x").lower())
-        if not matches:
-            raise click.ClickException(f"no message with id starting {message_id}")
-        if len(matches) > 1:
-            raise click.ClickException(
-                f"{len(matches)} messages start with {message_id}; give more digits"
-            )
-        record = matches[0]
-        history = ledger.history(record.id)
+        try:
+            record, history = resolve(ledger, message_id)
+        except ExplainError as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(f"message 0x{record.id.hex()}")
     click.echo(f"  route      {record.route} (nonce {record.nonce})")
     click.echo(f"  state      {record.state.value}")
@@ -250,19 +246,7 @@ def explain(config_path: Path, message_id: str) -> None:
         if entry.error:
             line += f"  error: {entry.error}"
         click.echo(line)
-    click.echo(f"why: {_why(record.state)}")
-
-
-def _why(state: State) -> str:
-    return {
-        State.OBSERVED: "seen on the origin chain; its evidence is being verified",
-        State.VERIFIED: "evidence verified; waiting for a quorum of attester signatures",
-        State.ATTESTED: "attested; waiting for its turn (or its retry time) to be submitted",
-        State.SUBMITTED: "in a transaction on the destination; waiting for it to be mined",
-        State.DELIVERED: "delivered on the destination chain",
-        State.REJECTED: "its evidence failed verification; it will never be submitted",
-        State.FAILED: "the retry budget ran out; `relayer clear` re-queues it",
-    }[state]
+    click.echo(f"why: {why(record.state)}")
 
 
 @main.group("lightclient")

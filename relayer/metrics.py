@@ -1,7 +1,8 @@
-"""``/healthz`` and ``/metrics`` (Prometheus text format) on the configured loopback address.
+"""``/healthz``, ``/metrics`` (Prometheus text format) and ``/explain/<id>`` (what
+``relayer explain`` says, as JSON) on the configured loopback address.
 
-Both read the ledger and the endpoint-health registry; neither changes anything, so a scraper
-can never disturb delivery.
+All read the ledger and the endpoint-health registry; none changes anything, so a scraper or an
+operator's tool can never disturb delivery.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
+from relayer.explain import ExplainError, explanation, resolve
 from relayer.health import HEALTH
 from relayer.store import Ledger, State
 
@@ -51,9 +53,20 @@ async def serve_metrics(ledger: Ledger, host: str, port: int, log: Any) -> web.A
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(text=metrics_text(ledger), content_type="text/plain")
 
+    async def explain(request: web.Request) -> web.Response:
+        try:
+            record, history = resolve(ledger, request.match_info["message_id"])
+        except ExplainError as exc:
+            body = json.dumps({"error": str(exc)})
+            return web.Response(text=body, status=exc.status, content_type="application/json")
+        return web.Response(
+            text=json.dumps(explanation(record, history)), content_type="application/json"
+        )
+
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", metrics)
+    app.router.add_get("/explain/{message_id}", explain)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()

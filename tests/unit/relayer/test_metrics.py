@@ -78,3 +78,33 @@ async def test_healthz_and_metrics_are_served_on_loopback(tmp_path: Path) -> Non
             await runner.cleanup()
     assert body["messages"]["a->b rejected"] == 1
     assert "relayer_messages" in text
+
+
+async def test_explain_is_served_read_only_on_loopback(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with _ledger(tmp_path) as ledger:
+        before = ledger.counts()
+        runner = await serve_metrics(ledger, "127.0.0.1", port, structlog.get_logger())
+        answers = {}
+        try:
+            async with aiohttp.ClientSession() as session:
+                for ask in ("0x0000", "0202", "zz", "0x03", "0x0"):
+                    url = f"http://127.0.0.1:{port}/explain/{ask}"
+                    async with session.get(url) as response:
+                        answers[ask] = (response.status, await response.json())
+        finally:
+            await runner.cleanup()
+        assert ledger.counts() == before, "explain changes nothing"
+    status, rejected = answers["0x0000"]
+    assert status == 200
+    assert rejected["id"] == "0x" + "00" * 32
+    assert rejected["state"] == "rejected" and rejected["route"] == "a->b"
+    assert [h["to"] for h in rejected["history"]] == ["observed", "rejected"]
+    assert rejected["history"][-1]["error"] == "forged"
+    assert "will never be submitted" in rejected["why"]
+    assert answers["0202"][0] == 200 and answers["0202"][1]["state"] == "observed"
+    assert answers["zz"][0] == 400 and "not a hex message id" in answers["zz"][1]["error"]
+    assert answers["0x03"][0] == 404
+    assert answers["0x0"][0] == 409 and "give more digits" in answers["0x0"][1]["error"]
