@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, mod
 
 from relayer.errors import ConfigError
 
-__all__ = ["KeyRef", "KeyUnavailableError", "ResolvedKey", "Secret", "resolve_key"]
+__all__ = ["KeyRef", "KeyUnavailableError", "ResolvedKey", "Secret", "redact_url", "resolve_key"]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -177,3 +177,13 @@ def _require_env(env: Mapping[str, str], name: str, holding: str) -> str:
             f"environment variable {name} is not set (it must hold {holding})"
         )
     return value
+
+
+def redact_url(url: str) -> str:
+    """An endpoint URL as it may be logged: scheme, host and port. Endpoint URLs carry API keys
+    in their path, query or userinfo (``https://user:key@host/v3/KEY?apikey=...``)."""
+    head, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
+    return f"{head}{sep}{host}"

@@ -18,8 +18,9 @@ import aiohttp
 import msgspec
 
 from relayer.errors import PermanentChainError, TransientChainError
+from relayer.keys import redact_url
 
-__all__ = ["BeaconApi", "BeaconCheckpointError", "attested_slot", "redact"]
+__all__ = ["BeaconApi", "BeaconCheckpointError", "attested_slot"]
 
 _PATH = "/eth/v1/beacon/light_client"
 # Beacon nodes serve at most MAX_REQUEST_LIGHT_CLIENT_UPDATES (128) updates a request.
@@ -30,17 +31,11 @@ class BeaconCheckpointError(PermanentChainError):
     """The beacon node has no bootstrap for the configured trusted block root."""
 
 
-def redact(url: str) -> str:
-    """Scheme, host and port only: a beacon URL may carry an API key in its path or query."""
-    head, sep, rest = url.partition("://")
-    return f"{head}{sep}{rest.split('/', 1)[0].split('?', 1)[0]}" if sep else url
-
-
 class BeaconApi:
     def __init__(self, url: str, *, chain: str, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.chain = chain
-        self.endpoint = redact(url)
+        self.endpoint = redact_url(url)
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
 

@@ -20,6 +20,7 @@ import structlog
 
 from chains.evm.errors import RpcError, RpcErrorKind, classify_rpc_error
 from relayer.errors import PermanentChainError, TransientChainError
+from relayer.keys import redact_url
 from relayer.retry import retrying_transient
 
 __all__ = ["EvmRpc", "RpcError"]
@@ -42,18 +43,12 @@ _IDEMPOTENT = frozenset(
 )
 
 
-def _redact(url: str) -> str:
-    # Endpoint URLs often carry an API key in the path or query: log scheme, host and port only.
-    head, sep, rest = url.partition("://")
-    return f"{head}{sep}{rest.split('/', 1)[0].split('?', 1)[0]}" if sep else url
-
-
 class EvmRpc:
     """One endpoint. Every call has a timeout; failures raise Transient/PermanentChainError."""
 
     def __init__(self, url: str, *, timeout: float = 10.0) -> None:
         self.url = url
-        self.endpoint = _redact(url)
+        self.endpoint = redact_url(url)
         self._timeout = timeout
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)

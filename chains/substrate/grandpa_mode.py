@@ -30,10 +30,11 @@ from chains.substrate.grandpa_finality import (
     GrandpaFinality,
     fetch_dev_checkpoint,
 )
-from chains.substrate.rpc import SubstrateRpc, redact_url
+from chains.substrate.rpc import SubstrateRpc
 from proofs.errors import ProofError
 from proofs.substrate.grandpa_store import GrandpaLightClient
 from relayer.errors import ConfigError, TransientChainError
+from relayer.keys import redact_url
 from relayer.plugin import LightClientState
 
 __all__ = ["MODE", "GrandpaSource", "load_checkpoint", "status_of"]

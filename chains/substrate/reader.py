@@ -34,10 +34,11 @@ from chains.substrate.remark import (
     decode_remark,
     is_ours,
 )
-from chains.substrate.rpc import Block, RemarkedEvent, SubstrateRpc, redact_url
+from chains.substrate.rpc import Block, RemarkedEvent, SubstrateRpc
 from proofs.errors import ProofError
 from proofs.hashing import blake2_256
 from relayer.errors import ChainError, TransientChainError
+from relayer.keys import redact_url
 from relayer.plugin import CursorView, Observation, Span
 from relayer.retry import backoff_delay
 

@@ -41,6 +41,7 @@ from proofs.errors import MalformedEncodingError
 from proofs.hashing import blake2_256
 from proofs.substrate.scale import ScaleReader, encode_compact
 from relayer.errors import ChainError, PermanentChainError, TransientChainError
+from relayer.keys import redact_url
 
 __all__ = [
     "Block",
@@ -51,7 +52,6 @@ __all__ = [
     "RpcError",
     "SubstrateRpc",
     "pool_refusal",
-    "redact_url",
 ]
 
 # twox128("System") ++ twox128("Events"): a storage key fixed by FRAME, so no hasher needed.
@@ -336,15 +336,6 @@ def _account_bytes(value: str) -> bytes:
     if value.startswith("0x"):
         return _unhex(value)
     return _unhex(ss58_decode(value))
-
-
-def redact_url(url: str) -> str:
-    """Scheme, host and port: endpoint URLs carry API keys in their path, query or userinfo."""
-    head, sep, rest = url.partition("://")
-    if not sep:
-        return url
-    host = rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2]
-    return f"{head}{sep}{host}"
 
 
 class SubstrateRpc:

@@ -42,11 +42,12 @@ from chains.substrate.extrinsic import (
 from chains.substrate.keys import Sr25519Keypair
 from chains.substrate.remark import Delivery as DeliveryRemark
 from chains.substrate.remark import RemarkError, decode_remark, encode_delivery, is_ours
-from chains.substrate.rpc import PoolRefusal, RpcError, SubstrateRpc, redact_url
+from chains.substrate.rpc import PoolRefusal, RpcError, SubstrateRpc
 from proofs.errors import MalformedEncodingError
 from proofs.hashing import blake2_256
 from proofs.substrate.scale import ScaleReader
 from relayer.errors import PermanentChainError, TransientChainError
+from relayer.keys import redact_url
 from relayer.message import Message, MessageFormatError
 from relayer.nonces import NonceCounter
 from relayer.plugin import BroadcastResult, Delivery, DeliveryOutcome

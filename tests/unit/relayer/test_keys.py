@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from relayer.errors import ConfigError
-from relayer.keys import KeyRef, KeyUnavailableError, Secret, resolve_key
+from relayer.keys import KeyRef, KeyUnavailableError, Secret, redact_url, resolve_key
 
 SECRET = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 
@@ -54,3 +54,17 @@ def test_absent_is_told_apart_from_broken(tmp_path: Path) -> None:
 
 def test_a_secret_compares_by_nothing_it_would_reveal() -> None:
     assert repr(Secret("a")) == repr(Secret("b")) == "Secret(<redacted>)"
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://mainnet.infura.io/v3/0123abcd", "https://mainnet.infura.io"),
+        ("https://user:s3cret@node.example:8545/path?apikey=k", "https://node.example:8545"),
+        ("wss://rpc.example/ws?token=t", "wss://rpc.example"),
+        ("http://127.0.0.1:8545", "http://127.0.0.1:8545"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_an_endpoint_url_is_logged_without_its_credentials(url: str, shown: str) -> None:
+    assert redact_url(url) == shown
