@@ -1,15 +1,12 @@
 """The dev beacon-API server against a real anvil chain, checked independently of its code.
 
 Everything the server claims is re-derived here from the JSON alone: hash tree roots through
-containers defined in this file (a fresh ``remerkleable`` definition, not the server's), Merkle
+the tests' own ``remerkleable`` containers (``reference_ssz``, never the server's), Merkle
 branches with a hand-written ``is_valid_merkle_branch`` (the consensus specs' loop), the signing
 root with ``hashlib``, the aggregate signature with ``py_ecc`` (not the ``pyblst`` the server
 signs with), and the execution headers against anvil's own ``eth_getBlockByNumber`` answers.
 Each lying mode must fail exactly the check that is about its lie.
 """
-
-# No `from __future__ import annotations`: remerkleable reads the container fields' types from
-# the class annotations, which must therefore be evaluated.
 
 import hashlib
 import time
@@ -25,11 +22,16 @@ from py_ecc.bls.ciphersuites import G2ProofOfPossession
 from py_ecc.bls.g2_primitives import G1_to_pubkey, pubkey_to_G1
 from py_ecc.optimized_bls12_381.optimized_curve import Z1, add
 from remerkleable.basic import uint64, uint256
-from remerkleable.byte_arrays import ByteList, Bytes32, Bytes48, ByteVector
-from remerkleable.complex import Container, List, Vector
+from remerkleable.byte_arrays import ByteList
+from remerkleable.complex import List, Vector
 
 from chains.evm.beacon_dev import BeaconDevNode, LieMode, start_beacon_dev
 from tests.integration.anvil import AnvilFactory, AnvilNode
+from tests.unit.proofs.ethereum_lc.reference_ssz import (
+    BeaconBlockHeader,
+    ExecutionPayloadHeaderDeneb,
+    sync_committee_type,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -46,40 +48,11 @@ def _b(text: str) -> bytes:
     return bytes.fromhex(text[2:])
 
 
-# --- the containers, defined afresh from the consensus specs (Deneb/Electra, minimal preset) ---
+# --- the containers: remerkleable's, written from the consensus specs in the tests' reference
+# (tests/unit/proofs/ethereum_lc/reference_ssz.py), sharing no code with the server ---------------
 
-
-class BeaconBlockHeader(Container):  # type: ignore[misc]
-    slot: uint64
-    proposer_index: uint64
-    parent_root: Bytes32
-    state_root: Bytes32
-    body_root: Bytes32
-
-
-class ExecutionPayloadHeader(Container):  # type: ignore[misc]
-    parent_hash: Bytes32
-    fee_recipient: ByteVector[20]
-    state_root: Bytes32
-    receipts_root: Bytes32
-    logs_bloom: ByteVector[256]
-    prev_randao: Bytes32
-    block_number: uint64
-    gas_limit: uint64
-    gas_used: uint64
-    timestamp: uint64
-    extra_data: ByteList[32]
-    base_fee_per_gas: uint256
-    block_hash: Bytes32
-    transactions_root: Bytes32
-    withdrawals_root: Bytes32
-    blob_gas_used: uint64
-    excess_blob_gas: uint64
-
-
-class SyncCommittee(Container):  # type: ignore[misc]
-    pubkeys: Vector[Bytes48, 32]
-    aggregate_pubkey: Bytes48
+ExecutionPayloadHeader = ExecutionPayloadHeaderDeneb  # Electra's is Deneb's
+SyncCommittee = sync_committee_type(32)  # minimal preset
 
 
 Transactions = List[ByteList[2**30], 2**20]
