@@ -41,7 +41,6 @@ class FinalizedExecution:
 
     number: int
     hash: bytes
-    beacon_slot: int
 
 
 class SyncCommitteeFinality:
@@ -161,24 +160,19 @@ class SyncCommitteeFinality:
             for period_update in await self.api.updates(store.period, count):
                 await self._apply(store, period_update, current_slot, "update")
         latest = await self.api.finality_update()
-        if latest is None:
-            return
-        slot = attested_slot(latest)
-        if slot is not None and slot <= store.finalized_header.beacon.slot:
-            return  # nothing newer than what is finalized: not worth a signature check
-        await self._apply(store, latest, current_slot, "finality_update")
+        if latest is not None:
+            await self._apply(store, latest, current_slot, "finality_update")
 
     async def _apply(
         self, store: LightClientStore, update: Any, current_slot: int, kind: str
     ) -> None:
         slot = attested_slot(update)
-        if (
-            kind == "update"
-            and slot is not None
-            and store.next_sync_committee is not None
-            and slot <= store.finalized_header.beacon.slot
-        ):
-            return  # a period update the store has already gone past: nothing new in it
+        # Nothing newer than what is finalized, and no next committee the store lacks (only a
+        # period update can bring one): not worth a signature check, nor a refusal in the log.
+        may_bring_committee = kind == "update" and store.next_sync_committee is None
+        stale = slot is not None and slot <= store.finalized_header.beacon.slot
+        if stale and not may_bring_committee:
+            return
         try:
             await asyncio.to_thread(store.process_update, update, current_slot)
         except LightClientError as exc:
@@ -200,7 +194,6 @@ def _execution(store: LightClientStore) -> FinalizedExecution | None:
     return FinalizedExecution(
         number=header.execution.block_number,
         hash=header.execution.block_hash,
-        beacon_slot=header.beacon.slot,
     )
 
 
