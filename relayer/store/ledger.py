@@ -293,16 +293,13 @@ def _light_client_row(row: Sequence[Any]) -> LightClientRow:
     return LightClientRow(row[0], row[1], row[2], bytes(row[3]), row[4])
 
 
-def _store_block_evidence(
-    conn: sqlite3.Connection, rows: Iterable[ObservedRow | bytes]
-) -> dict[bytes, bytes]:
+def _store_block_evidence(conn: sqlite3.Connection, blobs: Iterable[bytes]) -> dict[bytes, bytes]:
     """Store each distinct non-empty block evidence once; returns its digest by value.
 
     The messages of a block hand over one bytes object, whose hash Python computes once, so a
     block of a thousand messages costs one SHA-256 and one insert here."""
     digests: dict[bytes, bytes] = {}
-    for row in rows:
-        blob = row if isinstance(row, bytes) else row.block_evidence
+    for blob in blobs:
         if blob and blob not in digests:
             digests[blob] = hashlib.sha256(blob).digest()
     conn.executemany(
@@ -725,7 +722,7 @@ class Ledger:
                 for row in rows
             ],
         )
-        digests = _store_block_evidence(conn, rows)
+        digests = _store_block_evidence(conn, (row.block_evidence for row in rows))
         conn.executemany(
             "INSERT INTO evidence (message_id, evidence, block_digest) VALUES (?, ?, ?)",
             [(row.id, row.evidence, digests.get(row.block_evidence)) for row in rows],
