@@ -37,7 +37,10 @@ def test_kill_9_at_ten_random_moments_loses_and_doubles_nothing(
         sending = pool.submit(asyncio.run, flow())
         kills = []
         for _ in range(10):
-            time.sleep(rng.uniform(0.2, 1.2))
+            # Short enough that most kills land while the relay works: the daemon now delivers
+            # the 300 messages within 4-5 one-second pauses, and the check below then failed
+            # on an idle daemon about one run in four.
+            time.sleep(rng.uniform(0.1, 0.6))
             assert devnet.kill("relayer", signal.SIGKILL) == -signal.SIGKILL
             kills.append(devnet.ledger_counts())
             devnet.start_daemon()
