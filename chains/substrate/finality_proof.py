@@ -17,7 +17,10 @@ voters serve it (``dev_grandpaCheckpoint``) so that a local run can bootstrap wi
 
     {"header": "0x<SCALE header>", "hash": "0x..", "number": n,
      "authorities": [["0x<ed25519 key>", weight], ...], "set_id": s,
-     "pending_change": null | {"next_authorities": [...], "signal_number": n, "delay": d}}
+     "pending_change": null | {"next_authorities": [...], "signal_number": n, "delay": d,
+                               "forced": false}}
+
+``forced`` is optional (false): true for a ``ForcedChange`` (``Grandpa.PendingForcedChange``).
 """
 
 from __future__ import annotations
@@ -152,6 +155,7 @@ class GrandpaCheckpoint:
                 "next_authorities": _authorities_json(pending.next_authorities),
                 "signal_number": pending.signal_number,
                 "delay": pending.delay,
+                "forced": pending.forced,
             },
         }
 
@@ -171,6 +175,7 @@ class GrandpaCheckpoint:
                     ),
                     signal_number=_int(pending_raw["signal_number"], "signal_number"),
                     delay=_int(pending_raw["delay"], "delay"),
+                    forced=_flag(pending_raw.get("forced", False), "forced"),
                 )
             return cls(
                 header=_unhex(raw["header"], "header"),
@@ -180,3 +185,9 @@ class GrandpaCheckpoint:
             )
         except (KeyError, TypeError) as exc:
             raise MalformedEncodingError(f"checkpoint is missing a field: {exc!r}") from None
+
+
+def _flag(value: object, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise MalformedEncodingError(f"checkpoint {what} must be true or false, got {value!r}")
+    return value

@@ -11,7 +11,7 @@ Rules, from Substrate's ``sc-consensus-grandpa`` (``authorities.rs``: pending ch
 honest voters never vote past; ``warp_proof.rs``: each set proves its last block),
 ``pallet-grandpa`` (``schedule_change``: ``ChangePending``; changes enacted in ``on_finalize``),
 smoldot (``chain/blocks_tree``: ``TooFarAhead``, the set id after each block) and
-``pallet-bridge-grandpa`` (``try_enact_authority_change``: forced changes refused):
+``pallet-bridge-grandpa`` (``try_enact_authority_change``: forced changes refused there):
 
 * A ``ScheduledChange`` signalled in block N with delay d is enacted at block E = N + d (d = 0:
   the signalling block itself). E is the last block the current set finalizes: its justification
@@ -24,16 +24,24 @@ smoldot (``chain/blocks_tree``: ``TooFarAhead``, the set id after each block) an
   pending, so a header announcing a change while one is pending (or two in one header, or a new
   one in the block that enacts the pending one) does not come from an honest runtime: refused.
   Substrate's client keeps the first and ignores the rest; we would rather stop than guess.
-* Forced changes are refused (ForcedChangeError). Substrate enacts a ``ForcedChange`` on
-  best-chain depth, not on finality, and restarts voting from ``median_last_finalized``: no
-  justification of the old set links the two sets ("These transitions are always forced and do
-  not lead to justifications which light clients can follow", ``authorities.rs``), and the new
-  set may re-finalize below blocks we already hold final. Applying one would let block authors
-  rather than the finality set choose our next set; ignoring one would keep us trusting a set the
-  chain has replaced. So the store stops at the block before it. The way on is
-  operator action, as ``pallet-bridge-grandpa`` requires governance: build a new store from a
-  trusted checkpoint after the forced change (``GrandpaLightClient(header=..., authorities=...,
-  set_id=...)``).
+* A ``ForcedChange`` signalled in block N with delay d is followed only once the set we trust
+  has finalized N: a justification of the current set whose target is N or a descendant proves
+  that this set saw the change and built on it (smoldot also applies forced changes on finality,
+  not on import). From then on it is pending like a scheduled change, with one difference:
+  Substrate enacts a forced change at the import of E = N + d, and its voters then switch sets
+  without the old set finalizing E (``authorities.rs``: forced changes "do not lead to
+  justifications which light clients can follow"). So the old set may finalize up to E, and a
+  justification of the announced set (set id + 1) for a block past E is accepted when the
+  headers link it through E to N. ``median_last_finalized`` does not matter here: the new set's
+  justification must still descend from our finalized block.
+  A forced change whose block the trusted set has *not* finalized is refused
+  (ForcedChangeError): that is the case forced changes exist for (the old set stalled), and
+  nothing but block authors' word links the new set to the old one; following it would let
+  them, rather than the finality set, choose our next set. The way on is either a justification
+  of the current set for a block from N to E (import it first), or operator action, as
+  ``pallet-bridge-grandpa`` requires governance: a new store from a trusted checkpoint after the
+  change (``GrandpaLightClient(header=..., authorities=..., set_id=...)``). A checkpoint header
+  that announces a forced change is trusted like any checkpoint, so its change is pending.
 * ``OnDisabled``, ``Pause`` and ``Resume`` are decoded strictly and otherwise ignored: they tell
   voters whether to vote, not which set may sign. Substrate's own justification check counts a
   disabled authority, and a paused set simply produces no justifications.
@@ -46,6 +54,7 @@ Every check runs before the state changes: a refused import leaves the store as 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -95,17 +104,21 @@ class AuthoritySetChangeError(ProofError):
 
 
 class ForcedChangeError(AuthoritySetChangeError):
-    """A header announces a forced change, which no justification can prove to a light client.
-    Re-bootstrap the store from a trusted checkpoint after the change."""
+    """A justification passes the enactment of a forced change whose announcing block the trusted
+    set never finalized: nothing links the new set to the old one. Import a justification of the
+    current set for a block from the announcement to the enactment first, or re-bootstrap the
+    store from a trusted checkpoint after the change."""
 
 
 @dataclass(frozen=True, slots=True)
 class PendingAuthorityChange:
-    """A scheduled change signalled in block ``signal_number``, enacted ``delay`` blocks later."""
+    """A change signalled in block ``signal_number``, enacted ``delay`` blocks later; ``forced``
+    for a ``ForcedChange`` (the announced set may finalize past the enactment block)."""
 
     next_authorities: Authorities
     signal_number: int
     delay: int
+    forced: bool = False
 
     @property
     def enactment_number(self) -> int:
@@ -184,38 +197,43 @@ def _same_set(first: Authorities, second: Authorities) -> bool:
     return sorted(first) == sorted(second)
 
 
-def _scheduled_change_in(header: SubstrateHeader, block_hash: bytes) -> ScheduledChange | None:
-    """The one standard change ``header`` announces, validated; refuses forced and double ones."""
+def _change_in(header: SubstrateHeader, block_hash: bytes) -> PendingAuthorityChange | None:
+    """The one change (scheduled or forced) ``header`` announces, validated; refuses two."""
     where = f"header #{header.number} {_to_hex(block_hash)}"
-    scheduled: list[ScheduledChange] = []
+    changes: list[PendingAuthorityChange] = []
     for log in grandpa_logs(decode_digest(header.digest)):
         if isinstance(log, ForcedChange):
-            raise ForcedChangeError(
-                f"{where} announces a forced GRANDPA authority-set change (delay "
-                f"{log.change.delay}, median last finalized #{log.median_last_finalized}); no "
-                "justification links it to the current set, so the light client stops before "
-                "it: re-bootstrap from a trusted checkpoint after the change"
+            change, forced = log.change, True
+        elif isinstance(log, ScheduledChange):
+            change, forced = log, False
+        else:
+            continue
+        changes.append(
+            PendingAuthorityChange(
+                next_authorities=change.next_authorities,
+                signal_number=header.number,
+                delay=change.delay,
+                forced=forced,
             )
-        if isinstance(log, ScheduledChange):
-            scheduled.append(log)
-    if not scheduled:
+        )
+    if not changes:
         return None
-    if len(scheduled) > 1:
+    if len(changes) > 1:
         raise AuthoritySetChangeError(
-            f"{where} announces {len(scheduled)} authority-set changes; a runtime schedules one "
+            f"{where} announces {len(changes)} authority-set changes; a runtime schedules one "
             "at a time"
         )
-    change = scheduled[0]
-    _authority_set(
-        change.next_authorities,
+    announced = changes[0]
+    authorities = _authority_set(
+        announced.next_authorities,
         what=f"the authority set announced in {where}",
         error=AuthoritySetChangeError,
     )
-    if header.number + change.delay > U32_MAX:
+    if announced.enactment_number > U32_MAX:
         raise AuthoritySetChangeError(
-            f"{where} schedules a change {change.delay} blocks later, past block number 2^32-1"
+            f"{where} schedules a change {announced.delay} blocks later, past block number 2^32-1"
         )
-    return change
+    return dataclasses.replace(announced, next_authorities=authorities)
 
 
 def _check_pending(pending: PendingAuthorityChange, number: int) -> PendingAuthorityChange:
@@ -233,8 +251,10 @@ def _check_pending(pending: PendingAuthorityChange, number: int) -> PendingAutho
             f"a pending change must be signalled at or before the finalized block #{number}, "
             f"got signal #{signal} with delay {delay}"
         )
+    if not isinstance(pending.forced, bool):
+        raise MalformedEncodingError(f"pending change forced flag {pending.forced!r} is not a bool")
     pending = PendingAuthorityChange(
-        next_authorities=authorities, signal_number=signal, delay=delay
+        next_authorities=authorities, signal_number=signal, delay=delay, forced=pending.forced
     )
     if pending.enactment_number <= number:
         raise AuthoritySetChangeError(
@@ -265,7 +285,7 @@ def _checkpoint_state(
         pending_change = _check_pending(pending_change, decoded.number)
     # The finalized header's own signal is part of the state: a delay-0 change means the given
     # set must be the announced one; a later enactment means the change is pending.
-    change = _scheduled_change_in(decoded, block_hash)
+    change = _change_in(decoded, block_hash)
     if change is not None and change.delay == 0:
         if not _same_set(change.next_authorities, checked):
             raise AuthoritySetChangeError(
@@ -279,13 +299,10 @@ def _checkpoint_state(
                 "can be pending after it"
             )
     elif change is not None:
-        signalled = PendingAuthorityChange(
-            next_authorities=change.next_authorities,
-            signal_number=decoded.number,
-            delay=change.delay,
-        )
+        signalled = change
         if pending_change is not None and (
             pending_change.enactment_number != signalled.enactment_number
+            or pending_change.forced != signalled.forced
             or not _same_set(pending_change.next_authorities, signalled.next_authorities)
         ):
             raise AuthoritySetChangeError(
@@ -340,15 +357,32 @@ def _link_headers(state: _State, headers: Sequence[bytes]) -> list[_Link]:
     return links
 
 
-def _follow_changes(
-    state: _State, links: Sequence[_Link]
-) -> tuple[PendingAuthorityChange | None, bool]:
-    """The pending change after the last link, and whether the last link enacts it."""
-    pending = state.pending_change
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """What an import's headers mean for the sets: who must sign, and the state after."""
+
+    signer: Authorities
+    signer_set_id: int
+    authorities: Authorities
+    set_id: int
+    pending_change: PendingAuthorityChange | None
+    set_changed: bool
+
+
+def _next_set_id(set_id: int) -> int:
+    if set_id == U64_MAX:
+        raise AuthoritySetChangeError(f"set id {set_id} cannot be incremented")
+    return set_id + 1
+
+
+def _plan_import(state: _State, links: Sequence[_Link]) -> _Plan:
+    """Follow the changes the headers announce and enact (module docstring's rules)."""
+    authorities, set_id, pending = state.authorities, state.set_id, state.pending_change
+    handed_over = False
     last = len(links) - 1
     for index, link in enumerate(links):
         number = link.header.number
-        change = _scheduled_change_in(link.header, link.hash)
+        change = _change_in(link.header, link.hash)
         if change is not None:
             if pending is not None:
                 raise AuthoritySetChangeError(
@@ -357,20 +391,49 @@ def _follow_changes(
                     f"#{pending.enactment_number}) is pending; a runtime schedules one change "
                     "at a time"
                 )
-            pending = PendingAuthorityChange(
-                next_authorities=change.next_authorities, signal_number=number, delay=change.delay
+            pending = change
+        if pending is None or pending.enactment_number != number:
+            continue
+        if index == last:
+            # The justification's target is the set's last block: it signs, the next takes over.
+            return _Plan(
+                signer=authorities,
+                signer_set_id=set_id,
+                authorities=pending.next_authorities,
+                set_id=_next_set_id(set_id),
+                pending_change=None,
+                set_changed=True,
             )
-        if pending is not None and pending.enactment_number == number:
-            if index != last:
-                target = links[last].header.number
-                raise AuthoritySetChangeError(
-                    f"the justification finalizes #{target}, past #{number} "
-                    f"{_to_hex(link.hash)} where the change signalled at #{pending.signal_number} "
-                    f"is enacted: set {state.set_id} may finalize no block after #{number}, so "
-                    f"import the justification for #{number} first"
-                )
-            return pending, True
-    return pending, False
+        target = links[last].header.number
+        if not pending.forced:
+            raise AuthoritySetChangeError(
+                f"the justification finalizes #{target}, past #{number} "
+                f"{_to_hex(link.hash)} where the change signalled at #{pending.signal_number} "
+                f"is enacted: set {set_id} may finalize no block after #{number}, so "
+                f"import the justification for #{number} first"
+            )
+        if handed_over or pending.signal_number > state.number:
+            raise ForcedChangeError(
+                f"the justification finalizes #{target}, past #{number} where the forced "
+                f"authority-set change announced in #{pending.signal_number} takes effect, but "
+                f"set {set_id} has not finalized #{pending.signal_number}: nothing links the "
+                f"announced set to it. Import a justification of set {set_id} for a block from "
+                f"#{pending.signal_number} to #{number} first; if that set never finalized one "
+                "(a stalled chain, what forced changes are for), re-bootstrap from a trusted "
+                "checkpoint after the change"
+            )
+        # Substrate's voters switch at the import of the enactment block: the announced set
+        # signs from here on.
+        authorities, set_id, pending = pending.next_authorities, _next_set_id(set_id), None
+        handed_over = True
+    return _Plan(
+        signer=authorities,
+        signer_set_id=set_id,
+        authorities=authorities,
+        set_id=set_id,
+        pending_change=pending,
+        set_changed=handed_over,
+    )
 
 
 class GrandpaLightClient:
@@ -383,9 +446,8 @@ class GrandpaLightClient:
     signals is read from its digest.
 
     Raises QuorumError for an unusable authority set, AuthoritySetChangeError when the pending
-    change or the header's own signal contradicts the given set, ForcedChangeError when the
-    header announces a forced change, and MalformedEncodingError for a header or set id that
-    does not decode.
+    change or the header's own signal contradicts the given set, and MalformedEncodingError for
+    a header or set id that does not decode.
     """
 
     __slots__ = ("_state",)
@@ -492,26 +554,24 @@ class GrandpaLightClient:
                 f"the justification finalizes {target}, but the header chain ends at "
                 f"#{last.header.number} {_to_hex(last.hash)}"
             )
-        pending, enacts = _follow_changes(state, links)
+        plan = _plan_import(state, links)
         # Signatures last: they are the expensive part.
         finalized = verify_grandpa_justification(
-            decoded, set_id=state.set_id, authorities=state.authorities
+            decoded, set_id=plan.signer_set_id, authorities=plan.signer
         )
-        authorities, set_id = state.authorities, state.set_id
-        if enacts and pending is not None:
-            if set_id == U64_MAX:
-                raise AuthoritySetChangeError(f"set id {set_id} cannot be incremented")
-            authorities, set_id, pending = pending.next_authorities, set_id + 1, None
         self._state = _State(
-            authorities=authorities,
-            set_id=set_id,
+            authorities=plan.authorities,
+            set_id=plan.set_id,
             header=last.raw,
             hash=last.hash,
             number=last.header.number,
-            pending_change=pending,
+            pending_change=plan.pending_change,
         )
         return GrandpaImport(
-            finalized=finalized, set_id=set_id, set_changed=enacts, pending_change=pending
+            finalized=finalized,
+            set_id=plan.set_id,
+            set_changed=plan.set_changed,
+            pending_change=plan.pending_change,
         )
 
     # ------------------------------------------------------------------ persistence
@@ -535,6 +595,7 @@ class GrandpaLightClient:
                 "next_authorities": _authorities_to_json(pending.next_authorities),
                 "signal_number": pending.signal_number,
                 "delay": pending.delay,
+                "forced": pending.forced,
             },
         }
 
@@ -561,15 +622,21 @@ class GrandpaLightClient:
         pending = None
         if pending_raw is not None:
             pending_map = _mapping(data, "pending_change", "")
-            _exact_keys(
-                pending_map, {"next_authorities", "signal_number", "delay"}, "pending_change."
-            )
+            # States written before forced changes were followed have no "forced" key.
+            keys = {"next_authorities", "signal_number", "delay"}
+            _exact_keys(pending_map, keys | ({"forced"} & set(pending_map)), "pending_change.")
+            forced = pending_map.get("forced", False)
+            if not isinstance(forced, bool):
+                raise MalformedEncodingError(
+                    "GRANDPA store state pending_change.forced must be a bool"
+                )
             pending = PendingAuthorityChange(
                 next_authorities=_authorities_from_json(
                     pending_map["next_authorities"], "pending_change.next_authorities"
                 ),
                 signal_number=_int(pending_map, "signal_number", "pending_change."),
                 delay=_int(pending_map, "delay", "pending_change."),
+                forced=forced,
             )
         store = cls(
             header=_hex(finalized["header"], "finalized.header"),

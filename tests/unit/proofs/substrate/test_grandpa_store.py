@@ -311,18 +311,82 @@ def test_malformed_justification_or_header_is_refused() -> None:
 # ---------------------------------------------------------------- authority-set change rules
 
 
-def test_forced_change_is_refused() -> None:
+@functools.cache
+def _forced_chain() -> dict[int, bytes]:
+    """#12 announces a forced change to set B with delay 1: it takes effect at #13."""
+    return grow_chain(CHECKPOINT, 6, {12: (frnk(forced_change_log(10, SET_B, 1)),)})
+
+
+def test_forced_change_finalized_by_the_trusted_set_is_followed() -> None:
+    forced = _forced_chain()
     store = _store()
-    forced = grow_chain(CHECKPOINT, 3, {12: (frnk(forced_change_log(10, SET_B, 1)),)})
-    error = _refused(
-        store, ForcedChangeError, justify(forced[13], KEYS_A, 5), _headers(11, 13, forced)
+    _advance(store, 12, KEYS_A, 5, forced)
+    assert store.pending_change == PendingAuthorityChange(
+        next_authorities=tuple(SET_B), signal_number=12, delay=1, forced=True
     )
-    assert "re-bootstrap" in str(error)
-    # The block before it is fine; the forced change stays refused from there on.
+    # Set A saw the change; its voters switch at #13 without finalizing it, so set B's
+    # justification for a later block, linked through #13 to #12, hands over.
+    result = store.import_justification(justify(forced[15], KEYS_B, 6), _headers(13, 15, forced))
+    assert (result.set_id, result.set_changed, result.pending_change) == (6, True, None)
+    assert (store.set_id, store.authorities, store.finalized.number) == (6, tuple(SET_B), 15)
+    _advance(store, 16, KEYS_B, 6, forced)
+
+
+def test_forced_change_enactment_block_may_still_be_finalized_by_the_old_set() -> None:
+    forced = _forced_chain()
+    store = _store()
+    _advance(store, 12, KEYS_A, 5, forced)
+    # The old set may not sign past the enactment block: from there on set B signs.
+    _refused(store, SignatureError, justify(forced[14], KEYS_A, 5), _headers(13, 14, forced))
+    result = store.import_justification(justify(forced[13], KEYS_A, 5), [forced[13]])
+    assert (result.set_id, result.set_changed) == (6, True)
+    _advance(store, 14, KEYS_B, 6, forced)
+
+
+def test_forced_change_the_trusted_set_never_finalized_is_refused() -> None:
+    forced = _forced_chain()
+    store = _store()
     _advance(store, 11, KEYS_A, 5, forced)
-    _refused(store, ForcedChangeError, justify(forced[12], KEYS_A, 5), [forced[12]])
+    # The stalled-chain case forced changes exist for: only block authors link set B to set A.
+    for keys, set_id in ((KEYS_B, 6), (KEYS_A, 5)):
+        error = _refused(
+            store, ForcedChangeError, justify(forced[15], keys, set_id), _headers(12, 15, forced)
+        )
+        assert "re-bootstrap" in str(error) and "#12" in str(error)
+    # Set A finalizing the announcing block (or the enactment block) is the way on.
+    _advance(store, 12, KEYS_A, 5, forced)
+    _advance(store, 15, KEYS_B, 6, forced)
     # A forced change is an AuthoritySetChangeError too, for callers that catch the family.
     assert issubclass(ForcedChangeError, AuthoritySetChangeError)
+
+
+def test_forced_change_with_delay_zero_is_enacted_by_its_own_justification() -> None:
+    forced = grow_chain(CHECKPOINT, 3, {12: (frnk(forced_change_log(10, SET_B, 0)),)})
+    store = _store()
+    _refused(store, ForcedChangeError, justify(forced[13], KEYS_B, 6), _headers(11, 13, forced))
+    result = store.import_justification(justify(forced[12], KEYS_A, 5), _headers(11, 12, forced))
+    assert (result.set_id, result.set_changed) == (6, True)
+    _advance(store, 13, KEYS_B, 6, forced)
+
+
+def test_forced_pending_change_survives_persistence() -> None:
+    forced = _forced_chain()
+    store = _store()
+    _advance(store, 12, KEYS_A, 5, forced)
+    restored = GrandpaLightClient.from_bytes(store.to_bytes())
+    assert restored == store and restored.pending_change is not None
+    assert restored.pending_change.forced
+    # A state saved before forced changes were followed (no "forced" key) still loads.
+    plain = _store()
+    _advance(plain, 12, KEYS_A, 5)
+    old = plain.to_dict()
+    pending = old["pending_change"]
+    assert isinstance(pending, dict)
+    del pending["forced"]
+    assert GrandpaLightClient.from_dict(old) == plain
+    pending["forced"] = "yes"
+    with pytest.raises(MalformedEncodingError):
+        GrandpaLightClient.from_dict(old)
 
 
 def test_second_pending_change_is_refused() -> None:
@@ -499,10 +563,14 @@ def test_unusable_trusted_state_is_refused(
         GrandpaLightClient(header=CHECKPOINT, authorities=authorities, set_id=set_id)
 
 
-def test_forced_change_in_the_checkpoint_is_refused() -> None:
-    forced = block_header(blake2_256(b"block 9"), 10, (frnk(forced_change_log(9, SET_B, 0)),))
-    with pytest.raises(ForcedChangeError):
-        GrandpaLightClient(header=forced, authorities=SET_B, set_id=6)
+def test_forced_change_in_the_checkpoint_is_trusted_with_it() -> None:
+    enacted = block_header(blake2_256(b"block 9"), 10, (frnk(forced_change_log(9, SET_B, 0)),))
+    assert GrandpaLightClient(header=enacted, authorities=SET_B, set_id=6).set_id == 6
+    with pytest.raises(AuthoritySetChangeError):
+        GrandpaLightClient(header=enacted, authorities=SET_A, set_id=6)
+    later = block_header(blake2_256(b"block 9"), 10, (frnk(forced_change_log(9, SET_B, 2)),))
+    store = GrandpaLightClient(header=later, authorities=SET_A, set_id=5)
+    assert store.pending_change is not None and store.pending_change.forced
 
 
 def test_real_polkadot_header_as_checkpoint() -> None:
