@@ -95,6 +95,33 @@ _encoder = msgspec.msgpack.Encoder()
 _decoder = msgspec.msgpack.Decoder(_BlockFile)
 
 
+def _entries(
+    origin_domain: int,
+    block_hash: bytes,
+    signer: bytes,
+    attestations: Sequence[Attestation],
+    caller: str,
+) -> list[_Signed]:
+    """The block file's entries for ``attestations``, all of which must be ``signer``'s over
+    ``block_hash`` of ``origin_domain``: the file keeps those once, so an odd one out would be
+    published as something its signature does not cover (``ValueError``)."""
+    entries = []
+    for att in attestations:
+        if (att.origin_domain, att.origin_block_hash, att.signer) != (
+            origin_domain,
+            block_hash,
+            signer,
+        ):
+            raise ValueError(
+                f"attestation of message 0x{att.message_id.hex()} is for domain "
+                f"{att.origin_domain}, block 0x{att.origin_block_hash.hex()}, signer "
+                f"0x{att.signer.hex()}; {caller} was called for domain {origin_domain}, "
+                f"block 0x{block_hash.hex()}, signer 0x{signer.hex()}"
+            )
+        entries.append(_Signed(att.message_id, att.destination_domain, att.signature))
+    return entries
+
+
 class DirectoryCheckpointStore:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -109,22 +136,49 @@ class DirectoryCheckpointStore:
         signer: bytes,
         attestations: Sequence[Attestation],
     ) -> None:
-        messages = []
-        for att in attestations:
-            if (att.origin_domain, att.origin_block_hash, att.signer) != (
+        messages = _entries(origin_domain, block_hash, signer, attestations, "put_block")
+        self._write(origin_domain, block_hash, signer, messages)
+
+    def merge_block(
+        self,
+        origin_domain: int,
+        block_hash: bytes,
+        signer: bytes,
+        attestations: Sequence[Attestation],
+    ) -> int:
+        """Add ``signer``'s attestations of one origin block to what the store holds for it
+        (the relayer's copy of what reaches it piecemeal, from the bus), keeping what is there;
+        an entry already held is not added twice. Returns how many entries were new (nothing
+        is written when none is). Raises ``ValueError`` as ``put_block`` does, ``OSError`` if
+        the store cannot be written. One writer per store: the read-merge-write is not atomic
+        against another process merging into the same file."""
+        arriving = _entries(origin_domain, block_hash, signer, attestations, "merge_block")
+        target = self._dir(origin_domain, block_hash) / f"{signer.hex()}{_SUFFIX}"
+        held: list[_Signed] = []
+        try:
+            old = _decoder.decode(target.read_bytes())
+        except (OSError, msgspec.DecodeError):
+            pass  # none yet, or unreadable: replaced by what arrives, re-verified anyway
+        else:
+            if (old.signer, old.origin_domain, old.origin_block_hash) == (
+                signer,
                 origin_domain,
                 block_hash,
-                signer,
             ):
-                # The file keeps these once: an odd one out would be published as something
-                # its signature does not cover.
-                raise ValueError(
-                    f"attestation of message 0x{att.message_id.hex()} is for domain "
-                    f"{att.origin_domain}, block 0x{att.origin_block_hash.hex()}, signer "
-                    f"0x{att.signer.hex()}; put_block was called for domain {origin_domain}, "
-                    f"block 0x{block_hash.hex()}, signer 0x{signer.hex()}"
-                )
-            messages.append(_Signed(att.message_id, att.destination_domain, att.signature))
+                held = list(old.messages)
+        known = set(held)
+        added: list[_Signed] = []
+        for entry in arriving:
+            if entry not in known:
+                known.add(entry)
+                added.append(entry)
+        if added:
+            self._write(origin_domain, block_hash, signer, held + added)
+        return len(added)
+
+    def _write(
+        self, origin_domain: int, block_hash: bytes, signer: bytes, messages: list[_Signed]
+    ) -> None:
         data = _encoder.encode(
             _BlockFile(
                 signer=signer,

@@ -20,6 +20,7 @@ from relayer.bus.mqtt import MqttBus, MqttSettings, MqttTls
 from relayer.bus.payloads import (
     MAX_PAYLOAD_BYTES,
     AttestationNotice,
+    AttestationRequest,
     Notice,
     ObservationNotice,
     decode_notice,
@@ -31,6 +32,7 @@ from relayer.bus.topics import Topics
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "AttestationNotice",
+    "AttestationRequest",
     "BrokerRefusedError",
     "Bus",
     "BusError",

@@ -1,6 +1,6 @@
 """The notices the bus carries, as versioned msgspec schemas, and their wire encoding.
 
-Two kinds, each a tagged msgspec struct encoded as a msgpack map (mostly bytes, which JSON would
+Three kinds, each a tagged msgspec struct encoded as a msgpack map (mostly bytes, which JSON would
 carry as base64). The ``format`` tag names kind and version (``bus.observation.v1``): a reader
 of v1 ignores fields it does not know, so v1 may gain optional fields; any other change is a new
 version, which old readers drop as ``unsupported_version`` instead of misreading it.
@@ -25,6 +25,7 @@ from relayer.plugin import Observation
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "AttestationNotice",
+    "AttestationRequest",
     "Notice",
     "NoticeT",
     "ObservationNotice",
@@ -133,11 +134,24 @@ class AttestationNotice(
         )
 
 
-Notice: TypeAlias = ObservationNotice | AttestationNotice
-NoticeT = TypeVar("NoticeT", ObservationNotice, AttestationNotice)
+class AttestationRequest(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="format", tag="bus.attestation_request.v1"
+):
+    """A relayer asks the attesters to publish their attestations of one origin block again
+    (wire format: do not rename or retype fields): it holds messages of the block short of a
+    quorum, and notices are not kept (a broker restart, a relayer that was down). Answering is
+    cheap and idempotent: an attester republishes what it stored for the block, if anything."""
+
+    origin_domain: _U32
+    block_hash: _Hash
+
+
+Notice: TypeAlias = ObservationNotice | AttestationNotice | AttestationRequest
+NoticeT = TypeVar("NoticeT", ObservationNotice, AttestationNotice, AttestationRequest)
 
 _FORMATS: Final = frozenset(
-    str(kind.__struct_config__.tag) for kind in (ObservationNotice, AttestationNotice)
+    str(kind.__struct_config__.tag)
+    for kind in (ObservationNotice, AttestationNotice, AttestationRequest)
 )
 # The kind part of each format tag, for telling a newer version of ours from a stranger's format.
 _KIND_PREFIXES: Final = tuple(sorted({fmt.rpartition(".")[0] + "." for fmt in _FORMATS}))

@@ -1,4 +1,5 @@
-"""Where each notice goes: ``<prefix>/v1/<origin-domain>/observations`` and ``.../attestations``.
+"""Where each notice goes: ``<prefix>/v1/<origin-domain>/observations``, ``.../attestations``
+and ``.../attestation-requests``.
 
 The ``v1`` level versions the scheme (the payloads carry their own version): a future layout
 lives beside this one on the same broker. The origin domain is a level of its own so that a
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from relayer.bus.payloads import AttestationNotice, Notice, ObservationNotice
+from relayer.bus.payloads import AttestationNotice, AttestationRequest, Notice, ObservationNotice
 
 __all__ = ["SCHEME_VERSION", "Topics", "check_group"]
 
@@ -24,6 +25,7 @@ SCHEME_VERSION: Final = "v1"
 _KIND_LEVEL: Final[dict[type[Notice], str]] = {
     ObservationNotice: "observations",
     AttestationNotice: "attestations",
+    AttestationRequest: "attestation-requests",
 }
 _LEVEL_KIND: Final = {level: kind for kind, level in _KIND_LEVEL.items()}
 _GROUP = re.compile(r"[A-Za-z0-9_.-]{1,64}")

@@ -1,0 +1,302 @@
+"""relayer.bus.attestations on the in-process bus: attesters publish what they store, the
+relayer keeps only what verifies, a replay changes nothing, and a block short of a quorum is
+asked for again and answered from the attester's own store.
+
+Signatures are real (anvil's public dev keys, eth-account as the signer); the MQTT broker
+versions of these paths are in tests/integration/test_bus_attestations_mqtt.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from eth_account import Account
+
+from chains.evm.config import EvmChainConfig
+from relayer.bus import AttestationNotice, AttestationRequest, MemoryBus
+from relayer.bus.attestations import (
+    AttestationCheck,
+    AttestationCollector,
+    AttestationRefusedError,
+    AttestationRequester,
+    PublishingCheckpointStore,
+    blocks_short_of_quorum,
+)
+from relayer.checkpoints import Attestation, DirectoryCheckpointStore
+from relayer.config import Config, load_config
+from relayer.core import Core
+from relayer.store import Ledger, State
+from tests.unit.relayer.test_core import (
+    COMMITTEE,
+    COMMITTEE_KEYS,
+    CONFIG,
+    STRANGER_KEY,
+    RecordingLog,
+    genuine,
+    sign,
+)
+
+BLOCK = b"\xb1" * 32
+ORIGIN, DESTINATION = 1000, 2000
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Config:
+    path = tmp_path / "relayer.toml"
+    committee = ", ".join(f'"{a}"' for a in COMMITTEE)
+    path.write_text(CONFIG.format(committee=committee), encoding="utf-8")
+    return load_config(path, plugin_models={"evm": EvmChainConfig})
+
+
+def address(key: str) -> bytes:
+    return bytes.fromhex(Account.from_key(key).address[2:])
+
+
+def signed(
+    config: Config,
+    key: str,
+    index: int,
+    *,
+    block: bytes = BLOCK,
+    claimed_signer: bytes | None = None,
+    destination: int = DESTINATION,
+) -> Attestation:
+    """``key``'s real attestation of message ``index`` of ``block``."""
+    message_id = index.to_bytes(32, "big")
+    check = AttestationCheck(config)
+    chain = config.chain_by_domain(destination)
+    digest = check._plugins[chain.name].attestation_digest(chain, ORIGIN, message_id, block)
+    return Attestation(
+        signer=address(key) if claimed_signer is None else claimed_signer,
+        signature=sign(key, digest),
+        origin_domain=ORIGIN,
+        message_id=message_id,
+        origin_block_hash=block,
+        destination_domain=destination,
+    )
+
+
+def notice(attestation: Attestation) -> AttestationNotice:
+    return AttestationNotice.from_attestation(attestation)
+
+
+# --- the check ---------------------------------------------------------------------------------
+
+
+def test_a_committee_members_real_signature_counts(config: Config) -> None:
+    attestation = signed(config, COMMITTEE_KEYS[0], 1)
+    assert AttestationCheck(config).check(notice(attestation)) == attestation
+
+
+@pytest.mark.parametrize(
+    ("forge", "reason"),
+    [
+        ("stranger", "not_a_member"),
+        ("claims_a_member", "wrong_signer"),
+        ("other_block", "wrong_signer"),
+        ("garbage_signature", "bad_signature"),
+        ("unknown_origin", "unknown_origin"),
+        ("unknown_destination", "unknown_destination"),
+    ],
+)
+def test_a_forged_notice_is_refused_with_its_reason(
+    config: Config, forge: str, reason: str
+) -> None:
+    member = address(COMMITTEE_KEYS[0])
+    real = notice(signed(config, COMMITTEE_KEYS[1], 1))
+    forged = {
+        "stranger": notice(signed(config, STRANGER_KEY, 1)),
+        # A stranger's signature filed under a member's name.
+        "claims_a_member": notice(signed(config, STRANGER_KEY, 1, claimed_signer=member)),
+        # A member's real signature over another block, claimed for this one.
+        "other_block": AttestationNotice(
+            origin_domain=ORIGIN,
+            destination_domain=DESTINATION,
+            message_id=real.message_id,
+            origin_block_hash=BLOCK,
+            signer=real.signer,
+            signature=signed(config, COMMITTEE_KEYS[1], 1, block=b"\xb2" * 32).signature,
+        ),
+        "garbage_signature": AttestationNotice(
+            origin_domain=ORIGIN,
+            destination_domain=DESTINATION,
+            message_id=real.message_id,
+            origin_block_hash=BLOCK,
+            signer=real.signer,
+            signature=b"\x01" * 64 + b"\x1d",  # v = 29: no such recovery id
+        ),
+        "unknown_origin": AttestationNotice(
+            origin_domain=7,
+            destination_domain=DESTINATION,
+            message_id=real.message_id,
+            origin_block_hash=BLOCK,
+            signer=real.signer,
+            signature=real.signature,
+        ),
+        "unknown_destination": AttestationNotice(
+            origin_domain=ORIGIN,
+            destination_domain=9,
+            message_id=real.message_id,
+            origin_block_hash=BLOCK,
+            signer=real.signer,
+            signature=real.signature,
+        ),
+    }[forge]
+    with pytest.raises(AttestationRefusedError) as caught:
+        AttestationCheck(config).check(forged)
+    assert caught.value.reason == reason
+
+
+# --- collector and publisher on one bus ---------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def running(*coroutines: Coroutine[Any, Any, None]) -> AsyncIterator[None]:
+    tasks = [asyncio.create_task(c) for c in coroutines]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]]:
+    """(the attester's own store, the relayer's)."""
+    yield (
+        DirectoryCheckpointStore(tmp_path / "attester"),
+        DirectoryCheckpointStore(tmp_path / "relayer"),
+    )
+
+
+async def test_published_attestations_reach_the_relayers_store_once_and_forgeries_never(
+    config: Config, stores: tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]
+) -> None:
+    attester_store, relayer_store = stores
+    log = RecordingLog()
+    woken = asyncio.Event()
+    async with MemoryBus() as bus:
+        collector = AttestationCollector(
+            bus, relayer_store, AttestationCheck(config), log, on_stored=woken.set
+        )
+        async with running(collector.run()):
+            await collector.wait_subscribed(5)
+            publisher = PublishingCheckpointStore(
+                attester_store, bus, asyncio.get_running_loop(), log
+            )
+            block = [signed(config, COMMITTEE_KEYS[0], n) for n in range(5)]
+            await asyncio.to_thread(
+                publisher.put_block, ORIGIN, BLOCK, address(COMMITTEE_KEYS[0]), block
+            )
+            # Every notice again ten times, in reverse order, and a forgery among them.
+            forged = notice(signed(config, STRANGER_KEY, 0, claimed_signer=block[0].signer))
+            for _ in range(10):
+                for attestation in reversed(block):
+                    await bus.publish(notice(attestation))
+                await bus.publish(forged)
+            await asyncio.wait_for(woken.wait(), 5)
+            async with asyncio.timeout(5):
+                while collector.stats["duplicate"] < 50:
+                    await asyncio.sleep(0.01)
+            await collector.flush()
+    assert attester_store.get_block(ORIGIN, BLOCK) == block
+    kept = relayer_store.get_block(ORIGIN, BLOCK)
+    assert sorted(kept, key=lambda a: a.message_id) == block
+    assert collector.stats["stored"] == 5 and collector.stats["wrong_signer"] == 10
+    # A replayed forgery is logged once, not ten times.
+    assert len(log.named("bus.attestation_refused")) == 1
+
+
+async def test_put_block_on_the_event_loop_is_refused(
+    config: Config, stores: tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]
+) -> None:
+    async with MemoryBus() as bus:
+        publisher = PublishingCheckpointStore(
+            stores[0], bus, asyncio.get_running_loop(), RecordingLog()
+        )
+        attestation = signed(config, COMMITTEE_KEYS[0], 1)
+        with pytest.raises(RuntimeError, match="worker thread"):
+            publisher.put_block(ORIGIN, BLOCK, attestation.signer, [attestation])
+
+
+async def test_a_closed_bus_leaves_the_attestation_stored_locally_and_logged(
+    config: Config, stores: tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]
+) -> None:
+    log = RecordingLog()
+    bus = MemoryBus()
+    async with bus:
+        publisher = PublishingCheckpointStore(
+            stores[0], bus, asyncio.get_running_loop(), log, timeout=2
+        )
+    attestation = signed(config, COMMITTEE_KEYS[0], 1)
+    await asyncio.to_thread(publisher.put_block, ORIGIN, BLOCK, attestation.signer, [attestation])
+    assert stores[0].get_block(ORIGIN, BLOCK) == [attestation]
+    assert log.named("bus.attestations_unpublished")
+
+
+async def test_a_block_short_of_a_quorum_is_asked_for_and_the_attesters_answer(
+    config: Config, stores: tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]
+) -> None:
+    attester_store, relayer_store = stores
+    log = RecordingLog()
+    members = [address(key) for key in COMMITTEE_KEYS[:2]]
+    # Both attesters stored their signatures while no relayer listened.
+    for key in COMMITTEE_KEYS[:2]:
+        attester_store.put_block(
+            ORIGIN, BLOCK, address(key), [signed(config, key, n) for n in range(3)]
+        )
+    clock = [1000.0]
+    async with MemoryBus() as bus:
+        collector = AttestationCollector(bus, relayer_store, AttestationCheck(config), log)
+        publishers = [
+            PublishingCheckpointStore(attester_store, bus, asyncio.get_running_loop(), log)
+            for _ in members
+        ]
+        requester = AttestationRequester(
+            bus, lambda _before: {(ORIGIN, BLOCK)}, log, after=30, every=30, clock=lambda: clock[0]
+        )
+        async with running(
+            collector.run(),
+            *(p.answer_requests(m, [ORIGIN]) for p, m in zip(publishers, members, strict=True)),
+        ):
+            await collector.wait_subscribed(5)
+            await asyncio.sleep(0.05)  # the answerers' subscriptions
+            assert await requester.ask_once() == 1
+            async with asyncio.timeout(5):
+                while len(relayer_store.get_block(ORIGIN, BLOCK)) < 6:
+                    await asyncio.sleep(0.02)
+            # Asked again only after `every`, then after twice as long.
+            assert await requester.ask_once() == 0
+            for step, asked in ((15, 0), (15, 1), (30, 0), (30, 1)):
+                clock[0] += step
+                assert await requester.ask_once() == asked
+    assert {a.signer for a in relayer_store.get_block(ORIGIN, BLOCK)} == set(members)
+    assert sum(p.answered for p in publishers) >= 2
+
+
+async def test_blocks_short_of_quorum_are_the_verified_messages_blocks(
+    tmp_path: Path, config: Config
+) -> None:
+    ledger = Ledger.open(config.relayer.database)
+    try:
+        core = Core(config, ledger, DirectoryCheckpointStore(tmp_path / "c"), RecordingLog())
+        await core.accept(genuine())
+        verified = ledger.in_state(State.VERIFIED)
+        assert verified
+        waiting = blocks_short_of_quorum(ledger, config)
+        newest = max(r.updated_at for r in verified)
+        assert waiting(newest) == {(ORIGIN, r.block_hash) for r in verified}
+        assert waiting(min(r.updated_at for r in verified) - 1) == set()
+    finally:
+        ledger.close()
+
+
+def test_a_request_names_a_block() -> None:
+    request = AttestationRequest(origin_domain=ORIGIN, block_hash=BLOCK)
+    assert (request.origin_domain, request.block_hash) == (ORIGIN, BLOCK)
