@@ -3,9 +3,10 @@ finality and committee, which ``relayer.config.ChainConfig`` decodes for every c
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from relayer.config import WsEndpoint
 from relayer.keys import KeyRef
@@ -36,8 +37,17 @@ class GrandpaSettings(BaseModel):
     Not trusted: every justification is verified against the light client's authority set."""
     checkpoint: str
     """A checkpoint JSON file (header, authorities, set id, pending change; a path relative to
-    the working directory), or "dev": the dev voters' own (dev = true only; warned at every
-    start)."""
+    the config file), or "dev": the dev voters' own (dev = true only; warned at every start)."""
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _beside_the_config(cls, value: str, info: ValidationInfo) -> str:
+        # Like every other path of the config: the daemon's working directory is the service
+        # manager's choice, not the operator's.
+        base = info.context.get("base_dir") if isinstance(info.context, dict) else None
+        if value == "dev" or base is None or Path(value).is_absolute():
+            return value
+        return str(Path(base) / value)
 
 
 class SubstrateChainConfig(BaseModel):

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
+from chains.substrate.config import GrandpaSettings
 from chains.substrate.grandpa_mode import _load, status_of
 from proofs.hashing import blake2_256
 from proofs.substrate.grandpa_store import GrandpaLightClient
@@ -45,3 +47,15 @@ def test_status_shows_checkpoint_set_and_finalized_block() -> None:
 def test_an_unreadable_state_is_a_value_error(state: bytes) -> None:
     with pytest.raises(ValueError, match=r"saved GRANDPA state does not load|Expecting value"):
         status_of(state)
+
+
+def test_a_relative_checkpoint_path_is_beside_the_config_file(tmp_path: Path) -> None:
+    def settings(checkpoint: str) -> GrandpaSettings:
+        return GrandpaSettings.model_validate(
+            {"prover": "ws://127.0.0.1:9944", "checkpoint": checkpoint},
+            context={"base_dir": tmp_path},
+        )
+
+    assert settings("keys/checkpoint.json").checkpoint == str(tmp_path / "keys/checkpoint.json")
+    assert settings("/etc/relayer/cp.json").checkpoint == "/etc/relayer/cp.json"
+    assert settings("dev").checkpoint == "dev"
