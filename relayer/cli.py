@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import sys
 import time
@@ -25,6 +26,14 @@ from relayer.config import (
 )
 from relayer.errors import RelayerError
 from relayer.explain import ExplainError, resolve, why
+from relayer.keydir import (
+    describe_key_file,
+    installed_key_formats,
+    key_path,
+    keys_dir_for,
+    list_keys,
+)
+from relayer.keys import KeyFormat, Secret, read_password_file, write_key_file
 from relayer.log import configure_logging, get_logger
 from relayer.plugin import load_plugin
 from relayer.store import Ledger, State
@@ -155,6 +164,245 @@ def config_check(config_path: Path) -> None:
     for warning in warnings:
         click.echo(f"warning: {warning}")
     click.echo(f"config {config_path}: ok ({len(config.chains)} chains)")
+
+
+@main.group("keys")
+def keys_group() -> None:
+    """Encrypted key files: one per name in the keys directory.
+
+    The directory is [relayer] keys_dir of the config file, else keys/ beside it. A config
+    names a key file as { keystore = "keys/NAME.json", password_file = "..." } (or
+    password_env = "VAR"); it never holds a key or a password.
+    """
+
+
+_keys_dir_option = click.option(
+    "--keys-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="The keys directory [default: relayer.keys_dir of the config, else keys/ beside it].",
+)
+
+
+def _keys_dir(config_path: Path, keys_dir: Path | None) -> Path:
+    if keys_dir is not None:
+        return keys_dir
+    try:
+        return keys_dir_for(config_path)
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _key_formats() -> dict[str, KeyFormat]:
+    try:
+        return installed_key_formats()
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _key_file(keys_dir: Path, name: str) -> Path:
+    try:
+        path = key_path(keys_dir, name)
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not path.exists():
+        raise click.ClickException(
+            f"no key named {name!r} in {keys_dir} (`relayer keys list` shows the keys there)"
+        )
+    return path
+
+
+def _password(password_env: str | None, password_file: Path | None) -> Secret:
+    if (password_env is None) == (password_file is None):
+        raise click.UsageError("give one of --password-env VAR and --password-file PATH")
+    if password_file is not None:
+        try:
+            return read_password_file(password_file)
+        except RelayerError as exc:
+            raise click.ClickException(str(exc)) from None
+    assert password_env is not None
+    value = os.environ.get(password_env)
+    if not value:
+        raise click.ClickException(
+            f"environment variable {password_env} is not set (it must hold the password that "
+            "will encrypt the key)"
+        )
+    return Secret(value)
+
+
+@keys_group.command("add")
+@_config_option
+@_keys_dir_option
+@click.option(
+    "--type", "kind", required=True, help="The chain family the key signs for (a plugin type)."
+)
+@click.option("--name", required=True, help="The key's name: the file is <keys dir>/NAME.json.")
+@click.option(
+    "--scheme",
+    default=None,
+    help="Signature scheme, for families with several [default: the family's first].",
+)
+@click.option(
+    "--from-env", "from_env", metavar="VAR", help="Import the secret held in this variable."
+)
+@click.option("--generate", is_flag=True, help="Make a new random key.")
+@click.option("--password-env", metavar="VAR", help="The variable holding the password.")
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="An owner-only (chmod 600) file holding the password.",
+)
+# Cheap key derivation, so that tests do not spend a second per key: never for a real key.
+@click.option("--light-kdf", is_flag=True, hidden=True)
+def keys_add(
+    config_path: Path,
+    keys_dir: Path | None,
+    kind: str,
+    name: str,
+    scheme: str | None,
+    from_env: str | None,
+    generate: bool,
+    password_env: str | None,
+    password_file: Path | None,
+    light_kdf: bool,
+) -> None:
+    """Encrypt a key (imported from a variable, or new) into <keys dir>/NAME.json, mode 0600.
+
+    Never overwrites a key: remove the old one first."""
+    formats = _key_formats()
+    key_format = formats.get(kind)
+    if key_format is None:
+        offered = ", ".join(formats) or "none"
+        raise click.BadParameter(
+            f"no installed chain family {kind!r} has key files (offered: {offered})",
+            param_hint="--type",
+        )
+    scheme = scheme or key_format.schemes[0]
+    if scheme not in key_format.schemes:
+        raise click.BadParameter(
+            f"{kind} keys are {' or '.join(key_format.schemes)}, not {scheme!r}",
+            param_hint="--scheme",
+        )
+    if (from_env is None) == (not generate):
+        raise click.UsageError("give one of --from-env VAR (import a key) and --generate")
+    directory = _keys_dir(config_path, keys_dir)
+    try:
+        path = key_path(directory, name)
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    if path.exists():
+        raise click.ClickException(
+            f"a key named {name!r} already exists ({path}); keys are never overwritten: "
+            f"choose another name, or `relayer keys remove {name}` first"
+        )
+    secret: Secret | None = None
+    if from_env is not None:
+        value = os.environ.get(from_env)
+        if not value or not value.strip():
+            raise click.ClickException(
+                f"environment variable {from_env} is not set (it must hold {key_format.importable})"
+            )
+        secret = Secret(value)
+    password = _password(password_env, password_file)
+    try:
+        document = key_format.create(secret, password, scheme=scheme, light_kdf=light_kdf)
+        info = key_format.describe(document)
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_key_file(path, document)
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    address = info.address if info is not None and info.address else "(not stored)"
+    click.echo(f"added {name}: {kind} {scheme} key {address}, in {path}")
+    config_dir = config_path.resolve().parent
+    password_ref = (
+        f'password_env = "{password_env}"'
+        if password_env is not None
+        else f'password_file = "{_relative(password_file, config_dir)}"'
+    )
+    click.echo(
+        f'name it in the config as: {{ keystore = "{_relative(path, config_dir)}", '
+        f"{password_ref} }}"
+    )
+
+
+def _relative(path: Path | None, base: Path) -> Path | None:
+    """``path`` as the config file at ``base`` would name it (config paths are relative to it)."""
+    if path is None:
+        return None
+    try:
+        return Path(os.path.relpath(path.resolve(), base))
+    except ValueError:  # another drive (Windows)
+        return path.resolve()
+
+
+@keys_group.command("list")
+@_config_option
+@_keys_dir_option
+def keys_list(config_path: Path, keys_dir: Path | None) -> None:
+    """Each key's name, family, scheme and address (read without any password)."""
+    directory = _keys_dir(config_path, keys_dir)
+    try:
+        entries = list_keys(directory, _key_formats())
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not entries:
+        click.echo(f"no keys in {directory}")
+        return
+    width = max(len(entry.name) for entry in entries)
+    for entry in entries:
+        if entry.info is None:
+            click.echo(f"{entry.name:<{width}}  unreadable: {entry.problem}")
+            continue
+        address = entry.info.address or "(address not stored)"
+        line = f"{entry.name:<{width}}  {entry.kind:<10} {entry.info.scheme:<10} {address}"
+        if entry.mode & 0o077:
+            line += f"  (mode {entry.mode:04o}: others may read it; chmod 600 {entry.path})"
+        click.echo(line)
+
+
+@keys_group.command("show-address")
+@_config_option
+@_keys_dir_option
+@click.argument("name")
+def keys_show_address(config_path: Path, keys_dir: Path | None, name: str) -> None:
+    """Print the address of key NAME (no password needed)."""
+    path = _key_file(_keys_dir(config_path, keys_dir), name)
+    try:
+        _, info = describe_key_file(path, _key_formats())
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    if info.address is None:
+        raise click.ClickException(
+            f"key file {path} does not store its address; only decrypting it would tell"
+        )
+    click.echo(info.address)
+
+
+@keys_group.command("remove")
+@_config_option
+@_keys_dir_option
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def keys_remove(config_path: Path, keys_dir: Path | None, name: str, yes: bool) -> None:
+    """Delete key NAME's file. Without a copy elsewhere, the key is gone for good."""
+    path = _key_file(_keys_dir(config_path, keys_dir), name)
+    try:
+        kind, info = describe_key_file(path, _key_formats())
+        what = f"{kind} {info.scheme} key {info.address or '(address not stored)'}"
+    except RelayerError:
+        what = "an unreadable key file"
+    if not yes:
+        click.confirm(
+            f"remove {name} ({what}, {path})? Without a copy elsewhere it cannot be recovered",
+            abort=True,
+        )
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        raise click.ClickException(f"{path} was removed meanwhile") from None
+    except OSError as exc:
+        raise click.ClickException(f"cannot remove {path}: {exc.strerror}") from None
+    click.echo(f"removed {name} ({path})")
 
 
 @main.command()

@@ -3,14 +3,18 @@
 An attester signs attestation digests (EIP-191) with one; the EVM plugin uses the same curve and
 key files for its accounts and loads its delivery signer here too. ``load_ecdsa_key`` decodes
 what ``relayer.keys.resolve_key`` read: a hex private key (``{ env = ... }``) or an Ethereum V3
-keystore (``{ keystore = ..., password_env = ... }``). ``EcdsaKey``'s ``repr`` and ``str`` show
-the address and where the key came from, never the key.
+keystore (``{ keystore = ..., password_env | password_file = ... }``). ``EcdsaKey``'s ``repr``
+and ``str`` show the address and where the key came from, never the key.
+
+``V3KeystoreFormat`` writes and describes V3 keystores (scrypt, as geth and eth-account write
+them) for ``relayer keys``; the families that sign with secp256k1 accounts offer it.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,14 +24,23 @@ from eth_utils.address import to_checksum_address
 
 from proofs.hashing import keccak256
 from relayer.errors import ConfigError
-from relayer.keys import KeyRef, resolve_key
+from relayer.keys import KeyFileInfo, KeyRef, Secret, WrongPasswordError, resolve_key
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
-__all__ = ["EcdsaKey", "load_ecdsa_key"]
+__all__ = ["EcdsaKey", "V3KeystoreFormat", "load_ecdsa_key"]
 
 _HEX_KEY = re.compile(r"(?:0[xX])?[0-9a-fA-F]{64}")
+_SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
+# The costs a keystore may ask for. The file chooses them and they are paid before the password
+# is checked, so a crafted file could otherwise ask for gigabytes; the ceilings are geth's
+# "standard" scrypt (N = 2^18, r = 8: 256 MiB) and a generous PBKDF2 count.
+_MAX_SCRYPT_MEMORY = 128 * 8 * (1 << 18)
+_MAX_SCRYPT_P = 16
+_MAX_PBKDF2_ROUNDS = 1 << 22
+# N of the keystores written with light_kdf (tests only): 2^12 is milliseconds, not a second.
+_LIGHT_SCRYPT_N = 1 << 12
 
 
 class EcdsaKey:
@@ -93,7 +106,11 @@ def load_ecdsa_key(
     assert found.keystore is not None and found.password is not None  # resolve_key
     keystore, path = found.keystore, found.keystore_path
     if keystore.get("version") != 3:
-        raise ConfigError(f"keystore file {path} is not an Ethereum V3 keystore")
+        raise ConfigError(
+            f'keystore file {path} is not an Ethereum V3 keystore (it has no "version": 3); '
+            "`relayer keys list` shows which family each key file is for"
+        )
+    _check_kdf_cost(keystore, path)
     # Imported here only: eth-account costs a second of CPU at import (py_ecc's BLS tables).
     from eth_account import Account  # noqa: PLC0415
 
@@ -101,9 +118,9 @@ def load_ecdsa_key(
         secret_bytes = Account.decrypt(dict(keystore), found.password.reveal())
     except ValueError as exc:
         if "MAC mismatch" in str(exc):
-            raise ConfigError(
+            raise WrongPasswordError(
                 f"keystore file {path} does not decrypt with the password in "
-                f"{found.password_env} (wrong password)"
+                f"{found.password_source} (wrong password, or a damaged file)"
             ) from None
         raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
     except (KeyError, TypeError, NotImplementedError):
@@ -116,6 +133,79 @@ def load_ecdsa_key(
             f"{key.checksum_address}; the file has been tampered with or mixed up"
         )
     return key
+
+
+def _check_kdf_cost(keystore: Mapping[str, Any], path: Path | None) -> None:
+    crypto = keystore.get("crypto", keystore.get("Crypto"))
+    params = crypto.get("kdfparams") if isinstance(crypto, Mapping) else None
+    if not isinstance(params, Mapping):
+        return  # eth-account refuses it with its own error, mapped by the caller
+    kdf = crypto.get("kdf") if isinstance(crypto, Mapping) else None
+    try:
+        if kdf == "scrypt":
+            n, r, p = int(params["n"]), int(params["r"]), int(params["p"])
+            too_costly = n < 1 or r < 1 or p < 1 or 128 * n * r > _MAX_SCRYPT_MEMORY
+            too_costly = too_costly or p > _MAX_SCRYPT_P
+        elif kdf == "pbkdf2":
+            too_costly = not 1 <= int(params["c"]) <= _MAX_PBKDF2_ROUNDS
+        else:
+            return
+    except (KeyError, TypeError, ValueError):
+        raise ConfigError(f"keystore file {path} has malformed {kdf} parameters") from None
+    if too_costly:
+        raise ConfigError(
+            f"keystore file {path} asks for {kdf} parameters {dict(params)!r} beyond what "
+            "geth writes; refused rather than run (they decide the memory and time decryption "
+            "takes)"
+        )
+
+
+class V3KeystoreFormat:
+    """Ethereum V3 keystores (scrypt + aes-128-ctr), as eth-account and geth write them."""
+
+    schemes: tuple[str, ...] = ("secp256k1",)
+    importable = "a 32-byte private key in hex (64 hex digits, 0x optional)"
+
+    def describe(self, document: Mapping[str, Any]) -> KeyFileInfo | None:
+        if document.get("version") != 3 or not (
+            isinstance(document.get("crypto"), Mapping)
+            or isinstance(document.get("Crypto"), Mapping)
+        ):
+            return None
+        claimed = document.get("address")
+        if claimed is None:
+            return KeyFileInfo(scheme="secp256k1", address=None)
+        if not isinstance(claimed, str) or not re.fullmatch(r"(?:0x)?[0-9a-fA-F]{40}", claimed):
+            raise ConfigError(f"its address field {claimed!r} is not a 20-byte hex address")
+        return KeyFileInfo(
+            scheme="secp256k1", address=to_checksum_address("0x" + claimed[-40:].lower())
+        )
+
+    def create(
+        self, secret: Secret | None, password: Secret, *, scheme: str, light_kdf: bool = False
+    ) -> dict[str, Any]:
+        if scheme not in self.schemes:
+            raise ConfigError(f"V3 keystores hold secp256k1 keys, not {scheme}")
+        if secret is None:
+            key = _key_from_bytes(_random_secret(), "a new key", "a new key")
+        else:
+            key = _key_from_hex(secret.reveal(), "the secret given", "the secret given")
+        from eth_account import Account  # noqa: PLC0415  (see load_ecdsa_key)
+
+        document: dict[str, Any] = Account.encrypt(
+            key._secret,
+            password.reveal(),
+            kdf="scrypt",
+            iterations=_LIGHT_SCRYPT_N if light_kdf else None,
+        )
+        return document
+
+
+def _random_secret() -> bytes:
+    while True:
+        candidate = secrets.token_bytes(32)
+        if 0 < int.from_bytes(candidate, "big") < _SECP256K1_ORDER:
+            return candidate
 
 
 def _key_from_hex(secret: str, where: str, source: str) -> EcdsaKey:

@@ -1,11 +1,16 @@
 """Where keys live, and how they are read without ever being shown.
 
 A config names a key by where it lives: ``{ env = "VAR" }`` (the key's text in an environment
-variable) or ``{ keystore = "path.json", password_env = "VAR" }`` (an encrypted key file and the
-variable holding its password). ``resolve_key`` reads what a reference names, without decoding
-it: what the text or file means (a secp256k1 hex key, a V3 keystore, an sr25519 keypair JSON, a
-dev URI) is the business of whoever signs with it, a chain plugin or the committee scheme
-(``relayer.ecdsa_key``). Everything read is held in ``Secret``, which never shows itself.
+variable) or ``{ keystore = "path.json", password_env = "VAR" }`` /
+``{ keystore = "path.json", password_file = "path" }`` (an encrypted key file, and the variable
+or the owner-only file holding its password). ``resolve_key`` reads what a reference names,
+without decoding it: what the text or file means (a secp256k1 hex key, a V3 keystore, a
+polkadot-js keypair JSON, a dev URI) is the business of whoever signs with it, a chain plugin or
+the committee scheme (``relayer.ecdsa_key``). Everything read is held in ``Secret``, which never
+shows itself.
+
+``KeyFormat`` is what a chain family offers ``relayer keys`` to create and describe its key
+files; ``write_key_file`` writes one owner-only, never over another.
 """
 
 from __future__ import annotations
@@ -13,16 +18,31 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 from relayer.errors import ConfigError
 
-__all__ = ["KeyRef", "KeyUnavailableError", "ResolvedKey", "Secret", "redact_url", "resolve_key"]
+__all__ = [
+    "KeyFileExistsError",
+    "KeyFileInfo",
+    "KeyFormat",
+    "KeyRef",
+    "KeyUnavailableError",
+    "ResolvedKey",
+    "Secret",
+    "UnsafePermissionsError",
+    "WrongPasswordError",
+    "read_password_file",
+    "redact_url",
+    "resolve_key",
+    "write_key_file",
+]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -34,14 +54,34 @@ class KeyUnavailableError(ConfigError):
     wrong) so that ``relayer config check`` can tell "not on this host" from "broken"."""
 
 
-class KeyRef(BaseModel):
-    """Where a private key lives: exactly one of ``env`` or ``keystore`` (+ ``password_env``)."""
+class WrongPasswordError(ConfigError):
+    """An encrypted key file does not decrypt with the password given for it (or the file's
+    ciphertext was damaged: both fail the same authentication check)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class UnsafePermissionsError(ConfigError):
+    """A password file that group or others may read: refused, with the chmod to run."""
+
+
+class KeyFileExistsError(ConfigError):
+    """``write_key_file`` found a file where it would write: keys are never overwritten."""
+
+
+class KeyRef(BaseModel):
+    """Where a private key lives: exactly one of ``env`` or ``keystore``, a keystore with
+    exactly one of ``password_env`` or ``password_file``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
     env: str | None = None
+    """The environment variable holding the key itself (a hex key; a dev URI on dev chains)."""
     keystore: Path | None = None
+    """An encrypted key file (`relayer keys add` makes them), relative to the config file."""
     password_env: str | None = None
+    """The environment variable holding the keystore's password."""
+    password_file: Path | None = None
+    """A file holding the keystore's password (its trailing newline ignored), relative to the
+    config file; refused unless only its owner may read it (chmod 600)."""
 
     @field_validator("env", "password_env")
     @classmethod
@@ -50,7 +90,7 @@ class KeyRef(BaseModel):
             raise ValueError("must be an environment variable name ([A-Za-z_][A-Za-z0-9_]*)")
         return value
 
-    @field_validator("keystore")
+    @field_validator("keystore", "password_file")
     @classmethod
     def _resolve_keystore(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         # load_config passes the config file's folder, so that a relative keystore path means
@@ -62,18 +102,25 @@ class KeyRef(BaseModel):
 
     @model_validator(mode="after")
     def _one_source(self) -> KeyRef:
+        has_password = self.password_env is not None or self.password_file is not None
         if self.env is not None:
-            if self.keystore is not None or self.password_env is not None:
+            if self.keystore is not None or has_password:
                 raise ValueError(
                     "give either { env = ... } or { keystore = ..., password_env = ... }, not both"
                 )
         elif self.keystore is None:
             raise ValueError(
                 'a key reference needs { env = "VAR" } or '
-                '{ keystore = "path.json", password_env = "VAR" }'
+                '{ keystore = "path.json", password_env = "VAR" } or '
+                '{ keystore = "path.json", password_file = "path" }'
             )
-        elif self.password_env is None:
-            raise ValueError("a keystore needs password_env: the variable holding its password")
+        elif not has_password:
+            raise ValueError(
+                "a keystore needs its password: password_env (the variable holding it) or "
+                "password_file (an owner-only file holding it)"
+            )
+        elif self.password_env is not None and self.password_file is not None:
+            raise ValueError("give one of password_env and password_file, not both")
         return self
 
     @property
@@ -120,8 +167,11 @@ class ResolvedKey:
     keystore: Mapping[str, Any] | None = None
     keystore_path: Path | None = None
     password: Secret | None = None
-    #: the variable that held ``password``, for a "wrong password" message
+    #: the variable that held ``password`` (None when it came from a file)
     password_env: str | None = None
+    #: where ``password`` came from, for a "wrong password" message: "environment variable X"
+    #: or "password file P"
+    password_source: str | None = None
 
 
 def resolve_key(
@@ -134,20 +184,26 @@ def resolve_key(
 ) -> ResolvedKey:
     """Read what ``ref`` names; a relative keystore path is taken relative to ``base_dir``.
 
-    Raises ``KeyUnavailableError`` when the variable or keystore file is absent, ``ConfigError``
-    when the file is there but not a JSON object. ``holding`` and ``keystore_kind`` say what
-    the variable or file should hold, for those messages, which name the variable or file and
-    never a value."""
+    Raises ``KeyUnavailableError`` when the variable, keystore file or password file is absent,
+    ``UnsafePermissionsError`` for a password file group or others may read, ``ConfigError``
+    when the keystore is there but not a JSON object. ``holding`` and ``keystore_kind`` say
+    what the variable or file should hold, for those messages, which name the variable or file
+    and never a value."""
     if ref.env is not None:
         text = _require_env(env, ref.env, holding)
         return ResolvedKey(
             where=f"environment variable {ref.env}", identity=ref.identity, text=Secret(text)
         )
-    assert ref.keystore is not None and ref.password_env is not None  # KeyRef._one_source
-    path = ref.keystore
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    password = _require_env(env, ref.password_env, f"the password of keystore {path}")
+    assert ref.keystore is not None  # KeyRef._one_source
+    path = _under(ref.keystore, base_dir)
+    if ref.password_env is not None:
+        password = _require_env(env, ref.password_env, f"the password of keystore {path}")
+        password_source = f"environment variable {ref.password_env}"
+    else:
+        assert ref.password_file is not None  # KeyRef._one_source
+        password_path = _under(ref.password_file, base_dir)
+        password = read_password_file(password_path).reveal()
+        password_source = f"password file {password_path}"
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -167,7 +223,112 @@ def resolve_key(
         keystore_path=path,
         password=Secret(password),
         password_env=ref.password_env,
+        password_source=password_source,
     )
+
+
+def _under(path: Path, base_dir: Path | None) -> Path:
+    return base_dir / path if base_dir is not None and not path.is_absolute() else path
+
+
+def read_password_file(path: Path) -> Secret:
+    """The password in ``path``, its trailing newline (as editors and ``echo`` leave it)
+    stripped. The file must be readable by its owner only, as ssh insists for private keys:
+    a password others can read protects nothing.
+
+    Raises ``KeyUnavailableError`` when it is absent, ``UnsafePermissionsError`` when group or
+    others may read or write it, ``ConfigError`` when it cannot be read or is empty."""
+    try:
+        # One descriptor for the check and the read, so the file checked is the file read.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise KeyUnavailableError(f"password file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read password file {path}: {exc.strerror}") from None
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if not stat.S_ISREG(mode):
+            raise ConfigError(f"password file {path} is not a regular file")
+        if mode & 0o077:
+            raise UnsafePermissionsError(
+                f"password file {path} may be read or written by group or others "
+                f"(mode {stat.S_IMODE(mode):04o}); make it the owner's alone: chmod 600 {path}"
+            )
+        raw = handle.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"password file {path} is not UTF-8 text") from None
+    text = text.rstrip("\r\n")
+    if not text:
+        raise ConfigError(f"password file {path} is empty")
+    return Secret(text)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyFileInfo:
+    """What a key file says of itself without its password."""
+
+    #: the signature scheme: "secp256k1", "sr25519", "ed25519"...
+    scheme: str
+    #: the account, as the chain's users write it (checksummed hex, SS58...); None when the
+    #: file does not store it (only decrypting it would tell)
+    address: str | None
+
+
+@runtime_checkable
+class KeyFormat(Protocol):
+    """A chain family's encrypted key files, for ``relayer keys``: created from a secret (or a
+    new random one) and a password, and described without the password. Whoever loads a key
+    to sign with it (``ChainPlugin.load_signer``) reads the same files. A chain plugin offers
+    one as its ``key_format`` (``relayer.keydir.OffersKeyFormat``)."""
+
+    #: signature schemes it writes, the default first
+    schemes: tuple[str, ...]
+    #: what ``--from-env`` may hold, for help and messages ("a 32-byte hex private key")
+    importable: str
+
+    def describe(self, document: Mapping[str, Any]) -> KeyFileInfo | None:
+        """The scheme and account of a key file, read without its password; None when the
+        document is not of this format. Raises ``ConfigError`` when it is, but damaged."""
+        ...
+
+    def create(
+        self, secret: Secret | None, password: Secret, *, scheme: str, light_kdf: bool = False
+    ) -> dict[str, Any]:
+        """An encrypted key file (a JSON object) holding ``secret`` (in one of
+        ``importable``), or a new random key when None. ``light_kdf``: a cheap key
+        derivation, for tests only. Raises ``ConfigError`` for a secret that is not a key of
+        ``scheme`` (the message never shows it) or a scheme this format does not write."""
+        ...
+
+
+def write_key_file(path: Path, document: Mapping[str, Any]) -> None:
+    """Write ``document`` as JSON to a new file readable by its owner only.
+
+    Created with mode 0600 in the same call that creates it (never chmod-ed after: the key
+    would be readable in between), and never over an existing file, nor through a symlink.
+    Raises ``KeyFileExistsError`` when ``path`` exists, ``ConfigError`` when it cannot be
+    written (the partial file is removed)."""
+    data = (json.dumps(document, indent=2) + "\n").encode()
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise KeyFileExistsError(
+            f"{path} already exists; keys are never overwritten (remove it first with "
+            "`relayer keys remove`, or choose another name)"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"cannot create key file {path}: {exc.strerror}") from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise ConfigError(f"cannot write key file {path}: {exc.strerror}") from None
 
 
 def _require_env(env: Mapping[str, str], name: str, holding: str) -> str:

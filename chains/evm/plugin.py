@@ -19,7 +19,7 @@ from chains.evm.sync_committee import MODE as SYNC_COMMITTEE
 from chains.evm.sync_committee import SyncCommitteeFinality
 from chains.evm.sync_committee import status_of as sync_committee_status
 from proofs.committee import attestation_digest
-from relayer.ecdsa_key import EcdsaKey, load_ecdsa_key
+from relayer.ecdsa_key import EcdsaKey, V3KeystoreFormat, load_ecdsa_key
 from relayer.errors import ConfigError, EvidenceRejectedError
 from relayer.plugin import (
     DeliverySettings,
@@ -95,6 +95,8 @@ class EvmPlugin:
     config_model = EvmChainConfig
     # finality = "sync-committee": proofs.ethereum_lc follows the beacon chain's sync committee
     light_client_modes: frozenset[str] = frozenset({SYNC_COMMITTEE})
+    # `relayer keys --type evm`: V3 keystores, the files load_signer reads
+    key_format = V3KeystoreFormat()
 
     def __init__(self) -> None:
         self._verdicts = _Verdicts()

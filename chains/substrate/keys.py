@@ -1,6 +1,9 @@
-"""sr25519 signing keys for Substrate accounts: encrypted keypair JSON files (as polkadot-js
-and substrate-interface export them) and, on dev chains only, ``//Alice`` style dev URIs and
-mnemonics.
+"""Signing keys for Substrate accounts: encrypted keypair JSON files (as polkadot-js and
+substrate-interface export them, sr25519 or ed25519) and, on dev chains only, ``//Alice`` style
+dev URIs and mnemonics.
+
+``KEY_FORMAT`` writes and describes the keypair JSON for ``relayer keys``: polkadot-js keyring
+JSON version 3, so that a key made here imports into polkadot-js apps and back.
 
 Built on the same Rust bindings (schnorrkel) that substrate-interface uses, without that
 library: every substrate-interface release requires eth-utils<6, which web3 8 (through
@@ -11,23 +14,42 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import re
+import secrets
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NoReturn
 
 import bip39
+import nacl.bindings
 import nacl.exceptions
 import nacl.secret
+import nacl.signing
 import sr25519
 from scalecodec.utils.ss58 import ss58_decode, ss58_encode
 
 from proofs.hashing import blake2_256
 from proofs.substrate.scale import encode_compact
 from relayer.errors import ConfigError
-from relayer.keys import KeyRef, ResolvedKey, resolve_key
+from relayer.keys import (
+    KeyFileInfo,
+    KeyRef,
+    ResolvedKey,
+    Secret,
+    WrongPasswordError,
+    resolve_key,
+)
 
-__all__ = ["DEV_PHRASE", "Sr25519Keypair", "load_sr25519_signer"]
+__all__ = [
+    "DEV_PHRASE",
+    "KEY_FORMAT",
+    "Ed25519Keypair",
+    "Sr25519Keypair",
+    "SubstrateKeyFormat",
+    "encrypt_keypair_json",
+    "load_sr25519_signer",
+]
 
 # Substrate's well-known development mnemonic: //Alice, //Bob... derive from it. Public on
 # purpose; an account derived from it holds nothing anywhere but a dev chain.
@@ -54,8 +76,12 @@ _ALLOWED_SCRYPT = frozenset(
     {(1 << 13, 10, 8), (1 << 14, 5, 8), (1 << 15, 3, 8), (1 << 15, 1, 8), (1 << 16, 2, 8),
      (1 << 17, 1, 8)}
 )  # fmt: skip
-# 128 * r * N bytes at the largest allowed N, plus OpenSSL's own overhead.
+# What polkadot-js writes (DEFAULT_PARAMS), and so what we write: about 0.1 s and 32 MiB.
+_WRITE_SCRYPT = (1 << 15, 1, 8)
+# 128 * r * N bytes at the largest allowed N, plus libsodium's own overhead.
 _SCRYPT_MAXMEM = 128 * 8 * (1 << 17) + (32 << 20)
+_SR25519, _ED25519 = "sr25519", "ed25519"
+_HEX_SEED = re.compile(r"0[xX][0-9a-fA-F]{64}")
 
 
 class Sr25519Keypair:
@@ -118,25 +144,66 @@ class Sr25519Keypair:
         raise TypeError("Sr25519Keypair holds key material and cannot be pickled")
 
 
+class Ed25519Keypair:
+    """An ed25519 account key (pynacl). ``repr`` shows the account and source, never the key;
+    pickling refuses."""
+
+    __slots__ = ("_key", "address", "source")
+
+    #: the account's public key, which is its AccountId32
+    address: bytes
+    source: str
+
+    def __init__(self, seed: bytes, *, source: str = "memory") -> None:
+        """``seed``: the 32-byte ed25519 secret seed."""
+        self._key = nacl.signing.SigningKey(bytes(seed))
+        self.address = bytes(self._key.verify_key)
+        self.source = source
+
+    @property
+    def public_key(self) -> bytes:
+        return self.address
+
+    @property
+    def printable_address(self) -> str:
+        return str(ss58_encode(self.address, _SS58_GENERIC))
+
+    def sign(self, payload: bytes) -> bytes:
+        return bytes(self._key.sign(payload).signature)
+
+    def __repr__(self) -> str:
+        return (
+            f"Ed25519Keypair(address={self.printable_address}, source={self.source}, "
+            "secret=<redacted>)"
+        )
+
+    __str__ = __repr__
+
+    def __reduce__(self) -> Any:
+        raise TypeError("Ed25519Keypair holds key material and cannot be pickled")
+
+
 def load_sr25519_signer(
     ref: KeyRef, base_dir: Path | None, *, env: Mapping[str, str], dev: bool
 ) -> Sr25519Keypair:
     """The sr25519 key ``ref`` names.
 
-    ``{ keystore = ..., password_env = ... }``: an encrypted keypair JSON (polkadot-js /
-    substrate-interface export, version 3). ``{ env = ... }``: a dev URI (``//Alice``) or a
+    ``{ keystore = ..., password_env | password_file = ... }``: an encrypted sr25519 keypair JSON
+    (polkadot-js / substrate-interface export, version 3). ``{ env = ... }``: a dev URI
+    (``//Alice``) or a
     mnemonic, accepted only on a chain marked ``dev = true``: a key kept in plain text in the
     environment is a dev convenience, and ``//Alice`` is everyone's key.
 
-    Raises ``KeyUnavailableError`` when the variable or file is absent, ``ConfigError`` when
-    it is unusable (wrong password, malformed, address mismatch); no message carries key
-    material.
+    Raises ``KeyUnavailableError`` when the variable or file is absent, ``WrongPasswordError``
+    when the file does not decrypt with its password, ``ConfigError`` when it is unusable
+    (malformed, address mismatch, an ed25519 key); no message carries key material.
     """
     if ref.env is not None and not dev:
         raise ConfigError(
             f"submitter_key {{ env = {ref.env!r} }} would hold a dev URI or a mnemonic in plain "
-            "text, which is refused on a chain not marked dev = true; use "
-            "{ keystore = ..., password_env = ... } with an encrypted keypair JSON"
+            "text, which is refused on a chain not marked dev = true; use an encrypted keypair "
+            "JSON: relayer keys add --type substrate --from-env VAR --password-file PATH, then "
+            "{ keystore = ..., password_file = ... } as it prints"
         )
     resolved = resolve_key(
         ref,
@@ -154,7 +221,15 @@ def load_sr25519_signer(
                 f"{resolved.where} holds neither a dev URI (//Name) nor a valid mnemonic "
                 "with hard junctions only"
             ) from None
-    return _decrypt_keypair_json(resolved)
+    keypair = _decrypt_keypair_json(resolved)
+    if not isinstance(keypair, Sr25519Keypair):
+        # The extrinsic encoder signs as MultiSignature::Sr25519; an ed25519 signature under
+        # that variant is refused by the chain, so refuse the key here, where it is named.
+        raise ConfigError(
+            f"{resolved.where} holds an ed25519 key; deliveries to substrate chains are signed "
+            "with sr25519 keys (make one: relayer keys add --type substrate --scheme sr25519)"
+        )
+    return keypair
 
 
 def _refuse(where: str, reason: str) -> NoReturn:
@@ -162,16 +237,25 @@ def _refuse(where: str, reason: str) -> NoReturn:
     raise ConfigError(f"{where}: {reason}") from None
 
 
-def _read_keypair_json(document: Mapping[str, Any], where: str) -> tuple[bytes, str, bytes]:
-    """The encrypted blob, the address and the account it names, format checked."""
+def _scheme_of(document: Mapping[str, Any], where: str) -> str:
     encoding = document.get("encoding")
     if not isinstance(encoding, Mapping):
         _refuse(where, 'no "encoding" object: not a polkadot-js keypair JSON')
-    content, kinds = encoding.get("content"), encoding.get("type")
+    content = encoding.get("content")
     if str(encoding.get("version")) != "3":
         _refuse(where, f"keypair JSON version {encoding.get('version')!r}, only version 3 is read")
-    if not isinstance(content, list) or "pkcs8" not in content or "sr25519" not in content:
-        _refuse(where, f'encoding.content is {content!r}, expected ["pkcs8", "sr25519"]')
+    if isinstance(content, list) and "pkcs8" in content:
+        for scheme in (_SR25519, _ED25519):
+            if scheme in content:
+                return scheme
+    _refuse(where, f'encoding.content is {content!r}, expected ["pkcs8", "sr25519" or "ed25519"]')
+
+
+def _read_keypair_json(document: Mapping[str, Any], where: str) -> tuple[bytes, str, bytes]:
+    """The encrypted blob, the address and the account it names, format checked."""
+    _scheme_of(document, where)
+    encoding = document["encoding"]
+    kinds = encoding.get("type")
     if not isinstance(kinds, list) or "scrypt" not in kinds or "xsalsa20-poly1305" not in kinds:
         _refuse(where, f'encoding.type is {kinds!r}, expected ["scrypt", "xsalsa20-poly1305"]')
     address = document.get("address")
@@ -195,9 +279,10 @@ def _read_keypair_json(document: Mapping[str, Any], where: str) -> tuple[bytes, 
     return blob, address, account
 
 
-def _decrypt_keypair_json(resolved: ResolvedKey) -> Sr25519Keypair:
+def _decrypt_keypair_json(resolved: ResolvedKey) -> Sr25519Keypair | Ed25519Keypair:
     assert resolved.keystore is not None and resolved.password is not None  # resolve_key
     where = resolved.where
+    scheme = _scheme_of(resolved.keystore, where)
     blob, address, account = _read_keypair_json(resolved.keystore, where)
     salt = blob[:_SALT_LEN]
     n, p, r = (
@@ -210,32 +295,39 @@ def _decrypt_keypair_json(resolved: ResolvedKey) -> Sr25519Keypair:
             f"scrypt parameters N={n}, p={p}, r={r} are not ones polkadot-js writes; refused "
             "rather than run (they decide how much memory and time decryption takes)",
         )
-    password = resolved.password.reveal().encode()
-    key = hashlib.scrypt(password, salt=salt, n=n, r=r, p=p, maxmem=_SCRYPT_MAXMEM, dklen=32)
+    key = _scrypt(resolved.password, salt, n, p, r)
     nonce = blob[_SCRYPT_PARAMS_LEN : _SCRYPT_PARAMS_LEN + _NONCE_LEN]
     try:
         plain = nacl.secret.SecretBox(key).decrypt(blob[_SCRYPT_PARAMS_LEN + _NONCE_LEN :], nonce)
     except nacl.exceptions.CryptoError:
-        _refuse(
-            where,
-            f"cannot decrypt: wrong password in ${resolved.password_env}, or the file is damaged",
-        )
+        raise WrongPasswordError(
+            f"{where}: cannot decrypt with the password in {resolved.password_source} "
+            "(wrong password, or a damaged file)"
+        ) from None
     divider_at = len(_PKCS8_HEADER) + _SECRET_LEN
     if (
         len(plain) != _PLAINTEXT_LEN
         or not plain.startswith(_PKCS8_HEADER)
         or plain[divider_at : divider_at + len(_PKCS8_DIVIDER)] != _PKCS8_DIVIDER
     ):
-        _refuse(where, "decrypted content is not a PKCS8 sr25519 keypair (64 + 32 bytes)")
+        _refuse(where, f"decrypted content is not a PKCS8 {scheme} keypair (64 + 32 bytes)")
     stored_public = plain[divider_at + len(_PKCS8_DIVIDER) :]
-    # polkadot-js stores the secret in schnorrkel's "ed25519 expanded" byte order; the
-    # signing binding wants its native form.
+    secret_part = plain[len(_PKCS8_HEADER) : divider_at]
+    keypair: Sr25519Keypair | Ed25519Keypair
     try:
-        public, secret = sr25519.pair_from_ed25519_secret_key(
-            plain[len(_PKCS8_HEADER) : divider_at]
-        )
-    except (ValueError, TypeError):
-        _refuse(where, "the decrypted secret is not a valid sr25519 secret key")
+        if scheme == _ED25519:
+            # polkadot-js (tweetnacl) stores an ed25519 secret as seed || public key.
+            keypair = Ed25519Keypair(secret_part[:32], source=where)
+        else:
+            # polkadot-js stores an sr25519 secret in schnorrkel's "ed25519 expanded" byte
+            # order; the signing binding wants its native form.
+            public, secret = sr25519.pair_from_ed25519_secret_key(secret_part)
+            keypair = Sr25519Keypair(public, secret, source=where)
+    except (ValueError, TypeError, nacl.exceptions.CryptoError):
+        _refuse(where, f"the decrypted secret is not a valid {scheme} secret key")
+    public = keypair.address
+    if scheme == _ED25519 and secret_part[32:] != public:
+        _refuse(where, "the decrypted ed25519 secret does not end with its own public key")
     if bytes(public) != stored_public:
         _refuse(where, "the public key stored in the file does not belong to its secret key")
     if stored_public != account:
@@ -244,7 +336,107 @@ def _decrypt_keypair_json(resolved: ResolvedKey) -> Sr25519Keypair:
             f"the key in the file is account {ss58_encode(stored_public, _SS58_GENERIC)}, "
             f"its address field says {address}; refusing a file that names another account",
         )
-    return Sr25519Keypair(public, secret, source=where)
+    return keypair
+
+
+def _scrypt(password: Secret, salt: bytes, n: int, p: int, r: int) -> bytes:
+    """The secretbox key: the first 32 bytes of scrypt's 64 (polkadot-js derives 64 and
+    uses the first half)."""
+    derived = nacl.bindings.crypto_pwhash_scryptsalsa208sha256_ll(
+        password.reveal().encode(), salt, n, r, p, dklen=64, maxmem=_SCRYPT_MAXMEM
+    )
+    return bytes(derived[:32])
+
+
+def encrypt_keypair_json(
+    keypair: Sr25519Keypair | Ed25519Keypair,
+    password: Secret,
+    *,
+    name: str = "",
+    ss58_format: int = _SS58_GENERIC,
+) -> dict[str, Any]:
+    """``keypair`` as polkadot-js keyring JSON version 3, encrypted with ``password``
+    (scrypt at polkadot-js's default cost, then xsalsa20-poly1305)."""
+    if isinstance(keypair, Ed25519Keypair):
+        scheme = _ED25519
+        secret = bytes(keypair._key) + keypair.address
+    else:
+        scheme = _SR25519
+        secret = bytes(sr25519.convert_secret_key_to_ed25519(keypair._secret))
+    plain = _PKCS8_HEADER + secret + _PKCS8_DIVIDER + keypair.address
+    salt = secrets.token_bytes(_SALT_LEN)
+    n, p, r = _WRITE_SCRYPT
+    key = _scrypt(password, salt, n, p, r)
+    box = nacl.secret.SecretBox(key).encrypt(plain)
+    params = salt + b"".join(value.to_bytes(4, "little") for value in (n, p, r))
+    return {
+        "encoded": base64.b64encode(params + box.nonce + box.ciphertext).decode(),
+        "encoding": {
+            "content": ["pkcs8", scheme],
+            "type": ["scrypt", "xsalsa20-poly1305"],
+            "version": "3",
+        },
+        "address": ss58_encode(keypair.address, ss58_format),
+        "meta": {"name": name, "whenCreated": int(time.time() * 1000)},
+    }
+
+
+class SubstrateKeyFormat:
+    """polkadot-js keyring JSON (version 3, scrypt + xsalsa20-poly1305), sr25519 or ed25519."""
+
+    schemes: tuple[str, ...] = (_SR25519, _ED25519)
+    importable = (
+        "a BIP-39 mnemonic (sr25519: with //hard junctions if wanted), a 0x-prefixed 32-byte "
+        "hex seed, or a dev URI such as //Alice"
+    )
+
+    def describe(self, document: Mapping[str, Any]) -> KeyFileInfo | None:
+        encoding = document.get("encoding")
+        if not isinstance(encoding, Mapping) or "encoded" not in document:
+            return None
+        scheme = _scheme_of(document, "keypair JSON")
+        _, address, _ = _read_keypair_json(document, "keypair JSON")
+        return KeyFileInfo(scheme=scheme, address=address)
+
+    def create(
+        self, secret: Secret | None, password: Secret, *, scheme: str, light_kdf: bool = False
+    ) -> dict[str, Any]:
+        # light_kdf is not honoured: polkadot-js reads only its own scrypt costs, and those
+        # are cheap enough (0.1 s) for tests.
+        del light_kdf
+        if scheme not in self.schemes:
+            raise ConfigError(f"substrate keypair JSON holds sr25519 or ed25519 keys, not {scheme}")
+        keypair = _keypair_from_secret(secret, scheme)
+        return encrypt_keypair_json(keypair, password)
+
+
+def _keypair_from_secret(secret: Secret | None, scheme: str) -> Sr25519Keypair | Ed25519Keypair:
+    where = "the secret given"
+    if secret is None:
+        seed = secrets.token_bytes(32)
+    else:
+        text = secret.reveal().strip()
+        if _HEX_SEED.fullmatch(text):
+            seed = bytes.fromhex(text[2:])
+        elif scheme == _SR25519:
+            try:
+                return Sr25519Keypair.from_uri(text, source=where)
+            except (ValueError, TypeError):
+                _refuse(where, "is neither a 0x hex seed, a mnemonic nor a dev URI (//Name)")
+        elif "/" in text:
+            _refuse(where, "ed25519 keys are made from a mnemonic or a hex seed, without junctions")
+        else:
+            try:
+                seed = bytes(bip39.bip39_to_mini_secret(text, ""))
+            except (ValueError, TypeError):
+                _refuse(where, "is neither a 0x hex seed nor a valid mnemonic")
+    if scheme == _ED25519:
+        return Ed25519Keypair(seed, source=where)
+    public, secret_key = sr25519.pair_from_seed(seed)
+    return Sr25519Keypair(public, secret_key, source=where)
+
+
+KEY_FORMAT = SubstrateKeyFormat()
 
 
 def _chain_code(junction: str) -> bytes:

@@ -25,6 +25,7 @@ from relayer.plugin import (
 )
 
 if TYPE_CHECKING:
+    from chains.substrate.keys import SubstrateKeyFormat
     from chains.substrate.submitter import SubstrateSubmitter
     from relayer.config import ChainConfig
     from relayer.keys import KeyRef
@@ -49,6 +50,13 @@ class SubstratePlugin:
     config_model = SubstrateChainConfig
     # finality = "grandpa": proofs.substrate's GRANDPA light client, fed by a prover
     light_client_modes: frozenset[str] = frozenset({GRANDPA})
+
+    @property
+    def key_format(self) -> SubstrateKeyFormat:
+        """`relayer keys --type substrate`: polkadot-js keypair JSON, which load_signer reads."""
+        from chains.substrate.keys import KEY_FORMAT  # noqa: PLC0415
+
+        return KEY_FORMAT
 
     def verify(self, chain: ChainConfig, observation: Observation) -> VerifiedMessage:
         return verify_observation(observation, config=_substrate(chain), domain=chain.domain)

@@ -9,7 +9,14 @@ from pathlib import Path
 import pytest
 
 from relayer.errors import ConfigError
-from relayer.keys import KeyRef, KeyUnavailableError, Secret, redact_url, resolve_key
+from relayer.keys import (
+    KeyRef,
+    KeyUnavailableError,
+    Secret,
+    UnsafePermissionsError,
+    redact_url,
+    resolve_key,
+)
 
 SECRET = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318"
 
@@ -68,3 +75,18 @@ def test_a_secret_compares_by_nothing_it_would_reveal() -> None:
 )
 def test_an_endpoint_url_is_logged_without_its_credentials(url: str, shown: str) -> None:
     assert redact_url(url) == shown
+
+
+def test_a_keystore_password_may_come_from_an_owner_only_file(tmp_path: Path) -> None:
+    (tmp_path / "k.json").write_text(json.dumps({"version": 3, "crypto": {}}))
+    (tmp_path / "pw").write_text("hunter2\n")
+    (tmp_path / "pw").chmod(0o600)
+    found = resolve_key(KeyRef(keystore=Path("k.json"), password_file=Path("pw")), tmp_path, env={})
+    assert found.password is not None and found.password.reveal() == "hunter2"
+    assert found.password_env is None
+    assert found.password_source == f"password file {tmp_path / 'pw'}"
+    (tmp_path / "pw").chmod(0o640)
+    with pytest.raises(UnsafePermissionsError, match="chmod 600"):
+        resolve_key(KeyRef(keystore=Path("k.json"), password_file=Path("pw")), tmp_path, env={})
+    with pytest.raises(KeyUnavailableError, match=r"password file .* does not exist"):
+        resolve_key(KeyRef(keystore=Path("k.json"), password_file=Path("nope")), tmp_path, env={})
