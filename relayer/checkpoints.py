@@ -150,15 +150,20 @@ class DirectoryCheckpointStore:
         (the relayer's copy of what reaches it piecemeal, from the bus), keeping what is there;
         an entry already held is not added twice. Returns how many entries were new (nothing
         is written when none is). Raises ``ValueError`` as ``put_block`` does, ``OSError`` if
-        the store cannot be written. One writer per store: the read-merge-write is not atomic
-        against another process merging into the same file."""
+        the store cannot be read or written (an unreadable file is not taken for an absent
+        one: that would drop what it holds). One writer per store: the read-merge-write is not
+        atomic against another process merging into the same file."""
         arriving = _entries(origin_domain, block_hash, signer, attestations, "merge_block")
         target = self._dir(origin_domain, block_hash) / f"{signer.hex()}{_SUFFIX}"
         held: list[_Signed] = []
         try:
             old = _decoder.decode(target.read_bytes())
-        except (OSError, msgspec.DecodeError):
-            pass  # none yet, or unreadable: replaced by what arrives, re-verified anyway
+        except FileNotFoundError:
+            pass  # none yet
+        except msgspec.DecodeError:
+            # Not a file this store wrote (writes are whole or nothing): replaced by what
+            # arrives, which was verified.
+            pass
         else:
             if (old.signer, old.origin_domain, old.origin_block_hash) == (
                 signer,

@@ -412,7 +412,8 @@ def _plan_import(state: _State, links: Sequence[_Link]) -> _Plan:
                 f"is enacted: set {set_id} may finalize no block after #{number}, so "
                 f"import the justification for #{number} first"
             )
-        if handed_over or pending.signal_number > state.number:
+        if pending.signal_number > state.number:
+            # Announced after our finalized block: the set we trust has not finalized it.
             raise ForcedChangeError(
                 f"the justification finalizes #{target}, past #{number} where the forced "
                 f"authority-set change announced in #{pending.signal_number} takes effect, but "

@@ -18,6 +18,8 @@ store. The core still recovers and counts every signature itself when it forms a
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
@@ -25,12 +27,12 @@ from typing import Any
 
 from proofs.committee import eth_signed_message_hash, recover_signer
 from proofs.errors import ProofError
-from relayer.bus.errors import BusUnavailableError
+from relayer.bus.errors import BusError
 from relayer.bus.payloads import AttestationNotice, AttestationRequest
 from relayer.bus.protocol import Bus
 from relayer.checkpoints import Attestation, DirectoryCheckpointStore
 from relayer.config import Config
-from relayer.errors import UnknownChainError
+from relayer.errors import RelayerError, UnknownChainError
 from relayer.plugin import ChainPlugin, load_plugin
 from relayer.store import Ledger, State
 
@@ -47,11 +49,11 @@ __all__ = [
 _SEEN_KEPT = 200_000
 # Refused notices remembered so that a replayed forgery is logged once, not each time.
 _REFUSED_KEPT = 10_000
+# Blocks an attester remembers answering (for the per-block answer interval).
+_ANSWERED_KEPT = 10_000
 
-_NoticeKey = tuple[int, bytes, bytes, bytes, int, bytes]
 
-
-class AttestationRefusedError(Exception):
+class AttestationRefusedError(RelayerError):
     """An attestation notice that does not count; ``reason`` is a short stable word (a metric
     label): unknown_origin, no_committee, not_a_member, unknown_destination, bad_signature,
     wrong_signer."""
@@ -78,6 +80,13 @@ class AttestationCheck:
                 self._members[chain.domain] = frozenset(
                     bytes.fromhex(address[2:]) for address in chain.committee.attesters
                 )
+
+    def chain_name(self, domain: int) -> str:
+        """The configured chain of ``domain``, or the domain itself for an unknown one."""
+        try:
+            return self._config.chain_by_domain(domain).name
+        except UnknownChainError:
+            return f"domain {domain}"
 
     def check(self, notice: AttestationNotice) -> Attestation:
         """The notice as an ``Attestation`` if it counts; else ``AttestationRefusedError``."""
@@ -120,18 +129,24 @@ class AttestationCheck:
         return notice.to_attestation()
 
 
-def _key(notice: AttestationNotice) -> _NoticeKey:
-    return (
-        notice.origin_domain,
-        notice.origin_block_hash,
-        notice.signer,
-        notice.message_id,
-        notice.destination_domain,
-        notice.signature,
-    )
+def _key(notice: AttestationNotice) -> bytes:
+    # 16 bytes rather than the six fields: a quarter of the memory for _SEEN_KEPT keys.
+    return hashlib.blake2b(
+        b"".join(
+            (
+                notice.origin_domain.to_bytes(4, "big"),
+                notice.origin_block_hash,
+                notice.signer,
+                notice.message_id,
+                notice.destination_domain.to_bytes(4, "big"),
+                notice.signature,
+            )
+        ),
+        digest_size=16,
+    ).digest()
 
 
-def _remember(kept: dict[_NoticeKey, None], key: _NoticeKey, limit: int) -> None:
+def _remember(kept: dict[bytes, None], key: bytes, limit: int) -> None:
     kept[key] = None
     while len(kept) > limit:
         del kept[next(iter(kept))]
@@ -142,8 +157,10 @@ class AttestationCollector:
     ``store`` (the directory the core reads quorums from) in batches of ``flush_interval``
     seconds; ``on_stored`` is called after a batch that added something (wake the core).
 
-    Every relayer instance subscribes without a group: each needs every signature. ``stats``
-    counts notices by outcome (stored, duplicate, and each refusal reason)."""
+    Every relayer instance subscribes without a group: each needs every signature. A notice
+    counts as seen (its replays dropped) only once it is in the store: a batch that cannot be
+    written is kept and tried again at the next flush. ``stats`` counts notices by outcome
+    (stored, duplicate, and each refusal reason)."""
 
     def __init__(
         self,
@@ -163,11 +180,19 @@ class AttestationCollector:
         self._origins = origins
         self._on_stored = on_stored
         self._flush_interval = flush_interval
-        self._seen: dict[_NoticeKey, None] = {}
-        self._refused: dict[_NoticeKey, None] = {}
+        self._seen: dict[bytes, None] = {}
+        self._refused: dict[bytes, None] = {}
+        # Checked, not yet stored: by block file, and the keys of what is in them.
         self._pending: dict[tuple[int, bytes, bytes], list[Attestation]] = {}
+        self._queued: dict[bytes, None] = {}
+        self._flushing = asyncio.Lock()
         self._subscribed = asyncio.Event()
         self.stats: Counter[str] = Counter()
+
+    @property
+    def unstored(self) -> int:
+        """Notices checked and not yet in the store."""
+        return len(self._queued)
 
     async def wait_subscribed(self, timeout: float | None = None) -> None:
         """Return once notices published from now on reach the collector."""
@@ -175,16 +200,18 @@ class AttestationCollector:
             await self._subscribed.wait()
 
     async def run(self) -> None:
-        """Collect until cancelled (or the bus closes). Raises ``OSError`` when the store
-        cannot be written."""
+        """Collect until cancelled (or the bus closes); what was checked is stored before it
+        returns, if the store can be written."""
         async with self._bus.subscribe(AttestationNotice, origins=self._origins) as notices:
             await notices.wait_subscribed()
             self._subscribed.set()
-            flusher = asyncio.create_task(self._flush_periodically())
+            flusher = asyncio.create_task(self._flush_periodically(), name="attestations:flush")
             try:
                 async for notice in notices:
                     self.take(notice)
             finally:
+                # A flush in progress finishes first (flush shields its write), so the last
+                # one below never races it for the same file.
                 flusher.cancel()
                 await asyncio.gather(flusher, return_exceptions=True)
                 await self.flush()
@@ -192,7 +219,7 @@ class AttestationCollector:
     def take(self, notice: AttestationNotice) -> None:
         """Check one notice and queue it for the next flush (public for tests and tools)."""
         key = _key(notice)
-        if key in self._seen:
+        if key in self._seen or key in self._queued:
             self.stats["duplicate"] += 1
             return
         try:
@@ -205,25 +232,61 @@ class AttestationCollector:
                     "bus.attestation_refused",
                     reason=exc.reason,
                     detail=exc.detail,
-                    origin_domain=notice.origin_domain,
+                    chain=self._check.chain_name(notice.origin_domain),
                     message_id="0x" + notice.message_id.hex(),
-                    claimed_signer="0x" + notice.signer.hex(),
+                    signer="0x" + notice.signer.hex(),
                 )
             return
-        _remember(self._seen, key, _SEEN_KEPT)
+        self._queued[key] = None
         group = (notice.origin_domain, notice.origin_block_hash, notice.signer)
         self._pending.setdefault(group, []).append(attestation)
 
     async def flush(self) -> int:
-        """Write what was queued; returns how many entries were new to the store."""
-        if not self._pending:
-            return 0
-        batch, self._pending = self._pending, {}
-        added = await asyncio.to_thread(self._merge, batch)
+        """Write what was queued; returns how many entries were new to the store. A write
+        that fails is logged and its batch kept for the next flush. Cancelling it waits for a
+        write in progress (a thread cannot be stopped halfway)."""
+        async with self._flushing:
+            if not self._pending:
+                return 0
+            batch, queued = self._pending, self._queued
+            self._pending, self._queued = {}, {}
+            write = asyncio.ensure_future(asyncio.to_thread(self._merge, batch))
+            try:
+                added = await asyncio.shield(write)
+            except asyncio.CancelledError:
+                await asyncio.wait([write])
+                self._settle(write, batch, queued)
+                raise
+            except (OSError, ValueError):
+                self._settle(write, batch, queued)
+                return 0
+            self._settle(write, batch, queued)
+            return added
+
+    def _settle(
+        self,
+        write: asyncio.Future[int],
+        batch: dict[tuple[int, bytes, bytes], list[Attestation]],
+        queued: dict[bytes, None],
+    ) -> None:
+        error = write.exception() if not write.cancelled() else None
+        if write.cancelled() or error is not None:
+            # Back in the queue, in front of what arrived meanwhile.
+            for group, attestations in self._pending.items():
+                batch.setdefault(group, []).extend(attestations)
+            self._pending, self._queued = batch, {**queued, **self._queued}
+            self._log.warning(
+                "bus.attestations_unstored",
+                error=f"{type(error).__name__}: {error}" if error else "cancelled",
+                detail="kept in memory and written at the next flush",
+            )
+            return
+        added = write.result()
+        for key in queued:
+            _remember(self._seen, key, _SEEN_KEPT)
         self.stats["stored"] += added
         if added and self._on_stored is not None:
             self._on_stored()
-        return added
 
     def _merge(self, batch: Mapping[tuple[int, bytes, bytes], Sequence[Attestation]]) -> int:
         return sum(
@@ -286,9 +349,9 @@ class AttestationRequester:
             request = AttestationRequest(origin_domain=domain, block_hash=block_hash)
             try:
                 await self._bus.publish(request)
-            except BusUnavailableError as exc:
+            except BusError as exc:
                 self._log.warning("bus.attestation_request_failed", error=str(exc))
-                break  # the broker is away: the next pass asks again
+                break  # the broker is away or refuses: the next pass asks again
             self._asked[block] = (now, self._every if wait == 0 else min(wait * 2, self._longest))
             sent += 1
         if sent:
@@ -317,11 +380,16 @@ class PublishingCheckpointStore:
     """An attester's ``CheckpointStore`` when a bus is configured: ``put_block`` writes the
     local directory store (durable; what requests are answered from), then publishes the
     block's attestations, one notice per message, and waits up to ``timeout`` seconds for the
-    broker to take them. A broker that is away is logged, not raised: the attester's cursor
-    moves on, and the relayer asks again for what it lacks.
+    broker to take them. A broker that is away or refuses is logged, not raised: the
+    attester's cursor moves on, and the relayer asks again for what it lacks.
 
     ``put_block`` blocks on the event loop ``loop`` that owns ``bus``: call it from a worker
-    thread (the attester does, ``asyncio.to_thread``)."""
+    thread (the attester does, ``asyncio.to_thread``).
+
+    Requests are not authenticated (anyone who may publish on the broker can send one; give
+    the request topic a broker ACL): an attester answers a block at most once per
+    ``answer_interval`` seconds, and at most ``answers_per_interval`` blocks in all per
+    interval, so a flood of requests costs it bounded work."""
 
     def __init__(
         self,
@@ -332,6 +400,7 @@ class PublishingCheckpointStore:
         *,
         timeout: float = 10.0,
         answer_interval: float = 5.0,
+        answers_per_interval: int = 200,
     ) -> None:
         self.local = local
         self._bus = bus
@@ -339,7 +408,11 @@ class PublishingCheckpointStore:
         self._log = log
         self._timeout = timeout
         self._answer_interval = answer_interval
+        self._answers_per_interval = answers_per_interval
+        # block -> when it was last answered, least recently answered first
         self._answered: dict[tuple[int, bytes], float] = {}
+        self._window: tuple[float, int] = (float("-inf"), 0)  # start, answers in it
+        self._answering = asyncio.Event()
         self.answered = 0
 
     def put_block(
@@ -359,19 +432,28 @@ class PublishingCheckpointStore:
                 "PublishingCheckpointStore.put_block waits for the bus: call it from a worker "
                 "thread (asyncio.to_thread), not on the event loop"
             )
-        future = asyncio.run_coroutine_threadsafe(self._publish(attestations), self._loop)
+        try:
+            future = asyncio.run_coroutine_threadsafe(self._publish(attestations), self._loop)
+        except RuntimeError as exc:  # the loop is closed: the attester is stopping
+            self._unpublished(origin_domain, block_hash, len(attestations), exc)
+            return
         try:
             future.result(self._timeout)
-        except (BusUnavailableError, TimeoutError) as exc:
+        except (BusError, TimeoutError, concurrent.futures.CancelledError) as exc:
             future.cancel()
-            self._log.warning(
-                "bus.attestations_unpublished",
-                origin_domain=origin_domain,
-                block_hash="0x" + block_hash.hex(),
-                messages=len(attestations),
-                error=str(exc) or type(exc).__name__,
-                detail="kept in the local store; relayers ask again for blocks they lack",
-            )
+            self._unpublished(origin_domain, block_hash, len(attestations), exc)
+
+    def _unpublished(
+        self, origin_domain: int, block_hash: bytes, messages: int, error: BaseException
+    ) -> None:
+        self._log.warning(
+            "bus.attestations_unpublished",
+            chain=f"domain {origin_domain}",
+            block="0x" + block_hash.hex(),
+            messages=messages,
+            error=f"{type(error).__name__}: {error}",
+            detail="kept in the local store; relayers ask again for blocks they lack",
+        )
 
     def get_block(self, origin_domain: int, block_hash: bytes) -> list[Attestation]:
         return self.local.get_block(origin_domain, block_hash)
@@ -379,33 +461,50 @@ class PublishingCheckpointStore:
     async def _publish(self, attestations: Sequence[Attestation]) -> None:
         await _publish_all(self._bus.publish, attestations)
 
+    async def wait_answering(self, timeout: float | None = None) -> None:
+        """Return once ``answer_requests`` receives the requests published from now on."""
+        async with asyncio.timeout(timeout):
+            await self._answering.wait()
+
+    def _may_answer(self, block: tuple[int, bytes], now: float) -> bool:
+        if now - self._answered.get(block, float("-inf")) < self._answer_interval:
+            return False
+        start, count = self._window
+        if now - start >= self._answer_interval:
+            start, count = now, 0
+        if count >= self._answers_per_interval:
+            return False
+        self._window = (start, count + 1)
+        self._answered.pop(block, None)  # re-inserted last: the least recent go first
+        self._answered[block] = now
+        while len(self._answered) > _ANSWERED_KEPT:
+            del self._answered[next(iter(self._answered))]
+        return True
+
     async def answer_requests(self, signer: bytes, origins: Collection[int]) -> None:
-        """Publish again, on request, what ``signer`` stored for a block of ``origins``; a
-        block is answered at most once per ``answer_interval`` seconds (every relayer of a
-        deployment may ask for it). Runs until cancelled or the bus closes."""
+        """Publish again, on request, what ``signer`` stored for a block of ``origins``.
+        Runs until cancelled or the bus closes."""
         async with self._bus.subscribe(AttestationRequest, origins=origins) as requests:
+            await requests.wait_subscribed()
+            self._answering.set()
             async for request in requests:
                 block = (request.origin_domain, request.block_hash)
-                now = time.monotonic()
-                if now - self._answered.get(block, float("-inf")) < self._answer_interval:
+                if not self._may_answer(block, time.monotonic()):
                     continue
-                self._answered[block] = now
-                if len(self._answered) > _REFUSED_KEPT:
-                    del self._answered[next(iter(self._answered))]
                 stored = await asyncio.to_thread(self.local.get_block, *block)
                 mine = [att for att in stored if att.signer == signer]
                 if not mine:
                     continue
                 try:
                     await _publish_all(self._bus.publish, mine)
-                except BusUnavailableError as exc:
-                    self._log.warning("bus.attestations_unpublished", error=str(exc))
+                except BusError as exc:
+                    self._unpublished(request.origin_domain, request.block_hash, len(mine), exc)
                     continue
                 self.answered += 1
                 self._log.info(
                     "bus.attestations_republished",
-                    origin_domain=request.origin_domain,
-                    block_hash="0x" + request.block_hash.hex(),
+                    chain=f"domain {request.origin_domain}",
+                    block="0x" + request.block_hash.hex(),
                     messages=len(mine),
                 )
 
@@ -414,7 +513,7 @@ async def _publish_all(
     publish: Callable[[AttestationNotice], Awaitable[None]], attestations: Sequence[Attestation]
 ) -> None:
     """Publish every attestation, concurrently (each QoS 1 publish waits for its
-    acknowledgement); raises the first failure (``BusUnavailableError``) once all are done."""
+    acknowledgement); raises the first failure (``BusError``) once all are done."""
     outcomes = await asyncio.gather(
         *(publish(AttestationNotice.from_attestation(att)) for att in attestations),
         return_exceptions=True,

@@ -146,3 +146,19 @@ async def test_a_relayer_that_was_away_asks_and_gets_the_block_also_after_a_brok
                             await asyncio.sleep(0.2)
     assert by_id(relayer_store.get_block(ORIGIN, BLOCK)) == by_id(block)
     assert publisher.answered >= 1
+
+
+async def test_a_broker_that_is_down_leaves_the_block_stored_and_says_so(
+    broker: MosquittoBroker, config: Config, tmp_path: Path
+) -> None:
+    key = COMMITTEE_KEYS[0]
+    store = DirectoryCheckpointStore(tmp_path / "attester")
+    block = [signed(config, key, n) for n in range(3)]
+    log = RecordingLog()
+    async with MqttBus(settings_for(broker, publish_timeout=0.5)) as bus:
+        broker.stop()
+        publisher = PublishingCheckpointStore(store, bus, asyncio.get_running_loop(), log)
+        await asyncio.to_thread(publisher.put_block, ORIGIN, BLOCK, address(key), block)
+    assert store.get_block(ORIGIN, BLOCK) == block
+    (line,) = log.named("bus.attestations_unpublished")
+    assert "BusUnavailableError" in line["error"] and line["messages"] == 3

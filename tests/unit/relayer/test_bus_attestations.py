@@ -18,7 +18,14 @@ import pytest
 from eth_account import Account
 
 from chains.evm.config import EvmChainConfig
-from relayer.bus import AttestationNotice, AttestationRequest, MemoryBus
+from relayer.bus import (
+    AttestationNotice,
+    AttestationRequest,
+    MemoryBus,
+    Topics,
+    decode_notice,
+    encode_notice,
+)
 from relayer.bus.attestations import (
     AttestationCheck,
     AttestationCollector,
@@ -30,6 +37,7 @@ from relayer.bus.attestations import (
 from relayer.checkpoints import Attestation, DirectoryCheckpointStore
 from relayer.config import Config, load_config
 from relayer.core import Core
+from relayer.plugin import load_plugin
 from relayer.store import Ledger, State
 from tests.unit.relayer.test_core import (
     COMMITTEE,
@@ -68,9 +76,8 @@ def signed(
 ) -> Attestation:
     """``key``'s real attestation of message ``index`` of ``block``."""
     message_id = index.to_bytes(32, "big")
-    check = AttestationCheck(config)
     chain = config.chain_by_domain(destination)
-    digest = check._plugins[chain.name].attestation_digest(chain, ORIGIN, message_id, block)
+    digest = load_plugin(chain.type).attestation_digest(chain, ORIGIN, message_id, block)
     return Attestation(
         signer=address(key) if claimed_signer is None else claimed_signer,
         signature=sign(key, digest),
@@ -266,7 +273,8 @@ async def test_a_block_short_of_a_quorum_is_asked_for_and_the_attesters_answer(
             *(p.answer_requests(m, [ORIGIN]) for p, m in zip(publishers, members, strict=True)),
         ):
             await collector.wait_subscribed(5)
-            await asyncio.sleep(0.05)  # the answerers' subscriptions
+            for publisher in publishers:
+                await publisher.wait_answering(5)
             assert await requester.ask_once() == 1
             async with asyncio.timeout(5):
                 while len(relayer_store.get_block(ORIGIN, BLOCK)) < 6:
@@ -297,6 +305,69 @@ async def test_blocks_short_of_quorum_are_the_verified_messages_blocks(
         ledger.close()
 
 
-def test_a_request_names_a_block() -> None:
+async def test_a_request_crosses_the_bus_on_its_own_topic() -> None:
     request = AttestationRequest(origin_domain=ORIGIN, block_hash=BLOCK)
-    assert (request.origin_domain, request.block_hash) == (ORIGIN, BLOCK)
+    assert Topics().for_notice(request) == f"relayer/v1/{ORIGIN}/attestation-requests"
+    assert decode_notice(encode_notice(request)) == request
+    async with MemoryBus() as bus, bus.subscribe(AttestationRequest, origins=[ORIGIN]) as got:
+        await bus.publish(AttestationNotice.from_attestation(_fake_attestation()))
+        await bus.publish(request)
+        async with asyncio.timeout(5):
+            assert await anext(got) == request
+
+
+def _fake_attestation() -> Attestation:
+    return Attestation(
+        signer=b"\x11" * 20,
+        signature=b"\x22" * 64 + b"\x1b",
+        origin_domain=ORIGIN,
+        message_id=b"\x01" * 32,
+        origin_block_hash=BLOCK,
+        destination_domain=DESTINATION,
+    )
+
+
+async def test_a_batch_the_store_cannot_take_is_kept_and_written_later(
+    config: Config, tmp_path: Path
+) -> None:
+    # The store's root is a file: every write fails until it is moved away.
+    root = tmp_path / "relayer"
+    root.write_text("in the way")
+    store = DirectoryCheckpointStore(root)
+    log = RecordingLog()
+    collector = AttestationCollector(MemoryBus(), store, AttestationCheck(config), log)
+    block = [signed(config, COMMITTEE_KEYS[0], n) for n in range(3)]
+    for attestation in block:
+        collector.take(notice(attestation))
+    assert await collector.flush() == 0
+    assert log.named("bus.attestations_unstored")
+    # Not counted as seen while unstored: a replay is still a duplicate of the queued one.
+    collector.take(notice(block[0]))
+    assert collector.stats["duplicate"] == 1
+    root.unlink()
+    assert await collector.flush() == 3
+    assert sorted(store.get_block(ORIGIN, BLOCK), key=lambda a: a.message_id) == block
+    collector.take(notice(block[1]))
+    assert collector.stats["duplicate"] == 2 and await collector.flush() == 0
+
+
+async def test_a_stopped_collector_stores_what_it_had_checked(
+    config: Config, stores: tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]
+) -> None:
+    relayer_store = stores[1]
+    block = [signed(config, COMMITTEE_KEYS[0], n) for n in range(20)]
+    async with MemoryBus() as bus:
+        # A flush interval longer than the test: only the stop can write them.
+        collector = AttestationCollector(
+            bus, relayer_store, AttestationCheck(config), RecordingLog(), flush_interval=60
+        )
+        task = asyncio.create_task(collector.run())
+        await collector.wait_subscribed(5)
+        for attestation in block:
+            await bus.publish(notice(attestation))
+        async with asyncio.timeout(5):
+            while collector.unstored < len(block):
+                await asyncio.sleep(0.01)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert len(relayer_store.get_block(ORIGIN, BLOCK)) == len(block)

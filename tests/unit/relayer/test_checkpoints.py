@@ -336,3 +336,38 @@ def test_prune_stops_between_blocks_when_told(store: DirectoryCheckpointStore) -
 def test_prune_of_a_store_nobody_wrote_to_finds_nothing(tmp_path: Path) -> None:
     store = DirectoryCheckpointStore(tmp_path / "never-created")
     assert store.prune(time.time(), in_use=nothing_in_use).blocks == 0
+
+
+# --- merge_block: the relayer's copy of what arrives piecemeal from the bus ----------------------
+
+
+def test_merge_adds_what_is_new_and_keeps_what_is_there(store: DirectoryCheckpointStore) -> None:
+    assert store.merge_block(DOMAIN, BLOCK, SIGNER, batch(3)) == 3
+    # Again, with one more and in another order: only the new one is added.
+    assert store.merge_block(DOMAIN, BLOCK, SIGNER, [attestation(5), *reversed(batch(3))]) == 1
+    assert store.merge_block(DOMAIN, BLOCK, SIGNER, batch(2)) == 0
+    assert sorted(store.get_block(DOMAIN, BLOCK), key=lambda a: a.message_id) == [
+        *batch(3),
+        attestation(5),
+    ]
+    # Another signer's entries go to its own file.
+    assert store.merge_block(DOMAIN, BLOCK, OTHER_SIGNER, batch(1, signer=OTHER_SIGNER)) == 1
+    assert len(store.get_block(DOMAIN, BLOCK)) == 5
+    with pytest.raises(ValueError, match="merge_block was called for"):
+        store.merge_block(DOMAIN, BLOCK, SIGNER, batch(1, signer=OTHER_SIGNER))
+
+
+def test_merge_replaces_a_garbled_file_but_never_an_unreadable_one(
+    store: DirectoryCheckpointStore,
+) -> None:
+    store.merge_block(DOMAIN, BLOCK, SIGNER, batch(2))
+    target = block_dir(store) / f"{SIGNER.hex()}.msgpack"
+    target.write_bytes(b"\xc1 not msgpack")
+    assert store.merge_block(DOMAIN, BLOCK, SIGNER, [attestation(9)]) == 1
+    assert store.get_block(DOMAIN, BLOCK) == [attestation(9)]
+    # A file that cannot be read (here a directory in its place) is not taken for an absent
+    # one, which would drop what it holds.
+    target.unlink()
+    target.mkdir()
+    with pytest.raises(OSError):
+        store.merge_block(DOMAIN, BLOCK, SIGNER, [attestation(10)])

@@ -360,6 +360,29 @@ def test_forced_change_the_trusted_set_never_finalized_is_refused() -> None:
     assert issubclass(ForcedChangeError, AuthoritySetChangeError)
 
 
+def test_second_forced_change_in_one_import_needs_its_own_finality() -> None:
+    # #12 forces set B from #13; #14 (set B's era) forces set C from #15.
+    chain = grow_chain(
+        CHECKPOINT,
+        6,
+        {
+            12: (frnk(forced_change_log(10, SET_B, 1)),),
+            14: (frnk(forced_change_log(12, SET_C, 1)),),
+        },
+    )
+    store = _store()
+    _advance(store, 12, KEYS_A, 5, chain)
+    # Set B may not hand over to set C in the same import: it has not finalized #14 yet.
+    for keys, set_id in ((KEYS_C, 7), (KEYS_B, 6)):
+        _refused(
+            store, ForcedChangeError, justify(chain[16], keys, set_id), _headers(13, 16, chain)
+        )
+    # Set B finalizing #15, the block where C takes over, is its last justification.
+    result = store.import_justification(justify(chain[15], KEYS_B, 6), _headers(13, 15, chain))
+    assert (result.set_id, store.authorities) == (7, tuple(SET_C))
+    _advance(store, 16, KEYS_C, 7, chain)
+
+
 def test_forced_change_with_delay_zero_is_enacted_by_its_own_justification() -> None:
     forced = grow_chain(CHECKPOINT, 3, {12: (frnk(forced_change_log(10, SET_B, 0)),)})
     store = _store()
