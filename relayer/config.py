@@ -193,7 +193,8 @@ class RelayerSettings(_Table):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     """debug | info | warning | error"""
     health: str = "127.0.0.1:9464"
-    """Listen address of /healthz and /metrics; loopback only unless you mean to expose them."""
+    """Listen address of /healthz, /readyz, /metrics and /explain; loopback only unless you
+    mean to expose them."""
     retention_days: int = Field(default=30, ge=0)
     """Days a delivered or rejected message, its history and its evidence are kept after it
     became final; messages in any other state are kept for ever. Attestation files go with the
@@ -202,6 +203,12 @@ class RelayerSettings(_Table):
     0 keeps everything."""
     prune_interval: float = Field(default=3600.0, gt=0)
     """Seconds between the daemon's retention passes (`relayer prune` runs one on demand)."""
+    backlog_slo: float = Field(default=600.0, ge=0)
+    """Seconds a route's oldest undelivered message may wait, from its observation, before
+    /readyz reports the relayer not ready. 0 turns the check off."""
+    balance_interval: float = Field(default=60.0, gt=0)
+    """Seconds between reads of each delivering key's balance (the relayer_signer_balance
+    metric and the min_balance check of /readyz)."""
 
     @field_validator("database", "checkpoints")
     @classmethod
@@ -221,7 +228,7 @@ class RelayerSettings(_Table):
 
     @property
     def health_address(self) -> tuple[str, int]:
-        """``(host, port)`` of the /healthz + /metrics listener."""
+        """``(host, port)`` of the /healthz, /readyz and /metrics listener."""
         return _split_host_port(self.health)
 
 
@@ -288,6 +295,17 @@ class ChainConfig(_Table):
     logged as insecure at every start) or a light client of the chain's plugin."""
     committee: Committee | None = None
     """The attesters trusted for messages originating on this chain."""
+    block_time: float | None = Field(default=None, gt=0)
+    """Seconds between the chain's blocks, as it is meant to make them. Turns on the head
+    checks: /readyz reports the chain not ready once its head has not advanced for
+    stall_after_blocks block times, and a head subscription silent for as long is restarted.
+    Leave it out for a chain that makes blocks only on demand (an automining dev node)."""
+    stall_after_blocks: int = Field(default=10, gt=0)
+    """Block times without a new head after which the chain counts as stalled (with
+    block_time)."""
+    min_balance: int | None = Field(default=None, ge=0)
+    """/readyz reports not ready while the key that delivers to this chain holds less than
+    this, in the chain's smallest unit (wei, planck); a TOML integer, so at most 2**63 - 1."""
     plugin: SerializeAsAny[
         Annotated[BaseModel, PlainValidator(_plugin_config, json_schema_input_type=dict[str, Any])]
     ]

@@ -20,6 +20,7 @@ from relayer.checkpoints import CheckpointStore
 from relayer.config import ChainConfig, Config
 from relayer.errors import EvidenceRejectedError, UnknownChainError
 from relayer.message import Message, MessageFormatError
+from relayer.metrics import RelayerMetrics
 from relayer.plugin import ChainPlugin, Observation, load_plugin
 from relayer.store import Ledger, MessageRecord, ObservedRow, State
 
@@ -58,9 +59,16 @@ _R = TypeVar("_R", bound=_Attestable)
 
 class Core:
     def __init__(
-        self, config: Config, ledger: Ledger, checkpoints: CheckpointStore, log: Any
+        self,
+        config: Config,
+        ledger: Ledger,
+        checkpoints: CheckpointStore,
+        log: Any,
+        *,
+        metrics: RelayerMetrics | None = None,
     ) -> None:
         self.config = config
+        self.metrics = metrics or RelayerMetrics()
         self.ledger = ledger
         self.checkpoints = checkpoints
         self.log = log
@@ -113,6 +121,7 @@ class Core:
                 message = Message.decode(obs.message)
             except MessageFormatError as exc:
                 self.log.error("proof.rejected", chain=origin.name, reason=str(exc))
+                self.metrics.proof_rejected(origin.name, "verify", "message does not decode")
                 continue
             message_id = message.id
             destination: ChainConfig | None
@@ -157,6 +166,7 @@ class Core:
         for row, (mid, reason) in zip(rows, verdicts, strict=True):
             if reason is not None:
                 self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason=reason)
+                self.metrics.proof_rejected(row.origin_chain, "verify", reason)
                 continue
             self.log.info(
                 "message.verified",

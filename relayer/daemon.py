@@ -21,28 +21,36 @@ from relayer.delivery import DeliveryWorker
 from relayer.errors import StoreError
 from relayer.follower import follow
 from relayer.keys import KeyUnavailableError
-from relayer.metrics import serve_metrics
-from relayer.plugin import load_plugin
+from relayer.metrics import RelayerMetrics, serve_metrics
+from relayer.plugin import Submitter, load_plugin, observing_rpc
+from relayer.retry import describe_error
 from relayer.store import Ledger, PruneReport
 
-__all__ = ["prune_expired", "run_daemon"]
+__all__ = ["prune_expired", "run_daemon", "watch_balance"]
 
 OWNER = "relayer"
 
 
 async def run_daemon(config: Config, log: Any) -> None:
+    metrics = RelayerMetrics.for_config(config)
+    # Every RPC call of this daemon's tasks (they inherit the context) is timed and counted.
+    with observing_rpc(metrics):
+        await _run(config, metrics, log)
+
+
+async def _run(config: Config, metrics: RelayerMetrics, log: Any) -> None:
     ledger = Ledger.open(config.relayer.database)
     ledger.start_checkpointer(log=log)
     runner = None
     try:
         host, port = config.relayer.health_address
         try:
-            runner = await serve_metrics(ledger, host, port, log)
+            runner = await serve_metrics(ledger, host, port, log, metrics=metrics)
         except OSError as exc:
             # Another relayer (or anything) on the port: keep relaying, just without metrics.
             log.error("metrics.unavailable", endpoint=f"{host}:{port}", error=str(exc))
         checkpoints = DirectoryCheckpointStore(config.relayer.checkpoints)
-        core = Core(config, ledger, checkpoints, log)
+        core = Core(config, ledger, checkpoints, log, metrics=metrics)
         for chain in config.chains:
             if chain.finality == "confirmations":
                 log.warning(
@@ -52,7 +60,9 @@ async def run_daemon(config: Config, log: Any) -> None:
                 )
         async with asyncio.TaskGroup() as group:
             for chain in config.chains:
-                watcher = follow(chain, ledger=ledger, owner=OWNER, rpc_url=None, log=log)
+                watcher = follow(
+                    chain, ledger=ledger, owner=OWNER, rpc_url=None, log=log, metrics=metrics
+                )
                 group.create_task(watcher.run(core.accept), name=f"watch:{chain.name}")
             group.create_task(core.collect_attestations(), name="attestations")
             if config.relayer.retention_days > 0:
@@ -72,20 +82,56 @@ async def run_daemon(config: Config, log: Any) -> None:
                 except KeyUnavailableError as exc:
                     log.warning("chain.no_submitter", chain=chain.name, reason=str(exc))
                     continue
+                submitter = plugin.submitter(chain, signer=signer, log=log)
                 worker = DeliveryWorker(
                     chain=chain.name,
-                    submitter=plugin.submitter(chain, signer=signer, log=log),
+                    submitter=submitter,
                     ledger=ledger,
                     log=log,
                     settings=plugin.delivery_settings(chain),
                     wake=core.listen_attested(),
+                    metrics=metrics,
                 )
                 group.create_task(worker.run(), name=f"deliver:{chain.name}")
+                group.create_task(
+                    watch_balance(
+                        chain.name,
+                        signer.printable_address,
+                        submitter,
+                        metrics,
+                        interval=config.relayer.balance_interval,
+                        log=log,
+                    ),
+                    name=f"balance:{chain.name}",
+                )
             log.info("relayer.started", chains=[c.name for c in config.chains])
     finally:
         if runner is not None:
             await runner.cleanup()
         ledger.close()
+
+
+async def watch_balance(
+    chain: str,
+    account: str,
+    submitter: Submitter,
+    metrics: RelayerMetrics,
+    *,
+    interval: float,
+    log: Any,
+) -> None:
+    """Read the balance of the key that delivers to ``chain`` every ``interval`` seconds (the
+    balance metric, and the min_balance check of /readyz). A failed read keeps the last value:
+    the delivery worker reports the endpoint's outage itself."""
+    while True:
+        try:
+            async with asyncio.timeout(30.0):
+                balance = await submitter.balance()
+        except Exception as exc:  # noqa: BLE001  (reading a balance must never stop delivery)
+            log.debug("balance.read_failed", chain=chain, error=describe_error(exc))
+        else:
+            metrics.balance_seen(chain, account, balance, submitter.unit)
+        await asyncio.sleep(interval)
 
 
 _DAY = 86_400.0

@@ -24,6 +24,7 @@ from typing import Any
 from relayer.errors import ChainError, StoreError
 from relayer.failpoints import failpoint
 from relayer.health import HEALTH
+from relayer.metrics import RelayerMetrics
 from relayer.plugin import (
     BroadcastResult,
     Delivery,
@@ -58,8 +59,17 @@ class DeliveryWorker:
         max_attempts: int = 8,
         poll_interval: float = 0.2,
         wake: asyncio.Event | None = None,
+        metrics: RelayerMetrics | None = None,
     ) -> None:
         self.chain = chain
+        metrics = metrics or RelayerMetrics()
+        # Bound once: a labelled child is a dictionary lookup per use otherwise.
+        self._submission_latency = metrics.submission_latency.labels(chain)
+        self._confirmation_latency = metrics.confirmation_latency.labels(chain)
+        self._retries_scheduled = metrics.retries.labels(chain, "scheduled")
+        self._retries_failed = metrics.retries.labels(chain, "failed")
+        self._fee_bumps = metrics.retries.labels(chain, "fee_bump")
+        self._fee_paid = metrics.fee_paid
         self.submitter = submitter
         self.ledger = ledger
         self.log = log.bind(chain=chain)
@@ -208,10 +218,11 @@ class DeliveryWorker:
         checks = [asyncio.ensure_future(self._check(batch)) for batch in batches]
         failure: BaseException | None = None
         ready: list[list[Delivery]] = []
+        due = {r.id: max(r.updated_at, r.next_attempt_at) for batch in batches for r in batch}
         try:
             for batch, check in zip(batches, checks, strict=True):
                 if ready and not check.done():
-                    await self._send(ready)
+                    await self._send(ready, due)
                     ready = []
                 try:
                     deliveries = await check
@@ -227,7 +238,7 @@ class DeliveryWorker:
                 if deliveries:
                     ready.append(deliveries)
             if ready:
-                await self._send(ready)
+                await self._send(ready, due)
         finally:
             for check in checks:
                 check.cancel()
@@ -267,9 +278,12 @@ class DeliveryWorker:
                     )
         return [d for d, good in zip(deliveries, ok, strict=True) if good]
 
-    async def _send(self, groups: Sequence[Sequence[Delivery]]) -> None:
+    async def _send(
+        self, groups: Sequence[Sequence[Delivery]], due: dict[bytes, float] | None = None
+    ) -> None:
         """Sign one transaction per group at consecutive nonces, record them all in one ledger
-        transaction, then queue them for broadcast in nonce order."""
+        transaction, then queue them for broadcast in nonce order. ``due``: when each message
+        became due (wall clock), for the submission latency."""
         signed: list[PendingTx] = []
         failure: BaseException | None = None
         for deliveries in groups:
@@ -309,6 +323,14 @@ class DeliveryWorker:
                 signed = []
             else:
                 failpoint("after_record")
+                if due:
+                    recorded = time.time()
+                    observe = self._submission_latency.observe
+                    for pending in signed:
+                        for mid in pending.message_ids:
+                            since = due.get(mid)
+                            if since is not None:
+                                observe(max(0.0, recorded - since))
         for pending in signed:
             self.in_flight[pending.nonce] = pending
             self.log.info(
@@ -375,6 +397,7 @@ class DeliveryWorker:
     def _retry(self, record: MessageRecord, error: str) -> None:
         if record.attempts + 1 >= self.max_attempts:
             self.ledger.transition(record.id, State.FAILED, error=error)
+            self._retries_failed.inc()
             self.log.error(
                 "submit.failed",
                 message_id="0x" + record.id.hex(),
@@ -384,6 +407,7 @@ class DeliveryWorker:
             return
         delay = backoff_delay(record.attempts + 1, base=2.0, cap=300.0)
         self.ledger.schedule_retry(record.id, error=error, delay=delay)
+        self._retries_scheduled.inc()
         self.log.warning(
             "retry.scheduled",
             message_id="0x" + record.id.hex(),
@@ -529,6 +553,7 @@ class DeliveryWorker:
             tx_nonce=bumped.nonce,
             raw_tx=bumped.encode(),
         )
+        self._fee_bumps.inc()
         self.in_flight[bumped.nonce] = bumped
         # A new transaction at this nonce: its resends start over from the first interval.
         self._sent[bumped.nonce] = (time.monotonic(), 0)
@@ -568,6 +593,11 @@ class DeliveryWorker:
             )
 
     async def _settle(self, pending: PendingTx, outcomes: list[DeliveryOutcome]) -> None:
+        if pending.signed_at > 0:  # 0: signed by a version that did not say when
+            self._confirmation_latency.observe(max(0.0, time.time() - pending.signed_at))
+        fee = next((o.fee for o in outcomes if o.fee is not None), None)
+        if fee:
+            self._fee_paid.labels(self.chain, self.submitter.unit).inc(fee)
         delivered = [o.message_id for o in outcomes if o.delivered]
         mined = next((o.tx_hash for o in outcomes if o.tx_hash), None)
         if delivered and mined is not None:

@@ -12,6 +12,7 @@ blocks. The cursor advances only after the sink returned, so nothing is skipped.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,7 @@ import structlog
 from proofs import ProofError
 from relayer.errors import ChainError, TransientChainError
 from relayer.health import HEALTH
+from relayer.metrics import RelayerMetrics
 from relayer.plugin import ChainReader, Observation, ObservationSink, load_plugin
 from relayer.retry import backoff_delay, describe_error
 from relayer.store import Cursor, Ledger
@@ -85,13 +87,33 @@ class LedgerCursor:
 
 
 class Follower:
-    """Hands a chain's final observations to a sink, block range by block range, for ever."""
+    """Hands a chain's final observations to a sink, block range by block range, for ever.
 
-    def __init__(self, *, chain: str, reader: ChainReader, cursor: LedgerCursor, log: Any) -> None:
+    With a ``block_time`` (the chain makes blocks on its own), a watchdog restarts the
+    reader's head subscription once it has said nothing for ``stall_after_blocks`` block times:
+    a node can stop sending on a socket that stays open, and then the watcher would fall back
+    to polling for as long as the socket lives. With ``metrics``, the node's newest head is
+    read every block time (or poll interval) for the head metric and ``/readyz``."""
+
+    def __init__(
+        self,
+        *,
+        chain: str,
+        reader: ChainReader,
+        cursor: LedgerCursor,
+        log: Any,
+        metrics: RelayerMetrics | None = None,
+        block_time: float | None = None,
+        stall_after_blocks: int = 10,
+    ) -> None:
         self.chain = chain
         self.reader = reader
         self.cursor = cursor
         self.log = (log or structlog.get_logger()).bind(chain=chain)
+        self.metrics = metrics
+        self.block_time = block_time
+        self.stall_after_blocks = stall_after_blocks
+        self._reconnects = (metrics or RelayerMetrics()).stream_reconnects.labels(chain)
 
     async def run(self, sink: ObservationSink) -> None:
         """Returns only when cancelled; the reader's connections are closed then."""
@@ -99,8 +121,58 @@ class Follower:
             async with asyncio.TaskGroup() as group:
                 group.create_task(self.reader.background(self.cursor), name=f"reader:{self.chain}")
                 group.create_task(self._follow(sink), name=f"follow:{self.chain}")
+                if self.metrics is not None:
+                    group.create_task(self._watch_head(), name=f"head:{self.chain}")
+                if self.block_time is not None:
+                    threshold = self.block_time * self.stall_after_blocks
+                    group.create_task(self.watchdog(threshold), name=f"watchdog:{self.chain}")
         finally:
             await self.reader.close()
+
+    async def _watch_head(self) -> None:
+        """The node's newest head, every block time: what the head metric shows and the stall
+        check of /readyz watches. A failed read is only a head not seen (the follower logs
+        the outage itself); this task must never end the watcher."""
+        assert self.metrics is not None
+        interval = self.block_time or self.reader.poll_interval
+        while True:
+            try:
+                async with asyncio.timeout(max(interval, 5.0)):
+                    head = await self.reader.latest_head()
+            except Exception as exc:  # noqa: BLE001  (see the docstring)
+                self.log.debug("heads.read_failed", error=describe_error(exc))
+            else:
+                self.metrics.head_seen(self.chain, head)
+            await asyncio.sleep(interval)
+
+    async def watchdog(self, threshold: float) -> None:
+        """Restart the head subscription whenever it has been silent for ``threshold``
+        seconds, counting each restart; the first of an outage is logged as a warning, its
+        end (a head announced after a restart) once as information."""
+        check_every = min(max(threshold / 4, 0.25), 5.0)
+        restarts = 0
+        restarted_at = 0.0
+        while True:
+            await asyncio.sleep(check_every)
+            idle = self.reader.head_stream_idle()
+            if idle is None:
+                continue  # no subscription (or none any more): polling only
+            if idle <= threshold:
+                # A head announced after the last restart ends the outage.
+                if restarts and idle < time.monotonic() - restarted_at:
+                    self.log.info("heads.stream_recovered", restarts=restarts)
+                    restarts = 0
+                continue
+            restarts += 1
+            self._reconnects.inc()
+            (self.log.warning if restarts == 1 else self.log.debug)(
+                "heads.stream_restarted",
+                silent_s=round(idle, 1),
+                threshold_s=threshold,
+                restarts=restarts,
+            )
+            self.reader.restart_head_stream()
+            restarted_at = time.monotonic()
 
     async def _follow(self, sink: ObservationSink) -> None:
         endpoint = self.reader.endpoint
@@ -133,6 +205,8 @@ class Follower:
                 # (a later honest answer passes; a lie never does).
                 attempt += 1
                 self.log.error("proof.rejected", endpoint=endpoint, reason=str(exc))
+                if self.metrics is not None:
+                    self.metrics.proof_rejected(self.chain, "read", type(exc).__name__)
                 await asyncio.sleep(backoff_delay(attempt, base=1.0, cap=30.0))
                 continue
             HEALTH.succeeded(self.log, self.chain, endpoint)
@@ -202,9 +276,11 @@ def follow(
     rpc_url: str | None,
     log: Any,
     prepared: Callable[[Sequence[Observation]], None] | None = None,
+    metrics: RelayerMetrics | None = None,
 ) -> Follower:
     """A follower of ``chain`` whose cursor is kept in ``ledger`` under
-    ``owner`` ("relayer", "attester:<name>"), reading through its plugin's ``reader``."""
+    ``owner`` ("relayer", "attester:<name>"), reading through its plugin's ``reader``; with
+    its head watchdog when the chain has a ``block_time``."""
     mode = chain.light_client_mode
     reader = load_plugin(chain.type).reader(
         chain,
@@ -214,4 +290,12 @@ def follow(
         light_client=None if mode is None else LedgerLightClient(ledger, chain.name, owner, mode),
     )
     cursor = LedgerCursor(ledger, chain.name, owner, start_block=reader.start_block)
-    return Follower(chain=chain.name, reader=reader, cursor=cursor, log=log)
+    return Follower(
+        chain=chain.name,
+        reader=reader,
+        cursor=cursor,
+        log=log,
+        metrics=metrics,
+        block_time=chain.block_time,
+        stall_after_blocks=chain.stall_after_blocks,
+    )

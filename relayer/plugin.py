@@ -11,7 +11,10 @@ delivery (``relayer.delivery``), are the core's.
 from __future__ import annotations
 
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -40,12 +43,16 @@ __all__ = [
     "Observation",
     "ObservationSink",
     "PendingTx",
+    "RpcObserver",
     "Signer",
     "Span",
     "Submitter",
     "VerifiedMessage",
     "load_plugin",
+    "observe_rpc",
+    "observing_rpc",
     "reload_plugins",
+    "rpc_call",
 ]
 
 ENTRY_POINT_GROUP = "relayer.chains"
@@ -93,6 +100,10 @@ class DeliveryOutcome:
     delivered: bool
     tx_hash: bytes | None = None
     error: str | None = None
+    #: what the transaction that carried it cost its signer, in the chain's smallest unit
+    #: (``Submitter.unit``); the same value on every outcome of one transaction, None when
+    #: the chain did not say
+    fee: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +197,22 @@ class ChainReader(Protocol):
         unknown), so that blocks prepared ahead are used only where they link to it."""
         ...
 
+    async def latest_head(self) -> int:
+        """The number of the node's newest block, final or not: what the head metric shows and
+        the stall check of ``/readyz`` watches. Raises ``TransientChainError``."""
+        ...
+
+    def head_stream_idle(self) -> float | None:
+        """Seconds since the head subscription last announced a head, or since it was
+        (re)started if it announced none since; None when the reader has no subscription."""
+        ...
+
+    def restart_head_stream(self) -> None:
+        """Drop the head subscription and subscribe again (the watchdog's remedy for one that
+        went silent while the chain makes blocks: a node can stop sending on a socket that
+        stays open). Returns at once; does nothing when there is no subscription."""
+        ...
+
     async def close(self) -> None:
         """Release connections (at shutdown)."""
         ...
@@ -223,6 +250,9 @@ class Submitter(Protocol):
 
     #: the endpoint as it may be logged (no credentials)
     endpoint: str
+    #: the chain's smallest unit of account, in which fees and balances are counted
+    #: ("wei", "planck"): the ``unit`` label of the fee and balance metrics
+    unit: str
 
     async def start(self) -> None:
         """Check the endpoint serves the configured chain. Raises ``PermanentChainError``."""
@@ -230,6 +260,11 @@ class Submitter(Protocol):
 
     async def close(self) -> None:
         """Release connections (at shutdown)."""
+        ...
+
+    async def balance(self) -> int:
+        """The signer's spendable balance in ``unit`` (what pays for deliveries), as the node
+        says it now. Raises ``TransientChainError``."""
         ...
 
     async def delivered_flags(self, message_ids: Sequence[bytes]) -> list[bool]:
@@ -382,6 +417,54 @@ class ChainPlugin(Protocol):
         """A submitter for ``chain`` as a destination, signing with ``signer`` (which this
         plugin's ``load_signer`` made)."""
         ...
+
+
+class RpcObserver(Protocol):
+    """Told of every call a plugin's RPC layer makes (the daemon's metrics)."""
+
+    def rpc_call(self, endpoint: str, method: str, seconds: float, error: str | None) -> None:
+        """One call to ``endpoint`` (redacted: no credentials) took ``seconds``; ``error`` is
+        the failure's class name, None for an answer."""
+        ...
+
+
+# Per daemon, not per process: tests run several daemons in one process, each with metrics of
+# its own. Tasks (and asyncio.to_thread) copy the context they were created in, so every call
+# made under ``observing_rpc`` reaches that daemon's observer and no other.
+_RPC_OBSERVER: ContextVar[RpcObserver | None] = ContextVar("relayer_rpc_observer", default=None)
+
+
+@contextmanager
+def observing_rpc(observer: RpcObserver) -> Iterator[None]:
+    """RPC calls made in this context (and in tasks created in it) go to ``observer``."""
+    token = _RPC_OBSERVER.set(observer)
+    try:
+        yield
+    finally:
+        _RPC_OBSERVER.reset(token)
+
+
+def observe_rpc(endpoint: str, method: str, seconds: float, error: str | None = None) -> None:
+    """For a plugin's RPC layer: report one call (see ``RpcObserver.rpc_call``)."""
+    observer = _RPC_OBSERVER.get()
+    if observer is not None:
+        observer.rpc_call(endpoint, method, seconds, error)
+
+
+@contextmanager
+def rpc_call(endpoint: str, method: str) -> Iterator[None]:
+    """For a plugin's RPC layer: time the call made in this block and report it (an exception
+    counts as an error, by its class name, and propagates)."""
+    if _RPC_OBSERVER.get() is None:  # no daemon listening (the CLI, an attester): no cost
+        yield
+        return
+    started = time.perf_counter()
+    try:
+        yield
+    except Exception as exc:  # a cancellation is no error of the endpoint: not counted
+        observe_rpc(endpoint, method, time.perf_counter() - started, type(exc).__name__)
+        raise
+    observe_rpc(endpoint, method, time.perf_counter() - started)
 
 
 @cache

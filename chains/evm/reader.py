@@ -77,6 +77,16 @@ class EvmReader:
                 group.create_task(self.heads.run(), name=f"heads:{self.chain}")
             group.create_task(self._read_ahead(cursor), name=f"read-ahead:{self.chain}")
 
+    async def latest_head(self) -> int:
+        return await self.rpc.block_number()
+
+    def head_stream_idle(self) -> float | None:
+        return self.heads.idle() if self.heads is not None else None
+
+    def restart_head_stream(self) -> None:
+        if self.heads is not None:
+            self.heads.restart()
+
     async def wait_for_head(self, timeout: float) -> None:
         if self.heads is not None:
             await self.heads.wait(timeout)

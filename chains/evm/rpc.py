@@ -21,6 +21,7 @@ import structlog
 from chains.evm.errors import RpcError, RpcErrorKind, classify_rpc_error
 from relayer.errors import PermanentChainError, TransientChainError
 from relayer.keys import redact_url
+from relayer.plugin import rpc_call
 from relayer.retry import retrying_transient
 
 __all__ = ["EvmRpc", "RpcError"]
@@ -39,6 +40,7 @@ _IDEMPOTENT = frozenset(
         "eth_simulateV1",
         "eth_getTransactionCount",
         "eth_getTransactionReceipt",
+        "eth_getBalance",
     }
 )
 
@@ -110,10 +112,11 @@ class EvmRpc:
 
     async def _request_once(self, method: str, params: tuple[Any, ...]) -> Any:
         request = {"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params}
-        with self._mapped(method):
-            async with asyncio.timeout(self._timeout):
-                response = await self._post(request)
-        return self._result(method, response)
+        with rpc_call(self.endpoint, method):
+            with self._mapped(method):
+                async with asyncio.timeout(self._timeout):
+                    response = await self._post(request)
+            return self._result(method, response)
 
     async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
         """Several calls in one HTTP round trip; results in call order."""
@@ -124,7 +127,7 @@ class EvmRpc:
             {"jsonrpc": "2.0", "id": i, "method": m, "params": p}
             for i, (m, p) in zip(ids, calls, strict=True)
         ]
-        with self._mapped("batch"):
+        with rpc_call(self.endpoint, "batch"), self._mapped("batch"):
             async with asyncio.timeout(self._timeout * 2):
                 responses = await self._post(requests)
         if not isinstance(responses, list) or len(responses) != len(calls):
@@ -231,6 +234,10 @@ class EvmRpc:
                 message = f"{message} (data: {error['data']})"
             raise RpcError(self.endpoint, "eth_simulateV1", message, RpcErrorKind.REVERTED)
         return _data(outcome.get("returnData"), "eth_simulateV1"), _quantity(gas, "eth_simulateV1")
+
+    async def balance(self, address: str, tag: str = "latest") -> int:
+        """The account's balance in wei."""
+        return _quantity(await self.request("eth_getBalance", address, tag), "eth_getBalance")
 
     async def nonce(self, address: str, tag: str = "pending") -> int:
         return _quantity(

@@ -169,6 +169,7 @@ class EvmSubmitter:
         self.config = config
         self.rpc = rpc
         self.endpoint = rpc.endpoint
+        self.unit = "wei"
         self.key = key
         self.sender = key.checksum_address
         self.gateway = config.gateway
@@ -208,6 +209,10 @@ class EvmSubmitter:
         self._nonces.release(nonce)
 
     # --- reads ---------------------------------------------------------------------------------
+
+    async def balance(self) -> int:
+        """The signer's balance in wei."""
+        return await self.rpc.balance(self.sender)
 
     async def delivered_flags(self, message_ids: Sequence[bytes]) -> list[bool]:
         calls = [
@@ -421,9 +426,12 @@ class EvmSubmitter:
     def _outcomes(
         self, batch: SignedBatch, tx_hash: bytes, receipt: dict[str, Any]
     ) -> list[DeliveryOutcome]:
+        fee = _fee_paid(receipt)
         if int(receipt.get("status", "0x0"), 16) != 1:
             return [
-                DeliveryOutcome(mid, delivered=False, tx_hash=tx_hash, error="transaction reverted")
+                DeliveryOutcome(
+                    mid, delivered=False, tx_hash=tx_hash, error="transaction reverted", fee=fee
+                )
                 for mid in batch.message_ids
             ]
         delivered: set[bytes] = set()
@@ -448,6 +456,16 @@ class EvmSubmitter:
                 # Neither event: the Gateway skipped it as already delivered (by another
                 # relayer or an earlier transaction of ours); the core confirms with delivered().
                 error=None if mid in delivered else failed.get(mid, "skipped: already delivered"),
+                fee=fee,
             )
             for mid in batch.message_ids
         ]
+
+
+def _fee_paid(receipt: dict[str, Any]) -> int | None:
+    """Wei the transaction cost its sender: gas used times the price it paid (a receipt of a
+    node that leaves either out says nothing, rather than something wrong)."""
+    try:
+        return int(receipt["gasUsed"], 16) * int(receipt["effectiveGasPrice"], 16)
+    except (KeyError, TypeError, ValueError):
+        return None

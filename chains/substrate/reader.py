@@ -11,6 +11,7 @@ the signer, are skipped with a logged reason: nothing of them is handed over.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -88,6 +89,13 @@ class SubstrateReader:
         )
         self._head = asyncio.Event()
         self._limit = asyncio.Semaphore(_CONCURRENCY)
+        # The head subscription: when it last announced a head (or was restarted), the task of
+        # the current attempt, and whether the watchdog asked for a new one.
+        self._last_head = time.monotonic()
+        self._subscribed_at = 0.0
+        self._subscription: asyncio.Task[None] | None = None
+        self._restart = False
+        self._retry_now = asyncio.Event()
 
     # --- the connection ------------------------------------------------------------------------
 
@@ -129,20 +137,55 @@ class SubstrateReader:
         """Wake the follower on every finalized head; polling covers a lost subscription."""
         attempt = 0
         while True:
+            self._subscription = asyncio.create_task(self._subscribe())
             try:
-                async with SubstrateRpc.connect(self.url, chain=self.chain) as rpc:
-                    async for _ in rpc.finalized_heads():
-                        attempt = 0
-                        self._head.set()
+                await self._subscription
             except asyncio.CancelledError:
-                raise
+                running = asyncio.current_task()
+                if not self._restart or (running is not None and running.cancelling()):
+                    raise
+                self._restart = False  # restart_head_stream: subscribe again at once
+                continue
             except Exception as exc:  # noqa: BLE001  (any failure: poll until it is back)
-                attempt += 1
+                attempt = 1 if self._last_head > self._subscribed_at else attempt + 1
                 if attempt == 1:
                     self.log.warning(
                         "heads.subscription_lost", error=f"{type(exc).__name__}: {exc}"
                     )
-            await asyncio.sleep(backoff_delay(max(attempt, 1), base=1.0, cap=30.0))
+            self._retry_now.clear()
+            try:
+                async with asyncio.timeout(backoff_delay(max(attempt, 1), base=1.0, cap=30.0)):
+                    await self._retry_now.wait()
+            except TimeoutError:
+                pass
+
+    async def _subscribe(self) -> None:
+        self._subscribed_at = time.monotonic()
+        async with SubstrateRpc.connect(self.url, chain=self.chain) as rpc:
+            async for _ in rpc.finalized_heads():
+                self._last_head = time.monotonic()
+                self._head.set()
+
+    async def latest_head(self) -> int:
+        async def head(rpc: SubstrateRpc) -> int:
+            header = await rpc.header()
+            if header is None:
+                raise TransientChainError(f"chain `{self.chain}`: the node has no best header")
+            return header.number
+
+        number: int = await self._call(head)
+        return number
+
+    def head_stream_idle(self) -> float | None:
+        return time.monotonic() - self._last_head
+
+    def restart_head_stream(self) -> None:
+        self._last_head = time.monotonic()
+        if self._subscription is not None and not self._subscription.done():
+            self._restart = True
+            self._subscription.cancel()
+        else:
+            self._retry_now.set()
 
     async def wait_for_head(self, timeout: float) -> None:
         try:

@@ -37,11 +37,13 @@ from chains.substrate.extrinsic import (
     remark_call,
     signed_extrinsic,
 )
+from chains.substrate.storage_keys import account_info_key
 from proofs.errors import MalformedEncodingError
 from proofs.hashing import blake2_256
 from proofs.substrate.scale import ScaleReader, encode_compact
 from relayer.errors import ChainError, PermanentChainError, TransientChainError
 from relayer.keys import redact_url
+from relayer.plugin import rpc_call
 
 __all__ = [
     "Block",
@@ -457,7 +459,7 @@ class SubstrateRpc:
             {"jsonrpc": "2.0", "id": request_id, "method": method, "params": list(params)}
         )
         try:
-            with _map_errors(self.chain, self.endpoint, method):
+            with rpc_call(self.endpoint, method), _map_errors(self.chain, self.endpoint, method):
                 async with asyncio.timeout(self.timeout if timeout is None else timeout):
                     await self._ws.send(payload)
                     answer = await future
@@ -578,6 +580,19 @@ class SubstrateRpc:
         answer = await self.request("system_accountNextIndex", [ss58_encode(account_id)])
         with _map_errors(self.chain, self.endpoint, "system_accountNextIndex"):
             return int(answer)
+
+    async def free_balance(self, account_id: bytes) -> int:
+        """The account's free balance in the chain's smallest unit (``System.Account``'s
+        ``data.free``: after nonce, consumers, providers and sufficients, four u32s); 0 for an
+        account the chain does not hold."""
+        answer = await self.request("state_getStorage", [_hex(account_info_key(account_id))])
+        if answer is None:
+            return 0
+        with _map_errors(self.chain, self.endpoint, "System.Account"):
+            raw = _unhex(answer)
+            if len(raw) < 32:
+                raise ValueError(f"AccountInfo of {len(raw)} bytes is too short")
+            return int.from_bytes(raw[16:32], "little")
 
     async def fee_estimate(self, extrinsic: bytes, at: bytes | None = None) -> int:
         """``payment_queryInfo``'s partial fee (base + length + weight fee, no tip)."""

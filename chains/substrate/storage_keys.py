@@ -8,7 +8,9 @@ checked against the well-known ``System.Events`` key in the tests).
 
 from __future__ import annotations
 
-__all__ = ["plain_storage_key", "twox128", "xxh64"]
+import hashlib
+
+__all__ = ["account_info_key", "plain_storage_key", "twox128", "xxh64"]
 
 _MASK = (1 << 64) - 1
 _P1 = 0x9E3779B185EBCA87
@@ -81,3 +83,9 @@ def twox128(data: bytes) -> bytes:
 def plain_storage_key(pallet: str, item: str) -> bytes:
     """The key of a ``StorageValue`` (no map hasher): ``twox128(pallet) ++ twox128(item)``."""
     return twox128(pallet.encode()) + twox128(item.encode())
+
+
+def account_info_key(account_id: bytes) -> bytes:
+    """The key of ``System.Account(account_id)``: a map hashed with ``Blake2_128Concat``."""
+    hashed = hashlib.blake2b(account_id, digest_size=16).digest() + account_id
+    return plain_storage_key("System", "Account") + hashed

@@ -163,6 +163,7 @@ class SubstrateSubmitter:
         self.config = config
         self.signer = signer
         self.endpoint = redact_url(config.rpc)
+        self.unit = "planck"
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self._scan_window = scan_window
         # What the decoder expects, from the config (checked against the node at connect).
@@ -239,6 +240,10 @@ class SubstrateSubmitter:
     def release_nonce(self, nonce: int) -> None:
         """A nonce taken but never sent: hand it out again (only the latest one can be)."""
         self._nonces.release(nonce)
+
+    async def balance(self) -> int:
+        """The signer's free balance, in the chain's smallest unit."""
+        return await self._call(lambda rpc: rpc.free_balance(self.signer.address))
 
     # --- the delivered index -------------------------------------------------------------------
 

@@ -90,6 +90,15 @@ class FakeReader:
             raise TransientChainError(f"chain `{self.chain}`: {self.endpoint} has no head")
         return int(answer["number"])
 
+    async def latest_head(self) -> int:
+        return await self._poll_head()
+
+    def head_stream_idle(self) -> float | None:
+        return None  # no subscription: the family long-polls its node for heads
+
+    def restart_head_stream(self) -> None:
+        return
+
     async def wait_for_head(self, timeout: float) -> None:
         started = asyncio.get_running_loop().time()
         try:

@@ -91,6 +91,7 @@ class FakeSubmitter:
         self.signer = signer
         self.client = NodeClient(config.rpc, chain=chain_name, timeout=config.request_timeout)
         self.endpoint = self.client.endpoint
+        self.unit = "unit"
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self._nonces = NonceCounter()
 
@@ -119,6 +120,10 @@ class FakeSubmitter:
 
     def release_nonce(self, nonce: int) -> None:
         self._nonces.release(nonce)
+
+    async def balance(self) -> int:
+        """The fake chain has no fees: every account holds 0."""
+        return 0
 
     # --- checks --------------------------------------------------------------------------------
 
