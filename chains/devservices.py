@@ -205,10 +205,11 @@ def chopsticks(
     chain_name: str, host: str, port: int, spec: Path | None, ready_file: Path | None
 ) -> None:
     """A chopsticks chain from the Kusama spec, building a block per extrinsic."""
-    from chains.substrate.devservices import start_dev_chopsticks  # noqa: PLC0415
+    from chains.substrate.chopsticks import start_chopsticks  # noqa: PLC0415
 
     ready = ReadyFile(ready_file)
-    node = start_dev_chopsticks(chain_name=chain_name, host=host, port=port, spec=spec)
+    # A given port is tried once (start_chopsticks): the caller chose it, others were told it.
+    node = start_chopsticks(chain_name=chain_name, host=host, port=port, spec=spec)
     facts = {"service": "chopsticks", "chain": chain_name, "host": host, "port": port}
     try:
         _serve(ready, facts, lambda: node.process.poll() is None)

@@ -1,7 +1,8 @@
 """Local anvil chains: the devnet's and the tests' (anvil 1.7.1 from the repo's node_modules).
 
-``start_anvil(chain_id)`` runs the binary on a free 127.0.0.1 port and returns once it answers
-``eth_chainId``; ``AnvilNode.stop()`` ends exactly the process it started.
+``start_anvil(chain_id)`` runs the binary on a free 127.0.0.1 port (or on the ``host`` and
+``port`` given: ``relayer-dev anvil``) and returns once it answers ``eth_chainId``;
+``AnvilNode.stop()`` ends exactly the process it started.
 """
 
 from __future__ import annotations
@@ -94,40 +95,52 @@ class AnvilNode:
 def start_anvil(
     chain_id: int = 31337,
     *,
+    host: str = "127.0.0.1",
+    port: int | None = None,
     block_time: float | None = None,
     extra_args: Sequence[str] = (),
     timeout: float = _START_TIMEOUT_S,
 ) -> AnvilNode:
-    """Start anvil on a free 127.0.0.1 port and wait until it answers ``eth_chainId``.
+    """Start anvil bound to ``host`` and wait until it answers ``eth_chainId``.
 
+    ``port`` None: a free port, and another if that one was taken between choosing and
+    binding. A given port is tried once: the caller chose it and told others about it.
     ``block_time`` (seconds) switches from mining each transaction at once to interval mining.
-    Raises ``AnvilError`` if anvil is missing or does not start. Retries on another port if the
-    chosen one was taken between choosing and binding.
+    Raises ``AnvilError`` if anvil is missing or does not start.
     """
     binary = anvil_binary()
     if binary is None:
         raise AnvilError(f"anvil not found under {_NODE_MODULES}: run `make setup` (npm ci)")
     last_error = ""
-    for _ in range(_START_ATTEMPTS):
-        node = _spawn(binary, chain_id, block_time, extra_args)
+    for _ in range(_START_ATTEMPTS if port is None else 1):
+        chosen = port if port is not None else free_port()
+        node = _spawn(binary, chain_id, host, chosen, block_time, extra_args)
         try:
             _wait_ready(node, timeout)
         except AnvilError as exc:
             last_error = f"{exc}\n--- anvil output ---\n{node.log_tail()}"
             node.stop()
             continue
+        except BaseException:
+            # Ctrl-C or a test timeout while waiting: the chain must not outlive us.
+            node.stop()
+            raise
         return node
     raise AnvilError(f"anvil (chain id {chain_id}) did not start: {last_error}")
 
 
 def _spawn(
-    binary: Path, chain_id: int, block_time: float | None, extra_args: Sequence[str]
+    binary: Path,
+    chain_id: int,
+    host: str,
+    port: int,
+    block_time: float | None,
+    extra_args: Sequence[str],
 ) -> AnvilNode:
-    port = free_port()
     args = [
         str(binary),
         "--host",
-        "127.0.0.1",
+        host,
         "--port",
         str(port),
         "--chain-id",
@@ -142,15 +155,23 @@ def _spawn(
     process = subprocess.Popen(  # noqa: S603  (our own binary, fixed args)
         args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
     )
+    reach = _client_host(host)
     return AnvilNode(
-        url=f"http://127.0.0.1:{port}",
-        ws_url=f"ws://127.0.0.1:{port}",
+        url=f"http://{reach}:{port}",
+        ws_url=f"ws://{reach}:{port}",
         chain_id=chain_id,
         port=port,
         process=process,
         log_path=Path(log_name),
         _log=log,
     )
+
+
+def _client_host(host: str) -> str:
+    """Where a local client reaches a server bound to ``host``: a wildcard bind through
+    loopback. (``chains.substrate.chopsticks`` has the same rule; one family does not import
+    the other.)"""
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104  (compared, not bound)
 
 
 def _wait_ready(node: AnvilNode, timeout: float) -> None:

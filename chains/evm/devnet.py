@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,17 @@ from relayer.config import ChainConfig, Config, load_config
 if TYPE_CHECKING:
     from chains.substrate.devnet import SubstrateDevChain
 
-__all__ = ["DEV_KEYS", "Devnet", "run_devnet", "send_messages"]
+__all__ = [
+    "BEACON_FINALITY_LAG",
+    "BEACON_FIRST_SLOT",
+    "DEV_KEYS",
+    "Deployment",
+    "Devnet",
+    "deploy_contracts",
+    "deployment_address",
+    "run_devnet",
+    "send_messages",
+]
 
 DEPLOYER, SUBMITTER_A, SUBMITTER_B, SENDER_A, SENDER_B = 0, 1, 2, 3, 4
 ATTESTERS = (5, 6, 7)
@@ -50,12 +61,9 @@ ARTIFACTS = Path(__file__).resolve().parent / "contracts" / "artifacts"
 _SEND_SELECTOR = keccak256(b"send(uint32,bytes32,bytes)")[:4]
 # The dev beacon server finalizes 2 slots (2 s with anvil's 1 s blocks) behind the head, as
 # confirmations = 2 does, and starts at slot 48: a sync-committee period (64 slots) ends at
-# block 16, so a demo crosses one.
-_BEACON_LAG = 2
-_FIRST_SLOT = 48
-# Blocks after the GRANDPA checkpoint at which the dev voters' set changes: the first block
-# of traffic, so that every demo crosses the change (a demo builds only a few blocks there).
-_VOTER_CHANGE_DELAY = 1
+# block 16, so a demo crosses one. `relayer-dev beacon` defaults to the same.
+BEACON_FINALITY_LAG = 2
+BEACON_FIRST_SLOT = 48
 
 
 def _address(index: int) -> str:
@@ -64,6 +72,13 @@ def _address(index: int) -> str:
 
 def _created_address(sender: str, nonce: int) -> str:
     return "0x" + keccak256(rlp.encode([bytes.fromhex(sender[2:]), nonce]))[12:].hex()
+
+
+def deployment_address(nonce: int) -> str:
+    """The address (lowercase hex) of the contract that the deployer, anvil account #0, creates
+    with its transaction ``nonce``: on a fresh chain ``deploy_contracts`` puts the Gateway at
+    ``deployment_address(0)``, the address the example config defaults to."""
+    return _created_address(_address(DEPLOYER), nonce)
 
 
 def _artifact(name: str) -> dict[str, Any]:
@@ -111,7 +126,18 @@ async def _sign_and_send(
     return hashes
 
 
-async def _deploy(node: AnvilNode, domain: int) -> tuple[str, str]:
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """Where ``deploy_contracts`` put the contracts (lowercase hex addresses)."""
+
+    gateway: str
+    recipient: str
+
+
+async def deploy_contracts(node: AnvilNode, domain: int) -> Deployment:
+    """Deploy a Gateway for ``domain`` (committee: anvil accounts #5-#7, threshold 2) and a
+    TestRecipient from account #0, and wait for both to be mined. Raises ``RuntimeError`` if a
+    deployment reverts or is not mined within 30 s."""
     rpc = EvmRpc(node.url)
     try:
         gateway = _artifact("Gateway")
@@ -133,7 +159,10 @@ async def _deploy(node: AnvilNode, domain: int) -> tuple[str, str]:
             receipt = await _wait_receipt(rpc, tx_hash)
             if int(receipt["status"], 16) != 1:
                 raise RuntimeError(f"deployment on chain {node.chain_id} reverted")
-        return _created_address(deployer, first), _created_address(deployer, first + 1)
+        return Deployment(
+            gateway=_created_address(deployer, first),
+            recipient=_created_address(deployer, first + 1),
+        )
     finally:
         await rpc.close()
 
@@ -248,16 +277,18 @@ class Devnet:
         self.anvils.append(chain_a)
         chain_b = start_anvil(31338, block_time=self.block_times[1])
         self.anvils.append(chain_b)
-        gateway_a, self.recipients["chain-a"] = asyncio.run(_deploy(chain_a, 1000))
-        gateway_b, self.recipients["chain-b"] = asyncio.run(_deploy(chain_b, 2000))
+        deployed_a = asyncio.run(deploy_contracts(chain_a, 1000))
+        deployed_b = asyncio.run(deploy_contracts(chain_b, 2000))
+        self.recipients["chain-a"] = deployed_a.recipient
+        self.recipients["chain-b"] = deployed_b.recipient
         self.env = {
             **os.environ,
             "CHAIN_A_RPC": chain_a.url,
             "CHAIN_B_RPC": chain_b.url,
             "CHAIN_A_WS": chain_a.ws_url,
             "CHAIN_B_WS": chain_b.ws_url,
-            "CHAIN_A_GATEWAY": gateway_a,
-            "CHAIN_B_GATEWAY": gateway_b,
+            "CHAIN_A_GATEWAY": deployed_a.gateway,
+            "CHAIN_B_GATEWAY": deployed_b.gateway,
             "RELAYER_DATA_DIR": str(self.work),
             "RELAYER_HEALTH": f"127.0.0.1:{free_port()}",
             "RELAYER_KEY_CHAIN_A": DEV_KEYS[SUBMITTER_A],
@@ -278,7 +309,9 @@ class Devnet:
         settings = chain.plugin_config(EvmChainConfig).sync_committee
         if settings is None or settings.trusted_block_root != "dev":
             return  # a real beacon node is the operator's to run
-        beacon = start_beacon_dev(node.url, finality_lag=_BEACON_LAG, first_slot=_FIRST_SLOT)
+        beacon = start_beacon_dev(
+            node.url, finality_lag=BEACON_FINALITY_LAG, first_slot=BEACON_FIRST_SLOT
+        )
         self.finality_sources[chain.name] = beacon
         self.env[_env_name(chain.name, "BEACON")] = beacon.url
 
@@ -291,6 +324,7 @@ class Devnet:
             RECIPIENT_URI,
             SUBMITTER_URI,
             SubstrateDevChain,
+            dev_voter_schedule,
         )
         from chains.substrate.keys import Sr25519Keypair  # noqa: PLC0415
 
@@ -300,16 +334,13 @@ class Devnet:
         self.env[_env_name(chain.name, "RPC")] = node.ws_url
         dev_voters = config.grandpa is not None and config.grandpa.checkpoint == "dev"
         if chain.light_client_mode == "grandpa" and dev_voters:
-            from chains.substrate.grandpa_voter import (  # noqa: PLC0415
-                VoterSchedule,
-                start_grandpa_voter,
-            )
+            from chains.substrate.grandpa_voter import start_grandpa_voter  # noqa: PLC0415
 
             # Before any traffic: the voters install themselves and build the checkpoint
-            # block; their set changes _VOTER_CHANGE_DELAY blocks later, during the demo.
+            # block; their set changes during the demo (chains.substrate.devnet).
             voters = start_grandpa_voter(
                 node.ws_url,
-                schedule=VoterSchedule(change_delay=_VOTER_CHANGE_DELAY),
+                schedule=dev_voter_schedule(),
                 log_path=self.work / f"grandpa-voters-{chain.name}.log",
             )
             self.finality_sources[chain.name] = voters

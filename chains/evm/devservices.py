@@ -10,27 +10,21 @@ the Gateway lands at the address the example config defaults to, with the same c
 from __future__ import annotations
 
 import asyncio
-import os
-import subprocess
-import tempfile
 import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chains.evm import beacon_dev
-from chains.evm.anvil import REPO_ROOT, AnvilError, AnvilNode, anvil_binary
-from chains.evm.anvil import _wait_ready as _wait_anvil_ready
-from chains.evm.devnet import _BEACON_LAG, _FIRST_SLOT, _deploy
+from chains.evm.anvil import AnvilNode, start_anvil
+from chains.evm.devnet import BEACON_FINALITY_LAG, BEACON_FIRST_SLOT, deploy_contracts
 
 if TYPE_CHECKING:
     from chains.devservices import ReadyFile
 
 __all__ = ["DevAnvil", "serve_dev_beacon", "start_dev_anvil"]
 
-_START_TIMEOUT_S = 15.0
 _BEACON_READY_POLL_S = 0.2
 
 
@@ -70,36 +64,9 @@ def start_dev_anvil(
     """Start anvil bound to ``host:port``, wait until it answers, deploy the Gateway and the
     TestRecipient. Raises ``AnvilError`` when anvil is missing or does not start (a taken port
     is not retried: the caller chose it, and others were told it)."""
-    from chains.devservices import probe_host  # noqa: PLC0415  (the CLI module imports us)
-
-    binary = anvil_binary()
-    if binary is None:
-        raise AnvilError(f"anvil not found under {REPO_ROOT / 'node_modules'}: run `npm ci`")
-    args = [str(binary), "--host", host, "--port", str(port), "--chain-id", str(chain_id)]
-    args.append("--silent")
-    if block_time is not None:
-        args += ["--block-time", f"{block_time:g}"]
-    fd, log_name = tempfile.mkstemp(prefix=f"anvil-{chain_id}-", suffix=".log")
-    log = os.fdopen(fd, "wb")
-    process = subprocess.Popen(  # noqa: S603  (our own binary, fixed args)
-        args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
-    )
-    reach = probe_host(host)
-    node = AnvilNode(
-        url=f"http://{reach}:{port}",
-        ws_url=f"ws://{reach}:{port}",
-        chain_id=chain_id,
-        port=port,
-        process=process,
-        log_path=Path(log_name),
-        _log=log,
-    )
+    node = start_anvil(chain_id, host=host, port=port, block_time=block_time)
     try:
-        try:
-            _wait_anvil_ready(node, _START_TIMEOUT_S)
-        except AnvilError as exc:
-            raise AnvilError(f"{exc}\n--- anvil output ---\n{node.log_tail()}") from None
-        gateway, recipient = asyncio.run(_deploy(node, domain))
+        deployed = asyncio.run(deploy_contracts(node, domain))
     except BaseException:
         node.stop()
         raise
@@ -107,8 +74,8 @@ def start_dev_anvil(
         node=node,
         domain=domain,
         host=host,
-        gateway=gateway,
-        recipient=recipient,
+        gateway=deployed.gateway,
+        recipient=deployed.recipient,
         block_time=block_time,
     )
 
@@ -127,8 +94,8 @@ def serve_dev_beacon(
     answers ``/eth/v1/beacon/genesis`` (what the devnet waits for) and cleared when it stops."""
     from chains.devservices import probe_host  # noqa: PLC0415
 
-    lag = _BEACON_LAG if finality_lag is None else finality_lag
-    first = _FIRST_SLOT if first_slot is None else first_slot
+    lag = BEACON_FINALITY_LAG if finality_lag is None else finality_lag
+    first = BEACON_FIRST_SLOT if first_slot is None else first_slot
     url = f"http://{probe_host(host)}:{port}"
     stopped = threading.Event()
 

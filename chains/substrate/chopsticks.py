@@ -1,10 +1,11 @@
 """Local Substrate chains for the devnet and the tests (chopsticks 1.5.1, repo node_modules).
 
 ``start_chopsticks()`` starts a chain from the "Kusama Local Testnet" raw chain spec on a free
-127.0.0.1 port and returns once it answers ``system_chain``; ``ChopsticksNode.stop()`` ends the
-whole process group it started. Such a chain has zero state roots, a stand-in extrinsics root
-and no GRANDPA justifications (``../shared/fixtures/substrate/README.md``): it is for wiring and
-throughput, not for proving finality.
+127.0.0.1 port (or on the ``host`` and ``port`` given: ``relayer-dev chopsticks``) and returns
+once it answers ``system_chain``; ``ChopsticksNode.stop()`` ends the whole process group it
+started. Such a chain has zero state roots, a stand-in extrinsics root and no GRANDPA
+justifications (``../shared/fixtures/substrate/README.md``): it is for wiring and throughput,
+not for proving finality.
 """
 
 from __future__ import annotations
@@ -128,10 +129,14 @@ def start_chopsticks(
     chain_name: str | None = None,
     block_mode: BlockMode = "Instant",
     spec: Path | None = None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
     timeout: float = _START_TIMEOUT_S,
 ) -> ChopsticksNode:
-    """Start a chain on a free 127.0.0.1 port and wait until it answers ``system_chain``.
+    """Start a chain bound to ``host`` and wait until it answers ``system_chain``.
 
+    ``port`` None: a free port, and another if that one was taken between choosing and
+    binding. A given port is tried once: the caller chose it and told others about it.
     ``chain_name`` replaces the spec's ``id``, which is what chopsticks answers to
     ``system_chain`` (``name`` is what it answers to ``system_name``): two chains started from
     one spec are otherwise indistinguishable, since both have the genesis hash 0x4545...45.
@@ -152,8 +157,9 @@ def start_chopsticks(
         shutil.rmtree(workdir, ignore_errors=True)
         raise
     last_error = ""
-    for _ in range(_START_ATTEMPTS):
-        node = _spawn(binary, workdir, expected_name, block_mode)
+    for _ in range(_START_ATTEMPTS if port is None else 1):
+        chosen = port if port is not None else free_port()
+        node = _spawn(binary, workdir, expected_name, block_mode, host, chosen)
         try:
             _wait_ready(node, timeout)
         except ChopsticksError as exc:
@@ -181,8 +187,9 @@ def _write_spec(source: Path, target: Path, chain_name: str | None) -> str:
     return str(spec["id"])
 
 
-def _spawn(binary: Path, workdir: Path, chain_name: str, block_mode: BlockMode) -> ChopsticksNode:
-    port = free_port()
+def _spawn(
+    binary: Path, workdir: Path, chain_name: str, block_mode: BlockMode, host: str, port: int
+) -> ChopsticksNode:
     config = workdir / f"chopsticks-{port}.yml"
     # JSON is YAML, and json.dumps quotes paths that YAML would otherwise misread.
     config.write_text(
@@ -190,7 +197,7 @@ def _spawn(binary: Path, workdir: Path, chain_name: str, block_mode: BlockMode) 
             f"{key}: {json.dumps(value)}"
             for key, value in (
                 ("genesis", str(workdir / "spec.json")),
-                ("host", "127.0.0.1"),
+                ("host", host),
                 ("port", port),
                 ("build-block-mode", block_mode),
             )
@@ -208,9 +215,10 @@ def _spawn(binary: Path, workdir: Path, chain_name: str, block_mode: BlockMode) 
         cwd=REPO_ROOT,
         start_new_session=True,
     )
+    reach = _client_host(host)
     return ChopsticksNode(
-        url=f"http://127.0.0.1:{port}",
-        ws_url=f"ws://127.0.0.1:{port}",
+        url=f"http://{reach}:{port}",
+        ws_url=f"ws://{reach}:{port}",
         port=port,
         chain_name=chain_name,
         process=process,
@@ -219,6 +227,12 @@ def _spawn(binary: Path, workdir: Path, chain_name: str, block_mode: BlockMode) 
         spawned_at=started,
         _log=log,
     )
+
+
+def _client_host(host: str) -> str:
+    """Where a local client reaches a server bound to ``host``: a wildcard bind through
+    loopback. (``chains.evm.anvil`` has the same rule; one family does not import the other.)"""
+    return "127.0.0.1" if host in {"0.0.0.0", "::", ""} else host  # noqa: S104  (compared, not bound)
 
 
 def _stop_keeping_workdir(node: ChopsticksNode) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from chains.substrate.chopsticks import ChopsticksNode, start_chopsticks
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.evidence import decode_remark_extrinsic
+from chains.substrate.grandpa_voter import VoterSchedule
 from chains.substrate.keys import Sr25519Keypair
 from chains.substrate.observation import decode_calls
 from chains.substrate.remark import Delivery, RemarkError, decode_remark, encode_dispatch
@@ -22,7 +23,14 @@ from proofs.errors import ProofError
 from proofs.hashing import blake2_256
 from relayer.message import Message
 
-__all__ = ["RECIPIENT_URI", "SENDER_URI", "SUBMITTER_URI", "SubstrateDevChain"]
+__all__ = [
+    "RECIPIENT_URI",
+    "SENDER_URI",
+    "SUBMITTER_URI",
+    "VOTER_CHANGE_DELAY",
+    "SubstrateDevChain",
+    "dev_voter_schedule",
+]
 
 #: the account messages are sent from on the devnet
 SENDER_URI = "//Alice"
@@ -33,6 +41,17 @@ RECIPIENT_URI = "//Charlie"
 # Dispatch remarks per Utility.batch_all extrinsic: chopsticks takes about 7 s for a block of
 # 100 and 21-27 s for one of 1000 (one remark an extrinsic: 0.3-0.9 messages/s).
 _PER_EXTRINSIC = 100
+#: blocks after the GRANDPA checkpoint at which the dev voters' set changes: the first block of
+#: traffic, so that every demo crosses the change (a demo builds only a few blocks there)
+VOTER_CHANGE_DELAY = 1
+
+
+def dev_voter_schedule(change_delay: int | None = None) -> VoterSchedule:
+    """The devnet's GRANDPA voters (``relayer devnet``'s and ``relayer-dev grandpa-voters``'),
+    their set changing ``change_delay`` blocks after the checkpoint: None for
+    ``VOTER_CHANGE_DELAY``, 0 for no change."""
+    delay = VOTER_CHANGE_DELAY if change_delay is None else change_delay
+    return VoterSchedule(change_delay=delay or None)
 
 
 class SubstrateDevChain:

@@ -5,8 +5,9 @@ N ed25519 authorities derived from a public seed are installed on the chain, and
 authority-set change to a second derived set is scheduled through the runtime. The voters
 follow the chain's new blocks and sign a real GRANDPA commit (a precommit of every voter of the
 set in force, one round per justification, the set's id) for every ``every``-th block and always
-for the block that enacts the change. They serve what they signed over a loopback JSON-RPC
-WebSocket the way a node does (``grandpa_proveFinality``), plus two dev methods.
+for the block that enacts the change. They serve what they signed over a JSON-RPC WebSocket
+(loopback unless told otherwise) the way a node does (``grandpa_proveFinality``), plus two dev
+methods.
 
 What chopsticks 1.5.1 does with the runtime's GRANDPA state (measured on the Kusama fixture,
 spec version 1000000; ``tests/integration/test_grandpa_voter.py`` re-checks it):
@@ -39,7 +40,8 @@ set, every later block only by the new set under the next set id. A client boots
 the change was scheduled cannot learn of it on chopsticks (it would on a real node, from the
 header digest): start clients from the checkpoint the voters serve.
 
-Served methods (JSON-RPC 2.0 over WebSocket, 127.0.0.1 only):
+Served methods (JSON-RPC 2.0 over WebSocket; 127.0.0.1 unless ``run_voters`` is given a host, as
+``relayer-dev grandpa-voters`` does in a container):
 
 * ``grandpa_proveFinality(block_number)``: SCALE ``FinalityProof`` as 0x-hex (``finality_proof``
   module), chosen as ``sc-consensus-grandpa``'s ``prove_finality`` chooses: for a block of a past
@@ -63,7 +65,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -94,7 +96,9 @@ __all__ = [
     "LIES",
     "GrandpaVoterError",
     "GrandpaVoterProcess",
+    "InstalledVoters",
     "VoterSchedule",
+    "run_voters",
     "start_grandpa_voter",
     "voter_keys",
 ]
@@ -161,6 +165,15 @@ class VoterSchedule:
         if self.change_delay is not None and self.change_delay < 1:
             # delay 0 enacts in the checkpoint block itself: nothing left to follow.
             raise ValueError("change_delay must be at least 1 (or None for no change)")
+
+
+@dataclass(frozen=True, slots=True)
+class InstalledVoters:
+    """What ``run_voters`` reports once the voters serve: the checkpoint block they built (where
+    a light client starts) and the block that enacts their set change (None: no change)."""
+
+    checkpoint: int
+    enactment: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -409,8 +422,17 @@ def _dispatch(voters: _Voters, method: str, params: list[Any]) -> Any:
     raise _MethodNotFoundError(f"method {method} not found")
 
 
-async def run_voters(chain_ws: str, port: int, schedule: VoterSchedule) -> None:
-    """Install the voters on the chain, then follow it and serve until cancelled."""
+async def run_voters(
+    chain_ws: str,
+    port: int,
+    schedule: VoterSchedule,
+    *,
+    host: str = "127.0.0.1",
+    on_ready: Callable[[InstalledVoters], None] | None = None,
+) -> None:
+    """Install the voters on the chain, then serve on ``host:port`` and follow the chain until
+    cancelled. ``on_ready`` is called once they serve (the checkpoint built). Returns only when
+    the chain's finalized-head stream ends, which means the chain is gone."""
     log = structlog.get_logger().bind(endpoint=chain_ws)
     voters = _Voters(schedule=schedule)
     async with SubstrateRpc.connect(chain_ws, chain="grandpa-dev", timeout=60.0) as rpc:
@@ -426,9 +448,11 @@ async def run_voters(chain_ws: str, port: int, schedule: VoterSchedule) -> None:
             with contextlib.suppress(websockets.exceptions.ConnectionClosed):
                 await _serve_connection(connection, voters)
 
-        async with serve(handler, "127.0.0.1", port):
-            # The line start_grandpa_voter waits for.
-            print(json.dumps({"event": "voter.ready", "port": port}), flush=True)
+        async with serve(handler, host, port):
+            if on_ready is not None:
+                on_ready(
+                    InstalledVoters(checkpoint=voters.checkpoint_number, enactment=voters.enactment)
+                )
             await _follow(rpc, voters, log)
 
 
@@ -453,6 +477,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         seed=args.seed,
     )
 
+    def announce(_: InstalledVoters) -> None:
+        # The line start_grandpa_voter waits for.
+        print(json.dumps({"event": "voter.ready", "port": args.port}), flush=True)
+
     async def run() -> None:
         task = asyncio.current_task()
         loop = asyncio.get_running_loop()
@@ -460,7 +488,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if task is not None:
                 loop.add_signal_handler(sig, task.cancel)
         with contextlib.suppress(asyncio.CancelledError):
-            await run_voters(args.chain_ws, args.port, schedule)
+            await run_voters(args.chain_ws, args.port, schedule, on_ready=announce)
 
     asyncio.run(run())
     return 0

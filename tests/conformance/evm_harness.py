@@ -8,7 +8,7 @@ from typing import Any
 
 from chains.evm.anvil import DEV_KEYS, AnvilNode
 from chains.evm.config import EvmChainConfig
-from chains.evm.devnet import ATTESTERS, _deploy, _send
+from chains.evm.devnet import ATTESTERS, _send, deploy_contracts
 from chains.evm.rpc import EvmRpc
 from proofs.committee import attestation_digest, eth_signed_message_hash
 from proofs.hashing import keccak256
@@ -48,7 +48,8 @@ class EvmHarness:
         try:
             import asyncio  # noqa: PLC0415
 
-            self.gateway, self.recipient = asyncio.run(_deploy(self.node, ORIGIN_DOMAIN))
+            deployed = asyncio.run(deploy_contracts(self.node, ORIGIN_DOMAIN))
+            self.gateway, self.recipient = deployed.gateway, deployed.recipient
             self.proxy = TcpProxy(self.node.port)
         except BaseException:
             self.node.stop()

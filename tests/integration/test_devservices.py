@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from websockets.sync.client import connect as ws_connect
 
-from chains.evm.devnet import DEPLOYER, _address, _created_address
+from chains.evm.devnet import deployment_address
 from chains.localnode import free_port, loopback_rpc
 from tests.integration.anvil import require_anvil
 from tests.integration.chopsticks import require_chopsticks
@@ -29,7 +29,7 @@ from tests.integration.chopsticks import require_chopsticks
 pytestmark = pytest.mark.slow
 
 _SCRIPT = Path(sys.executable).parent / "relayer-dev"
-_GATEWAY = _created_address(_address(DEPLOYER), 0)
+_GATEWAY = deployment_address(0)
 
 
 class _Service:

@@ -28,21 +28,17 @@ from chains.evm import beacon_dev
 from chains.evm.anvil import DEV_KEYS
 from chains.evm.config import EvmChainConfig
 from chains.evm.devnet import (
-    _BEACON_LAG,
-    _FIRST_SLOT,
-    _VOTER_CHANGE_DELAY,
     ATTESTERS,
-    DEPLOYER,
+    BEACON_FINALITY_LAG,
+    BEACON_FIRST_SLOT,
     SUBMITTER_A,
     SUBMITTER_B,
-    _address,
-    _created_address,
+    deployment_address,
 )
 from chains.evm.devservices import serve_dev_beacon
 from chains.substrate.chopsticks import SHARED_SPEC, SPEC_ENV
 from chains.substrate.config import SubstrateChainConfig
-from chains.substrate.devnet import SUBMITTER_URI
-from chains.substrate.devservices import dev_voter_schedule
+from chains.substrate.devnet import SUBMITTER_URI, VOTER_CHANGE_DELAY, dev_voter_schedule
 from chains.substrate.grandpa_voter import VoterSchedule
 from relayer.config import Config, check_config, load_config
 from tests.docker_compose import (
@@ -131,7 +127,7 @@ def test_every_chain_and_finality_source_of_the_config_is_a_service() -> None:
             same_port(evm.rpc, plain.rpc)
             same_port(evm.ws, plain.ws)
             # The Gateway is where config.toml says by default: account #0's first contract.
-            assert evm.gateway.lower() == _created_address(_address(DEPLOYER), 0)
+            assert evm.gateway.lower() == deployment_address(0)
             if chain.light_client_mode == "sync-committee":
                 assert evm.sync_committee is not None and plain.sync_committee is not None
                 beacon = serving(evm.sync_committee.beacon_api, "beacon")
@@ -189,9 +185,9 @@ def test_dev_service_defaults_are_relayer_devnets(monkeypatch: pytest.MonkeyPatc
     )
     (argv,) = served
     given = dict(zip(argv[::2], argv[1::2], strict=True))
-    assert given["--finality-lag"] == str(_BEACON_LAG)
-    assert given["--first-slot"] == str(_FIRST_SLOT)
-    assert dev_voter_schedule(None) == VoterSchedule(change_delay=_VOTER_CHANGE_DELAY)
+    assert given["--finality-lag"] == str(BEACON_FINALITY_LAG)
+    assert given["--first-slot"] == str(BEACON_FIRST_SLOT)
+    assert dev_voter_schedule(None) == VoterSchedule(change_delay=VOTER_CHANGE_DELAY)
     assert dev_voter_schedule(0).change_delay is None
 
 
