@@ -1,4 +1,8 @@
-"""The relayer's durable state: the message ledger (SQLite), cursors, block hashes and nonces."""
+"""The relayer's durable state: the message ledger, cursors, block hashes and nonces.
+
+``Ledger.open(path)`` keeps it in a SQLite file (the embedded default); ``Ledger.open(url)`` with
+a ``postgresql://`` URL in a PostgreSQL database that several processes share
+(``relayer.store.postgres.PostgresLedger``, imported only then: it loads psycopg)."""
 
 from __future__ import annotations
 
@@ -8,7 +12,9 @@ from relayer.store.ledger import (
     REOBSERVABLE,
     Cursor,
     HistoryEntry,
+    LeaseLostError,
     Ledger,
+    LedgerUnavailableError,
     LightClientRow,
     MessageRecord,
     ObservedRow,
@@ -24,7 +30,9 @@ __all__ = [
     "REOBSERVABLE",
     "Cursor",
     "HistoryEntry",
+    "LeaseLostError",
     "Ledger",
+    "LedgerUnavailableError",
     "LightClientRow",
     "MessageRecord",
     "ObservedRow",

@@ -1,12 +1,14 @@
 """The durable message ledger: every message's state, its history, the signed transactions in
 flight, cursors, block hashes, nonces.
 
-SQLite in WAL mode with ``synchronous=FULL``. Each state change is one committed transaction that
-also appends a history row, so a process killed at any instant leaves every message in a state its
-history explains, and a restart resumes from exactly what was committed (DESIGN.md, "The flow").
+SQLite in WAL mode with ``synchronous=FULL`` (the embedded default), or PostgreSQL for several
+processes sharing the work (``postgres.py``: the same code, its own plumbing). Each state change
+is one committed transaction that also appends a history row, so a process killed at any instant
+leaves every message in a state its history explains, and a restart resumes from exactly what
+was committed (DESIGN.md, "The flow").
 
-The API is synchronous. One connection serves the whole process; a lock makes it usable from one
-thread at a time, so callers may use it from the event loop or from a worker thread.
+The API is synchronous. On SQLite one connection serves the whole process; a lock makes it usable
+from one thread at a time, so callers may use it from the event loop or from a worker thread.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import Any, ClassVar, Protocol, Self
 
 from relayer.errors import StoreError
+from relayer.store.dialect import SQLITE, Dialect, is_postgres_url
 from relayer.store.schema import migrate
 
 __all__ = [
@@ -33,7 +36,9 @@ __all__ = [
     "REOBSERVABLE",
     "Cursor",
     "HistoryEntry",
+    "LeaseLostError",
     "Ledger",
+    "LedgerUnavailableError",
     "MessageRecord",
     "ObservedRow",
     "PruneReport",
@@ -43,6 +48,41 @@ __all__ = [
 
 Clock = Callable[[], float]
 SIGNATURE_LEN = 65
+
+
+class LedgerUnavailableError(StoreError):
+    """The ledger's database server cannot be reached (Postgres down, network, no free
+    connection): waiting and trying again can help, unlike the ledger refusing an operation."""
+
+    retryable = True
+
+
+class LeaseLostError(StoreError):
+    """A worker acted on messages whose lease it no longer holds: it ran out (the worker
+    stalled past it) and another worker may have taken them over. Drop the work; what is still
+    due comes back through ``claim``."""
+
+
+class _Cursor(Protocol):
+    """What the ledger reads from a statement: sqlite3's cursor, and psycopg's."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+
+class _Conn(Protocol):
+    """A connection inside one of the ledger's transactions, ``?`` placeholders: a
+    ``sqlite3.Connection`` itself, or the Postgres ledger's adapter of a pool connection."""
+
+    def execute(self, sql: str, parameters: Any = ..., /) -> _Cursor: ...
+
+    def executemany(self, sql: str, parameters: Any, /) -> _Cursor: ...
 
 
 class State(StrEnum):
@@ -231,17 +271,17 @@ PRUNE_BATCH = 500
 # with INDEXED BY where it must be used: without statistics the planner may prefer messages_due,
 # which would walk every final message, young ones included).
 _FINAL_BEFORE = "state IN ('delivered', 'rejected') AND updated_at < ?"
-# What prune would delete, per table, in one statement.
+# What prune would delete, per table, in one statement; ``{}`` takes ``Dialect.final_by_age``.
 _COUNT_PRUNABLE = (
-    "WITH gone (id) AS (SELECT id FROM messages INDEXED BY messages_final_by_age"  # noqa: S608 -- constant
+    "WITH gone (id) AS (SELECT id FROM {}"  # noqa: S608 -- constant
     f" WHERE {_FINAL_BEFORE})"
     " SELECT (SELECT count(*) FROM gone),"
-    " (SELECT count(*) FROM history WHERE message_id IN gone),"
-    " (SELECT count(*) FROM evidence WHERE message_id IN gone),"
+    " (SELECT count(*) FROM history WHERE message_id IN (SELECT id FROM gone)),"
+    " (SELECT count(*) FROM evidence WHERE message_id IN (SELECT id FROM gone)),"
     " (SELECT count(*) FROM (SELECT DISTINCT block_digest AS digest FROM evidence"
-    "   WHERE block_digest IS NOT NULL AND message_id IN gone) AS freed"
+    "   WHERE block_digest IS NOT NULL AND message_id IN (SELECT id FROM gone)) AS freed"
     "  WHERE NOT EXISTS (SELECT 1 FROM evidence WHERE evidence.block_digest = freed.digest"
-    "   AND evidence.message_id NOT IN gone))"
+    "   AND evidence.message_id NOT IN (SELECT id FROM gone)))"
 )
 # Block evidence rows among ``{}`` (placeholders) that no evidence row references any more.
 _DROP_UNREFERENCED_BLOCK_EVIDENCE = (
@@ -262,6 +302,26 @@ def _record(row: Sequence[Any]) -> MessageRecord:
         raw_sigs[i : i + SIGNATURE_LEN] for i in range(0, len(raw_sigs), SIGNATURE_LEN)
     )
     return MessageRecord(**values)
+
+
+# The order ``due`` and ``claim`` hand messages out in; the messages_due indexes match it.
+_DUE_ORDER = "next_attempt_at, origin_chain, nonce"
+
+
+def _due_filter(
+    state: State, now: float, destination_chain: str | None, origin_chain: str | None
+) -> tuple[str, list[Any]]:
+    """The WHERE clause (``?`` placeholders) and its arguments of the due messages in
+    ``state``, of one destination and/or origin chain if given."""
+    where = "state = ? AND next_attempt_at <= ?"
+    args: list[Any] = [State(state), now]
+    if destination_chain is not None:
+        where += " AND destination_chain = ?"
+        args.append(destination_chain)
+    if origin_chain is not None:
+        where += " AND origin_chain = ?"
+        args.append(origin_chain)
+    return where, args
 
 
 def _states(expect: State | Collection[State] | None) -> frozenset[State] | None:
@@ -293,7 +353,7 @@ def _light_client_row(row: Sequence[Any]) -> LightClientRow:
     return LightClientRow(row[0], row[1], row[2], bytes(row[3]), row[4])
 
 
-def _store_block_evidence(conn: sqlite3.Connection, blobs: Iterable[bytes]) -> dict[bytes, bytes]:
+def _store_block_evidence(conn: _Conn, blobs: Iterable[bytes]) -> dict[bytes, bytes]:
     """Store each distinct non-empty block evidence once; returns its digest by value.
 
     The messages of a block hand over one bytes object, whose hash Python computes once, so a
@@ -303,7 +363,8 @@ def _store_block_evidence(conn: sqlite3.Connection, blobs: Iterable[bytes]) -> d
         if blob and blob not in digests:
             digests[blob] = hashlib.sha256(blob).digest()
     conn.executemany(
-        "INSERT OR IGNORE INTO block_evidence (digest, evidence) VALUES (?, ?)",
+        "INSERT INTO block_evidence (digest, evidence) VALUES (?, ?)"
+        " ON CONFLICT (digest) DO NOTHING",
         [(digest, blob) for blob, digest in digests.items()],
     )
     return digests
@@ -336,10 +397,24 @@ def _configure(conn: sqlite3.Connection, target: str, busy_timeout: float) -> No
 class Ledger:
     """The ledger. Create with ``Ledger.open(path)``; close with ``close()`` or ``with``.
 
-    Every method raises ``StoreError`` when the ledger refuses an operation (unknown message,
-    illegal transition, bad field) or when SQLite fails (the original error is chained)."""
+    This class holds the whole state machine, and runs it on SQLite; ``PostgresLedger``
+    (``relayer/store/postgres.py``, what ``Ledger.open`` returns for a ``postgresql://`` URL)
+    runs the same code on PostgreSQL and replaces only the plumbing: connections, transactions,
+    work leases. Every method raises ``StoreError`` when the ledger refuses an operation
+    (unknown message, illegal transition, bad field) or when the database fails (the original
+    error is chained)."""
 
-    def __init__(self, conn: sqlite3.Connection, *, path: str, clock: Clock = time.time) -> None:
+    # The SQL fragments that differ between the engines.
+    _dialect: ClassVar[Dialect] = SQLITE
+    #: Whether other processes may share this ledger (Postgres): then claims split the work,
+    #: leases can be lost, and each call is a network round trip worth running off the event
+    #: loop (``asyncio.to_thread``; the Postgres ledger is safe to call from many threads).
+    #: False here: one process owns the file, and a call is a few microseconds of SQLite.
+    shared: ClassVar[bool] = False
+
+    def __init__(
+        self, conn: sqlite3.Connection | None, *, path: str, clock: Clock = time.time
+    ) -> None:
         self._conn: sqlite3.Connection | None = conn
         self._lock = threading.Lock()
         self._clock = clock
@@ -354,8 +429,16 @@ class Ledger:
         cls, path: str | Path, clock: Clock = time.time, *, busy_timeout: float = 5.0
     ) -> Ledger:
         """Open (creating the file, its directory and the schema if needed) the ledger at
-        ``path``; ``":memory:"`` gives a private in-memory ledger for tests."""
+        ``path``; ``":memory:"`` gives a private in-memory ledger for tests. A
+        ``postgresql://`` (or ``postgres://``) URL opens the ledger in that database instead
+        (``PostgresLedger.connect``; ``busy_timeout`` is then how long to wait for a
+        connection)."""
         target = str(path)
+        if is_postgres_url(target):
+            # Imported here: psycopg is loaded only by processes that use Postgres.
+            from relayer.store.postgres import PostgresLedger  # noqa: PLC0415
+
+            return PostgresLedger.connect(target, clock, connect_timeout=busy_timeout)
         if target != ":memory:":
             Path(target).parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -454,7 +537,7 @@ class Ledger:
         return self._conn
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> Iterator[_Conn]:
         """One committed transaction; on any exception (ours, SQLite's, a cancellation) nothing
         of it is kept."""
         with self._lock:
@@ -471,7 +554,7 @@ class Ledger:
                 raise
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[_Conn]:
         with self._lock:
             conn = self._live()
             try:
@@ -481,7 +564,7 @@ class Ledger:
 
     def _history(
         self,
-        conn: sqlite3.Connection,
+        conn: _Conn,
         message_id: bytes,
         now: float,
         *,
@@ -498,7 +581,7 @@ class Ledger:
 
     @staticmethod
     def _histories(
-        conn: sqlite3.Connection,
+        conn: _Conn,
         now: float,
         entries: Sequence[tuple[bytes, State | None, State, str | None]],
     ) -> None:
@@ -510,14 +593,14 @@ class Ledger:
         )
 
     @staticmethod
-    def _fetch(conn: sqlite3.Connection, message_id: bytes) -> MessageRecord:
+    def _fetch(conn: _Conn, message_id: bytes) -> MessageRecord:
         row = conn.execute(f"{_SELECT} WHERE id = ?", (message_id,)).fetchone()
         if row is None:
             raise StoreError(f"message {_short(message_id)} is not in the ledger")
         return _record(row)
 
     @staticmethod
-    def _briefs(conn: sqlite3.Connection, ids: Sequence[bytes]) -> list[_Brief]:
+    def _briefs(conn: _Conn, ids: Sequence[bytes]) -> list[_Brief]:
         """State, destination and transaction of each of ``ids``, in order: what a transition
         needs, without building whole records, in one query per 500 ids. Raises
         ``StoreError`` naming the first id the ledger does not hold."""
@@ -550,7 +633,7 @@ class Ledger:
             )
 
     @staticmethod
-    def _prune_txs(conn: sqlite3.Connection, txs: Iterable[tuple[str, bytes]]) -> None:
+    def _prune_txs(conn: _Conn, txs: Iterable[tuple[str, bytes]]) -> None:
         """Forget the signed transactions (destination chain, tx hash) ``txs`` that no submitted
         message waits on any more. Called in the transaction that moved their last message
         away, so the table holds only what a restart may broadcast again."""
@@ -648,7 +731,7 @@ class Ledger:
 
     def _move(
         self,
-        conn: sqlite3.Connection,
+        conn: _Conn,
         now: float,
         moves: Sequence[tuple[bytes, State | None, State, str | None]],
     ) -> None:
@@ -661,7 +744,7 @@ class Ledger:
         self._histories(conn, now, moves)
 
     @staticmethod
-    def _states_in(conn: sqlite3.Connection, ids: Sequence[bytes]) -> dict[bytes, State]:
+    def _states_in(conn: _Conn, ids: Sequence[bytes]) -> dict[bytes, State]:
         """The state of each of ``ids`` the ledger holds, in one query per 500 ids."""
         return {
             bytes(message_id): State(state)
@@ -669,7 +752,7 @@ class Ledger:
         }
 
     @staticmethod
-    def _rows_in(conn: sqlite3.Connection, columns: str, ids: Sequence[bytes]) -> Iterator[Any]:
+    def _rows_in(conn: _Conn, columns: str, ids: Sequence[bytes]) -> Iterator[Any]:
         """``columns`` (a constant) of the messages among ``ids``, in one query per 500 ids."""
         for start in range(0, len(ids), _CHUNK):
             chunk = ids[start : start + _CHUNK]
@@ -681,7 +764,7 @@ class Ledger:
 
     def _insert_observed(
         self,
-        conn: sqlite3.Connection,
+        conn: _Conn,
         judged: Sequence[tuple[ObservedRow, str | _Unjudged | None]],
         now: float,
     ) -> None:
@@ -701,7 +784,7 @@ class Ledger:
             "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
             " block_number, block_hash, evidence, state, attempts, last_error, next_attempt_at,"
             " created_at, updated_at, finality)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, x'', ?, 0, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?, ?, ?, ?)",
             [
                 (
                     row.id,
@@ -712,6 +795,7 @@ class Ledger:
                     row.message,
                     row.block_number,
                     row.block_hash,
+                    b"",
                     state_of(row),
                     rejected.get(row.id),
                     now,
@@ -757,7 +841,7 @@ class Ledger:
                     error=reason,
                 )
 
-    def _observe(self, conn: sqlite3.Connection, row: ObservedRow, now: float) -> bool:
+    def _observe(self, conn: _Conn, row: ObservedRow, now: float) -> bool:
         if len(row.id) != 32:
             raise StoreError(f"message id {_short(row.id)} is {len(row.id)} bytes, not 32")
         existing = conn.execute(
@@ -832,7 +916,7 @@ class Ledger:
 
     def _reobserve(
         self,
-        conn: sqlite3.Connection,
+        conn: _Conn,
         message_id: bytes,
         state: State,
         now: float,
@@ -845,9 +929,9 @@ class Ledger:
         detail: str,
     ) -> None:
         conn.execute(
-            "UPDATE messages SET block_number = ?, block_hash = ?, state = ?, signatures = x'',"
+            "UPDATE messages SET block_number = ?, block_hash = ?, state = ?, signatures = ?,"
             " attempts = 0, next_attempt_at = ?, updated_at = ?, finality = ? WHERE id = ?",
-            (block_number, block_hash, State.OBSERVED, now, now, finality, message_id),
+            (block_number, block_hash, State.OBSERVED, b"", now, now, finality, message_id),
         )
         digest = _store_block_evidence(conn, [block_evidence]).get(block_evidence)
         before = conn.execute(
@@ -988,6 +1072,7 @@ class Ledger:
         tx_nonce: int,
         raw_tx: bytes,
         detail: str | None = None,
+        owner: str | None = None,
     ) -> int:
         """Record that one signed transaction carries ``ids``, in one transaction, all or
         nothing: attested messages move to SUBMITTED; messages already SUBMITTED (a fee-bumped
@@ -998,7 +1083,12 @@ class Ledger:
 
         The bytes are stored once, not per message; a replaced transaction that no submitted
         message holds any more is forgotten: the replacement lists every hash signed at its
-        nonce, which is all a restart needs to find whichever of them is mined."""
+        nonce, which is all a restart needs to find whichever of them is mined.
+
+        ``owner``: the worker that claimed the messages (``claim``). Where workers share the
+        ledger, one whose lease on any of them ran out meanwhile is refused with
+        ``LeaseLostError`` (another worker may be submitting them), before anything is
+        recorded: the caller must not send the transaction."""
         with self._write() as conn:
             return self._submitted(
                 conn,
@@ -1008,23 +1098,31 @@ class Ledger:
                 tx_nonce=tx_nonce,
                 raw_tx=raw_tx,
                 detail=detail,
+                owner=owner,
             )
 
-    def mark_submitted_many(self, txs: Sequence[SubmittedTx]) -> int:
+    def mark_submitted_many(self, txs: Sequence[SubmittedTx], *, owner: str | None = None) -> int:
         """``mark_submitted`` for several transactions (consecutive nonces signed together) in
-        one transaction, all or nothing; returns how many messages were recorded."""
+        one transaction, all or nothing; returns how many messages were recorded. ``owner``
+        as in ``mark_submitted``."""
         with self._write() as conn:
             now = self._clock()
             return sum(
                 self._submitted(
-                    conn, now, tx.ids, tx_hash=tx.tx_hash, tx_nonce=tx.tx_nonce, raw_tx=tx.raw_tx
+                    conn,
+                    now,
+                    tx.ids,
+                    tx_hash=tx.tx_hash,
+                    tx_nonce=tx.tx_nonce,
+                    raw_tx=tx.raw_tx,
+                    owner=owner,
                 )
                 for tx in txs
             )
 
     def _submitted(
         self,
-        conn: sqlite3.Connection,
+        conn: _Conn,
         now: float,
         ids: Iterable[bytes],
         *,
@@ -1032,8 +1130,11 @@ class Ledger:
         tx_nonce: int,
         raw_tx: bytes,
         detail: str | None = None,
+        owner: str | None = None,
     ) -> int:
         unique = list(dict.fromkeys(ids))
+        if owner is not None:
+            self._check_leases(conn, unique, owner, now)
         chains: set[str] = set()
         replaced: set[tuple[str, bytes]] = set()
         moves: list[tuple[bytes, State | None, State, str | None]] = []
@@ -1090,16 +1191,14 @@ class Ledger:
         unique = list(dict.fromkeys(ids))
         with self._write() as conn:
             now = self._clock()
-            before = conn.total_changes
-            conn.executemany(
+            return conn.executemany(
                 "UPDATE messages SET next_attempt_at = ?"
                 " WHERE id = ? AND state = ? AND updated_at <= ?",
                 [
                     (now + delay, message_id, State(state), now - unchanged_for)
                     for message_id in unique
                 ],
-            )
-            return conn.total_changes - before
+            ).rowcount
 
     def schedule_retry(
         self,
@@ -1302,21 +1401,84 @@ class Ledger:
     ) -> list[MessageRecord]:
         """Messages in ``state`` whose next attempt is due, oldest schedule first, then by
         origin chain and nonce (so a destination sees one origin's messages in order)."""
-        where = ["state = ?", "next_attempt_at <= ?"]
+        where, args = _due_filter(state, self._clock(), destination_chain, origin_chain)
         with self._read() as conn:
-            args: list[Any] = [State(state), self._clock()]
-            if destination_chain is not None:
-                where.append("destination_chain = ?")
-                args.append(destination_chain)
-            if origin_chain is not None:
-                where.append("origin_chain = ?")
-                args.append(origin_chain)
             rows = conn.execute(
-                f"{_SELECT} WHERE {' AND '.join(where)}"
-                " ORDER BY next_attempt_at, origin_chain, nonce LIMIT ?",
-                (*args, limit),
+                f"{_SELECT} WHERE {where} ORDER BY {_DUE_ORDER} LIMIT ?", (*args, limit)
             ).fetchall()
         return [_record(r) for r in rows]
+
+    # --- work claims -----------------------------------------------------------------------------
+    #
+    # Workers that share a ledger (Postgres) take due messages with ``claim`` rather than ``due``:
+    # each message is leased to one worker at a time, for ``lease`` seconds, renewed while its
+    # work is in flight and ended by the transition that finishes the step; a worker that dies
+    # stops renewing, and once its leases run out another worker's claim takes the messages.
+    # Here a single process owns the ledger, so every lease is granted at once and never lost:
+    # ``claim`` is ``due``, and the pipeline code is the same on both engines. The engine's
+    # part is in the ``_claim``/``_renew``/``_release``/``_check_leases`` hooks.
+
+    def claim(
+        self,
+        state: State,
+        *,
+        owner: str,
+        lease: float,
+        destination_chain: str | None = None,
+        origin_chain: str | None = None,
+        limit: int = 500,
+    ) -> list[MessageRecord]:
+        """``due`` for one worker among several: the due messages in ``state`` that no other
+        worker holds a live lease on, each now leased to ``owner`` for ``lease`` seconds, in
+        ``due`` order. Concurrent claims never return the same message; a message ``owner``
+        holds already is returned again (its lease extended), as ``due`` would."""
+        if lease <= 0:
+            raise StoreError(f"a lease must last more than 0 seconds, got {lease}")
+        now = self._clock()
+        where, args = _due_filter(state, now, destination_chain, origin_chain)
+        return self._claim(where, args, owner=owner, now=now, until=now + lease, limit=limit)
+
+    def renew(self, ids: Iterable[bytes], *, owner: str, lease: float) -> set[bytes]:
+        """Extend ``owner``'s leases on ``ids`` to ``lease`` seconds from now; returns the ids
+        it still held. One missing from the answer was lost (the lease ran out and another
+        worker claimed it, or its step ended): stop working on it."""
+        if lease <= 0:
+            raise StoreError(f"a lease must last more than 0 seconds, got {lease}")
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return set()
+        now = self._clock()
+        return self._renew(unique, owner, now=now, until=now + lease)
+
+    def release(self, ids: Iterable[bytes], *, owner: str) -> None:
+        """Give up ``owner``'s leases on ``ids`` (work set aside, or shutting down), so another
+        worker need not wait for them to run out. Leases held by others are left alone."""
+        unique = list(dict.fromkeys(ids))
+        if unique:
+            self._release(unique, owner)
+
+    def _claim(
+        self, where: str, args: Sequence[Any], *, owner: str, now: float, until: float, limit: int
+    ) -> list[MessageRecord]:
+        """The due messages matching ``where``, leased to ``owner`` until ``until``: here, the
+        due messages, every lease being this process's."""
+        with self._read() as conn:
+            rows = conn.execute(
+                f"{_SELECT} WHERE {where} ORDER BY {_DUE_ORDER} LIMIT ?", (*args, limit)
+            ).fetchall()
+        return [_record(r) for r in rows]
+
+    def _renew(self, ids: Sequence[bytes], owner: str, *, now: float, until: float) -> set[bytes]:
+        """Of ``ids``, those whose lease ``owner`` held and now holds until ``until``: here,
+        all of them."""
+        return set(ids)
+
+    def _release(self, ids: Sequence[bytes], owner: str) -> None:
+        """End ``owner``'s leases on ``ids``: here, there are none to end."""
+
+    def _check_leases(self, conn: _Conn, ids: Sequence[bytes], owner: str, now: float) -> None:
+        """Raise ``LeaseLostError`` unless ``owner`` holds a live lease on each of ``ids``
+        (inside the write transaction that acts on them). Here it always does."""
 
     def in_state(
         self,
@@ -1351,7 +1513,7 @@ class Ledger:
             rows = conn.execute(
                 "SELECT tx_nonce, tx_hash, raw_tx FROM pending_txs"  # noqa: S608 -- constant
                 f" WHERE destination_chain = ? AND {_PENDING_TX_IS_USED}"
-                " ORDER BY tx_nonce, rowid",
+                f" ORDER BY tx_nonce, {self._dialect.insertion_order}",
                 (destination_chain,),
             ).fetchall()
         return [
@@ -1399,7 +1561,7 @@ class Ledger:
             ids = [
                 bytes(message_id)
                 for (message_id,) in conn.execute(
-                    "SELECT id FROM messages INDEXED BY messages_final_by_age"  # noqa: S608 -- constant
+                    f"SELECT id FROM {self._dialect.final_by_age}"  # noqa: S608 -- constant
                     f" WHERE {_FINAL_BEFORE} ORDER BY updated_at LIMIT ?",
                     (older_than, limit),
                 )
@@ -1436,7 +1598,7 @@ class Ledger:
         )
 
     @staticmethod
-    def _each_chunk(conn: sqlite3.Connection, query: str, values: Sequence[bytes]) -> Iterator[Any]:
+    def _each_chunk(conn: _Conn, query: str, values: Sequence[bytes]) -> Iterator[Any]:
         """The rows of ``query`` (a constant whose ``{}`` takes the placeholders) over
         ``values``, 500 at a time."""
         for start in range(0, len(values), _CHUNK):
@@ -1444,7 +1606,7 @@ class Ledger:
             yield from conn.execute(query.format(",".join("?" * len(chunk))), chunk)
 
     @staticmethod
-    def _delete_chunks(conn: sqlite3.Connection, query: str, values: Sequence[bytes]) -> int:
+    def _delete_chunks(conn: _Conn, query: str, values: Sequence[bytes]) -> int:
         """``_each_chunk`` for a DELETE; returns how many rows it deleted."""
         deleted = 0
         for start in range(0, len(values), _CHUNK):
@@ -1459,7 +1621,10 @@ class Ledger:
             raise StoreError(f"prune needs a batch of at least one message, got {batch}")
         with self._read() as conn:
             messages, history, evidence, block_evidence = (
-                int(n) for n in conn.execute(_COUNT_PRUNABLE, (older_than,)).fetchone()
+                int(n)
+                for n in conn.execute(
+                    _COUNT_PRUNABLE.format(self._dialect.final_by_age), (older_than,)
+                ).fetchone()
             )
         return PruneReport(
             messages=messages,
@@ -1518,7 +1683,7 @@ class Ledger:
 
     @staticmethod
     def _set_cursor(
-        conn: sqlite3.Connection,
+        conn: _Conn,
         chain: str,
         owner: str,
         *,
@@ -1541,12 +1706,11 @@ class Ledger:
             self._remember(conn, chain, owner, blocks)
 
     @staticmethod
-    def _remember(
-        conn: sqlite3.Connection, chain: str, owner: str, blocks: Sequence[tuple[int, bytes]]
-    ) -> None:
+    def _remember(conn: _Conn, chain: str, owner: str, blocks: Sequence[tuple[int, bytes]]) -> None:
         conn.executemany(
-            "INSERT OR REPLACE INTO blocks (chain, owner, block_number, block_hash)"
-            " VALUES (?, ?, ?, ?)",
+            "INSERT INTO blocks (chain, owner, block_number, block_hash) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (chain, owner, block_number) DO UPDATE"
+            " SET block_hash = excluded.block_hash",
             [(chain, owner, number, block_hash) for number, block_hash in blocks],
         )
 

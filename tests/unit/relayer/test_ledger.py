@@ -1,4 +1,8 @@
-"""relayer.store.ledger: transitions, idempotent observation, reorgs, schedules, crash safety."""
+"""relayer.store.ledger: transitions, idempotent observation, reorgs, schedules, crash safety.
+
+The tests that take ``ledger`` or ``ledger_target`` run on both engines, SQLite and Postgres (a
+throwaway cluster, tests/integration/postgres.py); those about the SQLite file itself (WAL,
+migrations of released SQLite versions, a killed process) on SQLite only."""
 
 from __future__ import annotations
 
@@ -31,6 +35,9 @@ from relayer.store import (
 )
 from relayer.store.schema import MIGRATIONS, SCHEMA_VERSION
 
+# The fixtures ledger_target, postgres_url, postgres_cluster.
+pytest_plugins = ["tests.integration.postgres"]
+
 REPO = Path(__file__).resolve().parents[3]
 SIG = b"\x01" * 65
 SIG2 = b"\x02" * 65
@@ -53,9 +60,15 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
-    with Ledger.open(tmp_path / "ledger.db", clock=clock) as led:
+def ledger(ledger_target: str, clock: FakeClock) -> Iterator[Ledger]:
+    with Ledger.open(ledger_target, clock=clock) as led:
         yield led
+
+
+def scalar_rows(led: Ledger, query: str) -> list[tuple[object, ...]]:
+    """``query`` (the SQL both engines speak) run on the ledger's own connection."""
+    with led._read() as conn:
+        return [tuple(r) for r in conn.execute(query).fetchall()]
 
 
 def mid(n: int | str) -> bytes:
@@ -323,12 +336,12 @@ def attested(led: Ledger, numbers: range, **kw: object) -> list[bytes]:
     return ids
 
 
-def pending_rows(led: Ledger) -> list[tuple[str, bytes, int]]:
-    conn = led._conn
-    assert conn is not None
-    return conn.execute(
-        "SELECT destination_chain, tx_hash, tx_nonce FROM pending_txs ORDER BY rowid"
-    ).fetchall()
+def pending_rows(led: Ledger) -> list[tuple[object, ...]]:
+    return scalar_rows(
+        led,
+        "SELECT destination_chain, tx_hash, tx_nonce FROM pending_txs"
+        f" ORDER BY {led._dialect.insertion_order}",
+    )
 
 
 def test_a_signed_transaction_is_stored_once_however_many_messages_it_carries(
@@ -389,8 +402,8 @@ def test_a_transaction_bumped_for_part_of_its_messages_is_kept_for_the_others(
     assert ledger.pending_txs("chain-b") == [SignedTx(nonce=1, tx_hash=tx("b"), raw_tx=b"b")]
 
 
-def test_submitted_transactions_are_recovered_after_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.db"
+def test_submitted_transactions_are_recovered_after_a_reopen(ledger_target: str) -> None:
+    path = ledger_target
     with Ledger.open(path) as led:
         ids = attested(led, range(6))
         elsewhere = attested(led, range(6, 8), destination="chain-c")
@@ -698,8 +711,8 @@ def test_schedule_retry_moves_the_state_only_along_allowed_transitions(ledger: L
     assert ledger.get(message_id).attempts == 1  # type: ignore[union-attr]
 
 
-def test_a_restart_keeps_the_backoff_schedule(tmp_path: Path, clock: FakeClock) -> None:
-    path = tmp_path / "ledger.db"
+def test_a_restart_keeps_the_backoff_schedule(ledger_target: str, clock: FakeClock) -> None:
+    path = ledger_target
     with Ledger.open(path, clock=clock) as led:
         message_id = observe(led, 1)
         bring_to(led, message_id, State.ATTESTED)
@@ -815,8 +828,8 @@ def test_clear_failed_resets_the_budget_by_route_or_by_id(ledger: Ledger, clock:
 # --- cursors, block hashes, advance ---------------------------------------------------------------
 
 
-def test_cursors_are_kept_per_chain_and_owner(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.db"
+def test_cursors_are_kept_per_chain_and_owner(ledger_target: str) -> None:
+    path = ledger_target
     with Ledger.open(path) as led:
         assert led.get_cursor("chain-a", "relayer") is None
         led.set_cursor("chain-a", "relayer", 10, bhash(10))
@@ -891,8 +904,8 @@ def test_advance_moves_no_cursor_when_an_observation_cannot_be_recorded(ledger: 
 # --- nonces ---------------------------------------------------------------------------------------
 
 
-def test_nonces_are_kept_per_chain_and_address(tmp_path: Path) -> None:
-    path = tmp_path / "ledger.db"
+def test_nonces_are_kept_per_chain_and_address(ledger_target: str) -> None:
+    path = ledger_target
     alice, bob = b"\x0a" * 20, b"\x0b" * 20
     with Ledger.open(path) as led:
         assert led.get_nonce("chain-b", alice) is None
@@ -994,8 +1007,8 @@ def test_in_memory_ledger_works_for_tests() -> None:
         assert led.counts() == {("chain-a->chain-b", State.OBSERVED): 1}
 
 
-def test_a_closed_ledger_refuses_work(tmp_path: Path) -> None:
-    led = Ledger.open(tmp_path / "ledger.db")
+def test_a_closed_ledger_refuses_work(ledger_target: str) -> None:
+    led = Ledger.open(ledger_target)
     led.close()
     led.close()  # idempotent
     with pytest.raises(StoreError, match="closed"):
@@ -1280,9 +1293,7 @@ def test_evidence_is_kept_once_and_replaced_by_a_reobservation(ledger: Ledger) -
     assert ledger.evidence(message_id) == b"evidence-10"
     ledger.record_observed_many([row(1, block=11)])
     assert ledger.evidence(message_id) == b"evidence-11"
-    conn = ledger._conn
-    assert conn is not None
-    assert conn.execute("SELECT count(*) FROM evidence").fetchone() == (1,)
+    assert scalar_rows(ledger, "SELECT count(*) FROM evidence") == [(1,)]
 
 
 def test_a_blocks_shared_evidence_is_stored_once_for_all_its_messages(ledger: Ledger) -> None:
@@ -1293,9 +1304,7 @@ def test_a_blocks_shared_evidence_is_stored_once_for_all_its_messages(ledger: Le
         row(300),
     ]
     assert ledger.record_observed_many(rows) == 102
-    conn = ledger._conn
-    assert conn is not None
-    assert conn.execute("SELECT count(*) FROM block_evidence").fetchone() == (2,)
+    assert scalar_rows(ledger, "SELECT count(*) FROM block_evidence") == [(2,)]
     assert ledger.block_evidence(mid(1)) == body
     assert ledger.block_evidence(mid(100)) == body
     assert ledger.block_evidence(mid(200)) == other
@@ -1304,7 +1313,7 @@ def test_a_blocks_shared_evidence_is_stored_once_for_all_its_messages(ledger: Le
     assert ledger.evidence(mid(1)) == b"evidence-10"
     # the same bytes arriving again (another batch of the same block) add nothing
     ledger.record_observed_many([dataclasses.replace(row(150), block_evidence=body)])
-    assert conn.execute("SELECT count(*) FROM block_evidence").fetchone() == (2,)
+    assert scalar_rows(ledger, "SELECT count(*) FROM block_evidence") == [(2,)]
 
 
 def test_a_reobservation_replaces_the_block_evidence_too(ledger: Ledger) -> None:

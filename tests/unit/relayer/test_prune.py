@@ -1,6 +1,9 @@
 """Retention: ``Ledger.prune``, the attestation files it lets go, `relayer prune` and the
 daemon's pass. Final messages (delivered, rejected) older than the window go with everything
-that is theirs alone; nothing else does, however old."""
+that is theirs alone; nothing else does, however old.
+
+The tests that take ``ledger`` run on both engines, SQLite and Postgres; those that watch SQLite's
+own statements and plans, and the CLI and daemon ones (their config names a file), on SQLite."""
 
 from __future__ import annotations
 
@@ -25,6 +28,9 @@ from relayer.errors import ConfigError
 from relayer.store import Ledger, ObservedRow, PruneReport, State
 from tests.unit.relayer.test_config import BASE
 
+# The fixtures ledger_target, postgres_url, postgres_cluster.
+pytest_plugins = ["tests.integration.postgres"]
+
 DAY = 86_400.0
 NOW = 1_000_000_000.0
 WINDOW = 30 * DAY
@@ -46,7 +52,13 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
+def ledger(ledger_target: str, clock: FakeClock) -> Iterator[Ledger]:
+    with Ledger.open(ledger_target, clock=clock) as led:
+        yield led
+
+
+@pytest.fixture
+def sqlite_ledger(tmp_path: Path, clock: FakeClock) -> Iterator[Ledger]:
     with Ledger.open(tmp_path / "ledger.db", clock=clock) as led:
         yield led
 
@@ -97,17 +109,15 @@ def put(led: Ledger, n: int, state: State, **kw: Any) -> bytes:
 
 
 def rows_of(led: Ledger, table: str, message_id: bytes) -> int:
-    conn = led._conn
-    assert conn is not None
     column = "id" if table == "messages" else "message_id"
     query = f"SELECT count(*) FROM {table} WHERE {column} = ?"
-    return int(conn.execute(query, (message_id,)).fetchone()[0])
+    with led._read() as conn:
+        return int(conn.execute(query, (message_id,)).fetchone()[0])
 
 
 def count(led: Ledger, table: str) -> int:
-    conn = led._conn
-    assert conn is not None
-    return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    with led._read() as conn:
+        return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 # --- the ledger ---------------------------------------------------------------------------------
@@ -247,8 +257,9 @@ class WatchedConnection(sqlite3.Connection):
 
 
 def test_pruning_ten_thousand_messages_takes_short_transactions_of_one_batch_each(
-    ledger: Ledger, clock: FakeClock, tmp_path: Path
+    sqlite_ledger: Ledger, clock: FakeClock, tmp_path: Path
 ) -> None:
+    ledger = sqlite_ledger
     ids = [mid(n) for n in range(10_000)]
     ledger.record_observed_many([row(n) for n in range(10_000)], verdicts=[None] * 10_000)
     ledger.transition_many(ids, State.ATTESTED, expect=State.VERIFIED)

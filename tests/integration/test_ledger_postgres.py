@@ -1,0 +1,423 @@
+"""The Postgres ledger's own behaviour: work leases between workers, schema migrations, engine
+selection. (The state machine itself runs against both engines in tests/unit/relayer/
+test_ledger.py and test_prune.py.)"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from chains.localnode import free_port
+from relayer.errors import StoreError
+from relayer.store import (
+    LeaseLostError,
+    Ledger,
+    LedgerUnavailableError,
+    State,
+    SubmittedTx,
+)
+from relayer.store.pg_schema import SCHEMA_VERSION, migrate
+from relayer.store.postgres import PostgresLedger, new_owner
+from tests.unit.relayer.test_ledger import SIG, FakeClock, mid, row
+
+# The fixtures postgres_url, postgres_cluster.
+pytest_plugins = ["tests.integration.postgres"]
+REPO = Path(__file__).resolve().parents[2]
+LEASE = 30.0
+
+
+def verified(led: Ledger, count: int) -> list[bytes]:
+    """``count`` messages, VERIFIED and due."""
+    led.record_observed_many([row(n) for n in range(count)], [None] * count)
+    return [mid(n) for n in range(count)]
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def workers(postgres_url: str, clock: FakeClock) -> Iterator[tuple[PostgresLedger, ...]]:
+    """Two workers' ledgers on one database, each with its own pool (as two processes)."""
+    opened = [Ledger.open(postgres_url, clock=clock) for _ in range(2)]
+    try:
+        assert all(isinstance(led, PostgresLedger) for led in opened)
+        yield tuple(led for led in opened if isinstance(led, PostgresLedger))
+    finally:
+        for led in opened:
+            led.close()
+
+
+# --- claims and leases ---------------------------------------------------------------------------
+
+
+def test_two_workers_claiming_at_once_never_get_the_same_message(
+    workers: tuple[PostgresLedger, PostgresLedger],
+) -> None:
+    ids = verified(workers[0], 300)
+    start = threading.Barrier(2)
+    taken: dict[str, list[bytes]] = {}
+    errors: list[BaseException] = []
+
+    def work(led: PostgresLedger, owner: str) -> None:
+        mine: list[bytes] = taken.setdefault(owner, [])
+        try:
+            start.wait()
+            while batch := led.claim(State.VERIFIED, owner=owner, lease=LEASE, limit=7):
+                mine.extend(r.id for r in batch)
+                # The step's work, done: the transition ends the lease and the state.
+                led.mark_attested([(r.id, [SIG], None) for r in batch])
+        except BaseException as exc:  # noqa: BLE001 -- reported to the main thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=work, args=(led, f"worker-{n}")) for n, led in enumerate(workers)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    first, second = taken["worker-0"], taken["worker-1"]
+    assert not set(first) & set(second)
+    assert len(first) + len(second) == len(ids)
+    assert set(first) | set(second) == set(ids)
+    assert first and second, "both workers took a share"
+    assert workers[0].counts() == {("chain-a->chain-b", State.ATTESTED): 300}
+
+
+def test_two_processes_moving_the_same_messages_at_once_move_each_once(
+    workers: tuple[PostgresLedger, PostgresLedger],
+) -> None:
+    ids = verified(workers[0], 60)
+    start = threading.Barrier(2)
+    moved: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def work(led: PostgresLedger) -> None:
+        try:
+            start.wait()
+            for message_id in ids:
+                try:
+                    led.mark_attested([(message_id, [SIG], None)])
+                except StoreError as exc:
+                    assert "expected verified" in str(exc)
+                else:
+                    moved.append(message_id)
+        except BaseException as exc:  # noqa: BLE001 -- reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(led,)) for led in workers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    # Each read-check-write is atomic across processes, as SQLite's BEGIN IMMEDIATE makes it.
+    assert sorted(moved) == sorted(ids)
+    for message_id in ids:
+        steps = [(h.from_state, h.to_state) for h in workers[0].history(message_id)]
+        assert steps.count((State.VERIFIED, State.ATTESTED)) == 1
+
+
+def test_a_claimed_message_is_not_given_to_another_worker_until_its_lease_runs_out(
+    workers: tuple[PostgresLedger, PostgresLedger], clock: FakeClock
+) -> None:
+    a, b = workers
+    ids = verified(a, 5)
+    assert [r.id for r in a.claim(State.VERIFIED, owner="a", lease=LEASE)] == ids
+    assert b.claim(State.VERIFIED, owner="b", lease=LEASE) == []
+    # The holder is given its own messages again, as ``due`` would.
+    assert len(a.claim(State.VERIFIED, owner="a", lease=LEASE)) == 5
+
+    clock.advance(LEASE + 1)  # a died: nobody renews
+    taken = b.claim(State.VERIFIED, owner="b", lease=LEASE)
+    assert [r.id for r in taken] == ids
+    lease = b.lease(ids[0])
+    assert lease is not None
+    assert (lease.owner, lease.until) == ("b", clock.now + LEASE)
+    # a, back from the dead, finds it lost them.
+    assert a.renew(ids, owner="a", lease=LEASE) == set()
+    assert a.claim(State.VERIFIED, owner="a", lease=LEASE) == []
+
+
+def test_a_lease_renewed_while_work_is_in_flight_is_kept(
+    workers: tuple[PostgresLedger, PostgresLedger], clock: FakeClock
+) -> None:
+    a, b = workers
+    ids = verified(a, 3)
+    a.claim(State.VERIFIED, owner="a", lease=LEASE)
+    for _ in range(3):
+        clock.advance(LEASE - 5)
+        assert a.renew([*ids, b"\x00" * 32], owner="a", lease=LEASE) == set(ids)
+        assert b.claim(State.VERIFIED, owner="b", lease=LEASE) == []
+    clock.advance(LEASE)
+    assert b.renew(ids, owner="b", lease=LEASE) == set(), "renew never takes a lease"
+    assert len(b.claim(State.VERIFIED, owner="b", lease=LEASE)) == 3
+
+
+def test_a_transition_ends_the_lease_and_a_submission_keeps_it(
+    workers: tuple[PostgresLedger, PostgresLedger], clock: FakeClock
+) -> None:
+    a, b = workers
+    ids = verified(a, 4)
+    a.claim(State.VERIFIED, owner="a", lease=LEASE)
+    a.mark_attested([(i, [SIG], None) for i in ids])
+    assert all(a.lease(i) is None for i in ids)
+    # The next step is anyone's.
+    assert [r.id for r in b.claim(State.ATTESTED, owner="b", lease=LEASE)] == ids
+
+    # Into a transaction, and into its fee-bumped replacement: still b's, it watches the tx.
+    b.mark_submitted(ids, tx_hash=b"\x01" * 32, tx_nonce=1, raw_tx=b"one")
+    b.mark_submitted(ids, tx_hash=b"\x02" * 32, tx_nonce=1, raw_tx=b"two")
+    assert {b.lease(i).owner for i in ids} == {"b"}  # type: ignore[union-attr]
+    # Out of it: delivered, or back to attested with a retry counted, the lease ends.
+    b.transition_many(ids[:2], State.DELIVERED, expect=State.SUBMITTED)
+    b.schedule_retry(ids[2], error="dropped", delay=0, to=State.ATTESTED)
+    b.transition(ids[3], State.ATTESTED, clear_tx=True)
+    assert all(b.lease(i) is None for i in ids)
+    assert [r.id for r in a.claim(State.ATTESTED, owner="a", lease=LEASE)] == ids[2:]
+
+
+def test_a_worker_whose_lease_ran_out_cannot_record_its_transaction(
+    workers: tuple[PostgresLedger, PostgresLedger], clock: FakeClock
+) -> None:
+    a, b = workers
+    ids = verified(a, 3)
+    a.mark_attested([(i, [SIG], None) for i in ids])
+    a.claim(State.ATTESTED, owner="a", lease=LEASE)
+    clock.advance(LEASE + 1)  # a stalls (signing, a slow endpoint) past its lease
+    assert len(b.claim(State.ATTESTED, owner="b", lease=LEASE)) == 3
+
+    with pytest.raises(LeaseLostError, match=r"no longer leased to `a` \(held by `b` now\)"):
+        a.mark_submitted(ids, tx_hash=b"\x01" * 32, tx_nonce=1, raw_tx=b"a's", owner="a")
+    assert a.pending_txs("chain-b") == []
+    assert {r.state for r in a.in_state(State.ATTESTED)} == {State.ATTESTED}
+    assert len(a.in_state(State.ATTESTED)) == 3
+
+    b.mark_submitted_many(
+        [SubmittedTx(ids=tuple(ids), tx_hash=b"\x02" * 32, tx_nonce=1, raw_tx=b"b's")], owner="b"
+    )
+    assert [t.raw_tx for t in b.pending_txs("chain-b")] == [b"b's"]
+    # A message nobody holds cannot be recorded by a worker that says it holds it either.
+    b.transition(ids[0], State.ATTESTED, clear_tx=True)
+    with pytest.raises(LeaseLostError, match="held by nobody"):
+        b.mark_submitted(ids[:1], tx_hash=b"\x03" * 32, tx_nonce=2, raw_tx=b"3", owner="b")
+
+
+def test_a_released_message_is_taken_at_once_and_only_the_owner_can_release(
+    workers: tuple[PostgresLedger, PostgresLedger],
+) -> None:
+    a, b = workers
+    ids = verified(a, 4)
+    a.claim(State.VERIFIED, owner="a", lease=LEASE)
+    b.release(ids, owner="b")  # not b's: nothing happens
+    assert b.claim(State.VERIFIED, owner="b", lease=LEASE) == []
+    a.release(ids[:2], owner="a")
+    assert [r.id for r in b.claim(State.VERIFIED, owner="b", lease=LEASE)] == ids[:2]
+
+
+def test_claims_filter_by_chain_and_limit_and_keep_the_due_order(
+    workers: tuple[PostgresLedger, PostgresLedger], clock: FakeClock
+) -> None:
+    a, _ = workers
+    ids = verified(a, 6)
+    a.postpone(ids[:2], delay=10, state=State.VERIFIED)
+    assert a.claim(State.VERIFIED, owner="a", lease=LEASE, destination_chain="chain-z") == []
+    assert [r.id for r in a.claim(State.VERIFIED, owner="a", lease=LEASE, limit=3)] == ids[2:5]
+    clock.advance(11)
+    got = a.claim(State.VERIFIED, owner="a", lease=LEASE, origin_chain="chain-a")
+    assert [r.id for r in got] == [r.id for r in a.due(State.VERIFIED)] == [*ids[2:], *ids[:2]]
+    with pytest.raises(StoreError, match="more than 0 seconds"):
+        a.claim(State.VERIFIED, owner="a", lease=0)
+
+
+# A worker process that claims every due message for a short lease, says so, and hangs.
+_DYING_WORKER = textwrap.dedent(
+    """
+    import sys, time
+    from relayer.store import Ledger, State
+    led = Ledger.open(sys.argv[1])
+    got = led.claim(State.VERIFIED, owner="doomed", lease=float(sys.argv[2]))
+    print(len(got), flush=True)
+    time.sleep(600)
+    """
+)
+
+
+def test_a_killed_workers_messages_are_taken_over_when_its_leases_run_out(
+    postgres_url: str,
+) -> None:
+    lease = 1.0
+    with Ledger.open(postgres_url) as led:
+        ids = verified(led, 20)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _DYING_WORKER, postgres_url, str(lease)],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "20"
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait(timeout=10)
+            killed_at = time.time()
+            owner = new_owner()
+            taken = led.claim(State.VERIFIED, owner=owner, lease=LEASE)
+            assert taken == [], "the dead worker's leases still hold"
+            deadline = killed_at + lease + 10
+            while not taken and time.time() < deadline:
+                time.sleep(0.05)  # waiting for a lease to run out is waiting for the clock
+                taken = led.claim(State.VERIFIED, owner=owner, lease=LEASE)
+            assert [r.id for r in taken] == ids
+        finally:
+            if child.poll() is None:
+                os.killpg(child.pid, signal.SIGKILL)
+                child.wait(timeout=10)
+            if child.stdout is not None:
+                child.stdout.close()
+
+
+def test_sqlite_grants_every_claim_to_its_one_process(tmp_path: Path, clock: FakeClock) -> None:
+    with Ledger.open(tmp_path / "ledger.db", clock=clock) as led:
+        ids = verified(led, 3)
+        assert led.claim(State.VERIFIED, owner="a", lease=LEASE) == led.due(State.VERIFIED)
+        assert [r.id for r in led.claim(State.VERIFIED, owner="b", lease=LEASE)] == ids
+        assert led.renew(ids, owner="a", lease=LEASE) == set(ids)
+        led.release(ids, owner="a")
+        led.mark_attested([(i, [SIG], None) for i in ids])
+        tx = SubmittedTx(ids=tuple(ids), tx_hash=b"\x01" * 32, tx_nonce=1, raw_tx=b"r")
+        assert led.mark_submitted_many([tx], owner="anyone") == 3
+        with pytest.raises(StoreError, match="more than 0 seconds"):
+            led.claim(State.VERIFIED, owner="a", lease=-1)
+
+
+# --- schema and engine selection -----------------------------------------------------------------
+
+
+def schema_version(url: str) -> int:
+    with psycopg.connect(url) as conn:
+        found = conn.execute("SELECT version FROM ledger_schema").fetchone()
+    assert found is not None
+    return int(found[0])
+
+
+def test_migrations_run_from_empty_and_again_change_nothing(postgres_url: str) -> None:
+    with Ledger.open(postgres_url) as led:
+        verified(led, 2)
+    assert schema_version(postgres_url) == SCHEMA_VERSION
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        assert migrate(conn, where="test") == SCHEMA_VERSION
+        tables = {
+            name
+            for (name,) in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'"
+            )
+        }
+    assert tables == {
+        "messages",
+        "history",
+        "cursors",
+        "blocks",
+        "nonces",
+        "pending_txs",
+        "evidence",
+        "block_evidence",
+        "light_clients",
+        "ledger_schema",
+    }
+    with Ledger.open(postgres_url) as led:
+        assert led.counts() == {("chain-a->chain-b", State.VERIFIED): 2}
+
+
+def test_processes_starting_together_on_an_empty_database_migrate_it_once(
+    postgres_url: str,
+) -> None:
+    start = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            start.wait()
+            Ledger.open(postgres_url).close()
+        except BaseException as exc:  # noqa: BLE001 -- reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert schema_version(postgres_url) == SCHEMA_VERSION
+
+
+def test_a_ledger_from_a_newer_relayer_is_refused(postgres_url: str) -> None:
+    Ledger.open(postgres_url).close()
+    with psycopg.connect(postgres_url) as conn:
+        conn.execute("UPDATE ledger_schema SET version = 99")
+    with pytest.raises(StoreError, match=r"schema version 99 .* upgrade the relayer"):
+        Ledger.open(postgres_url)
+
+
+def test_an_unreachable_database_is_reported_without_its_password() -> None:
+    url = f"postgresql://relayer:s3cret-pw@127.0.0.1:{free_port()}/ledger"
+    with pytest.raises(LedgerUnavailableError) as caught:
+        Ledger.open(url, busy_timeout=1)
+    assert caught.value.retryable
+    message = str(caught.value)
+    assert "s3cret-pw" not in message
+    assert f"postgresql://{url.split('@', 1)[1]}" in message
+    assert "check that Postgres runs there" in message
+
+
+def test_open_selects_the_engine_from_the_target(postgres_url: str, tmp_path: Path) -> None:
+    with Ledger.open(postgres_url) as led:
+        assert isinstance(led, PostgresLedger)
+        assert led.shared
+        # Where it is, for operators' messages: without the user (nor a password).
+        host, database = postgres_url.split("@", 1)[1].split("/")
+        assert led.path == f"postgresql://{host}/{database}"
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        assert not isinstance(led, PostgresLedger)
+        assert not led.shared
+
+
+def test_a_closed_postgres_ledger_refuses_work(postgres_url: str) -> None:
+    led = Ledger.open(postgres_url)
+    led.close()
+    led.close()
+    with pytest.raises(StoreError, match="closed"):
+        led.get(mid(1))
+
+
+# --- the harness ---------------------------------------------------------------------------------
+
+
+def test_missing_postgres_fails_in_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # Loaded as a plugin (pytest_plugins): imported here, not at the top, where importing it
+    # first would keep pytest from rewriting its asserts.
+    harness = importlib.import_module("tests.integration.postgres")
+    monkeypatch.setattr(harness, "_DEBIAN_ROOT", tmp_path / "no-postgres-here")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="postgresql not found"):
+        harness.start_postgres()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="run scripts/services"):
+        harness.start_postgres()
