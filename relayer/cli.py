@@ -172,7 +172,8 @@ def keys_group() -> None:
 
     The directory is [relayer] keys_dir of the config file, else keys/ beside it. A config
     names a key file as { keystore = "keys/NAME.json", password_file = "..." } (or
-    password_env = "VAR"); it never holds a key or a password.
+    password_env = "VAR"); it never holds a key or a password. Without a password, an address
+    is what the file claims; show-address --verify decrypts the file and checks it.
     """
 
 
@@ -212,22 +213,41 @@ def _key_file(keys_dir: Path, name: str) -> Path:
     return path
 
 
-def _password(password_env: str | None, password_file: Path | None) -> Secret:
+def _password(
+    password_env: str | None, password_file: Path | None, *, purpose: str
+) -> tuple[Secret, str]:
+    """The password, and where it came from (for a "wrong password" message)."""
     if (password_env is None) == (password_file is None):
         raise click.UsageError("give one of --password-env VAR and --password-file PATH")
     if password_file is not None:
         try:
-            return read_password_file(password_file)
+            return read_password_file(password_file), f"password file {password_file}"
         except RelayerError as exc:
             raise click.ClickException(str(exc)) from None
     assert password_env is not None
-    value = os.environ.get(password_env)
-    if not value:
+    value = _require_variable(password_env, f"the password that {purpose}")
+    return Secret(value), f"environment variable {password_env}"
+
+
+def _require_variable(name: str, holding: str) -> str:
+    value = os.environ.get(name)
+    if value is None:
         raise click.ClickException(
-            f"environment variable {password_env} is not set (it must hold the password that "
-            "will encrypt the key)"
+            f"environment variable {name} is not set (it must hold {holding})"
         )
-    return Secret(value)
+    if not value.strip():
+        raise click.ClickException(f"environment variable {name} is empty (it must hold {holding})")
+    return value
+
+
+_password_env_option = click.option(
+    "--password-env", metavar="VAR", help="The variable holding the password."
+)
+_password_file_option = click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="A private file holding the password (chmod 600; or root's, mode 0440).",
+)
 
 
 @keys_group.command("add")
@@ -246,13 +266,16 @@ def _password(password_env: str | None, password_file: Path | None) -> Secret:
     "--from-env", "from_env", metavar="VAR", help="Import the secret held in this variable."
 )
 @click.option("--generate", is_flag=True, help="Make a new random key.")
-@click.option("--password-env", metavar="VAR", help="The variable holding the password.")
 @click.option(
-    "--password-file",
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="An owner-only (chmod 600) file holding the password.",
+    "--dev",
+    is_flag=True,
+    help="Accept a development key anyone can derive (a Substrate dev URI such as //Bob); "
+    "it loads only on chains marked dev = true.",
 )
+@_password_env_option
+@_password_file_option
 # Cheap key derivation, so that tests do not spend a second per key: never for a real key.
+# Hidden, warned about when used, and marked weak-kdf by `keys list`.
 @click.option("--light-kdf", is_flag=True, hidden=True)
 def keys_add(
     config_path: Path,
@@ -262,6 +285,7 @@ def keys_add(
     scheme: str | None,
     from_env: str | None,
     generate: bool,
+    dev: bool,
     password_env: str | None,
     password_file: Path | None,
     light_kdf: bool,
@@ -297,15 +321,16 @@ def keys_add(
         )
     secret: Secret | None = None
     if from_env is not None:
-        value = os.environ.get(from_env)
-        if not value or not value.strip():
-            raise click.ClickException(
-                f"environment variable {from_env} is not set (it must hold {key_format.importable})"
-            )
-        secret = Secret(value)
-    password = _password(password_env, password_file)
+        secret = Secret(_require_variable(from_env, key_format.importable))
+    password, _ = _password(password_env, password_file, purpose="will encrypt the key")
+    if light_kdf:
+        click.echo(
+            "warning: --light-kdf: a cheap key derivation, for tests only; the password of "
+            "this file is quick to brute-force, and `relayer keys list` marks it weak-kdf",
+            err=True,
+        )
     try:
-        document = key_format.create(secret, password, scheme=scheme, light_kdf=light_kdf)
+        document = key_format.create(secret, password, scheme=scheme, light_kdf=light_kdf, dev=dev)
         info = key_format.describe(document)
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         write_key_file(path, document)
@@ -313,6 +338,12 @@ def keys_add(
         raise click.ClickException(str(exc)) from None
     address = info.address if info is not None and info.address else "(not stored)"
     click.echo(f"added {name}: {kind} {scheme} key {address}, in {path}")
+    if dev:
+        click.echo(
+            "warning: --dev: a development key may be one anyone can sign for; it loads only "
+            "on chains marked dev = true",
+            err=True,
+        )
     config_dir = config_path.resolve().parent
     password_ref = (
         f'password_env = "{password_env}"'
@@ -339,7 +370,11 @@ def _relative(path: Path | None, base: Path) -> Path | None:
 @_config_option
 @_keys_dir_option
 def keys_list(config_path: Path, keys_dir: Path | None) -> None:
-    """Each key's name, family, scheme and address (read without any password)."""
+    """Each key's name, family, scheme and the address its file claims.
+
+    Read without any password, so an address is the file's claim, not checked against its key
+    (`relayer keys show-address --verify NAME` checks one). A file whose key derivation is
+    cheaper than the standard (made with --light-kdf, for tests) is marked weak-kdf."""
     directory = _keys_dir(config_path, keys_dir)
     try:
         entries = list_keys(directory, _key_formats())
@@ -355,27 +390,76 @@ def keys_list(config_path: Path, keys_dir: Path | None) -> None:
             continue
         address = entry.info.address or "(address not stored)"
         line = f"{entry.name:<{width}}  {entry.kind:<10} {entry.info.scheme:<10} {address}"
+        if entry.info.weak_kdf is not None:
+            line += f"  weak-kdf ({entry.info.weak_kdf}: for tests only)"
         if entry.mode & 0o077:
             line += f"  (mode {entry.mode:04o}: others may read it; chmod 600 {entry.path})"
         click.echo(line)
+    click.echo(
+        "addresses are as each file claims them, not checked against its key: "
+        "`relayer keys show-address --verify NAME` checks one",
+        err=True,
+    )
 
 
 @keys_group.command("show-address")
 @_config_option
 @_keys_dir_option
 @click.argument("name")
-def keys_show_address(config_path: Path, keys_dir: Path | None, name: str) -> None:
-    """Print the address of key NAME (no password needed)."""
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Decrypt the file (give its password as for `keys add`) and check that the address "
+    "is its key's.",
+)
+@_password_env_option
+@_password_file_option
+def keys_show_address(
+    config_path: Path,
+    keys_dir: Path | None,
+    name: str,
+    verify: bool,
+    password_env: str | None,
+    password_file: Path | None,
+) -> None:
+    """Print the address key NAME's file claims, alone on stdout (for scripts).
+
+    Without --verify no password is needed, and the address is the file's claim, not checked
+    against its key: anyone who could write the file could have changed it. With --verify the
+    file is decrypted and the address printed is its key's."""
     path = _key_file(_keys_dir(config_path, keys_dir), name)
+    formats = _key_formats()
     try:
-        _, info = describe_key_file(path, _key_formats())
+        kind, info = describe_key_file(path, formats)
     except RelayerError as exc:
         raise click.ClickException(str(exc)) from None
-    if info.address is None:
-        raise click.ClickException(
-            f"key file {path} does not store its address; only decrypting it would tell"
+    if not verify:
+        if password_env is not None or password_file is not None:
+            raise click.UsageError("--password-env and --password-file go with --verify")
+        if info.address is None:
+            raise click.ClickException(
+                f"key file {path} does not store its address; only decrypting it would tell "
+                "(--verify)"
+            )
+        click.echo(info.address)
+        click.echo(
+            f"note: the address key file {path} claims, not checked against its key "
+            "(--verify checks it)",
+            err=True,
         )
-    click.echo(info.address)
+        return
+    password, source = _password(password_env, password_file, purpose="encrypted the key")
+    try:
+        document = json.loads(path.read_text(encoding="utf-8"))
+        verified = formats[kind].verify(
+            document, password, where=f"key file {path}", password_source=source
+        )
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(f"cannot read key file {path}: {exc}") from None
+    except RelayerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(verified.address)
+    click.echo(f"verified: key file {path} decrypts to the key of this address", err=True)
 
 
 @keys_group.command("remove")

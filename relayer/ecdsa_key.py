@@ -39,6 +39,14 @@ _SECP256K1_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD03
 _MAX_SCRYPT_MEMORY = 128 * 8 * (1 << 18)
 _MAX_SCRYPT_P = 16
 _MAX_PBKDF2_ROUNDS = 1 << 22
+# What every V3 writer derives: 32 bytes (the AES key and the MAC key) through HMAC-SHA256.
+_V3_DKLEN = 32
+_V3_PRF = "hmac-sha256"
+# The standard costs (geth's StandardScryptN/R, what eth-account writes by default; eth-keyfile's
+# PBKDF2 default): `relayer keys list` marks a file below them weak-kdf.
+_STANDARD_SCRYPT_N = 1 << 18
+_STANDARD_SCRYPT_R = 8
+_STANDARD_PBKDF2_ROUNDS = 1 << 18
 # N of the keystores written with light_kdf (tests only): 2^12 is milliseconds, not a second.
 _LIGHT_SCRYPT_N = 1 << 12
 
@@ -104,60 +112,113 @@ def load_ecdsa_key(
     if found.text is not None:
         return _key_from_hex(found.text.reveal(), found.where, found.identity)
     assert found.keystore is not None and found.password is not None  # resolve_key
-    keystore, path = found.keystore, found.keystore_path
+    assert found.password_source is not None  # resolve_key, with a password
+    return _decrypt_v3(
+        found.keystore,
+        found.password,
+        where=found.where,
+        source=found.identity,
+        password_source=found.password_source,
+    )
+
+
+def _decrypt_v3(
+    keystore: Mapping[str, Any], password: Secret, *, where: str, source: str, password_source: str
+) -> EcdsaKey:
+    """The key of V3 keystore ``keystore`` (the file ``where``), its address checked against
+    the one the file claims."""
     if keystore.get("version") != 3:
         raise ConfigError(
-            f'keystore file {path} is not an Ethereum V3 keystore (it has no "version": 3); '
+            f'{where} is not an Ethereum V3 keystore (it has no "version": 3); '
             "`relayer keys list` shows which family each key file is for"
         )
-    _check_kdf_cost(keystore, path)
+    _check_kdf_cost(keystore, where)
     # Imported here only: eth-account costs a second of CPU at import (py_ecc's BLS tables).
     from eth_account import Account  # noqa: PLC0415
 
     try:
-        secret_bytes = Account.decrypt(dict(keystore), found.password.reveal())
+        secret_bytes = Account.decrypt(dict(keystore), password.reveal())
     except ValueError as exc:
         if "MAC mismatch" in str(exc):
             raise WrongPasswordError(
-                f"keystore file {path} does not decrypt with the password in "
-                f"{found.password_source} (wrong password, or a damaged file)"
+                f"{where} does not decrypt with the password in {password_source} "
+                "(wrong password, or a damaged file)"
             ) from None
-        raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
+        raise ConfigError(f"{where} is not a usable V3 keystore") from None
     except (KeyError, TypeError, NotImplementedError):
-        raise ConfigError(f"keystore file {path} is not a usable V3 keystore") from None
-    key = _key_from_bytes(bytes(secret_bytes), found.where, found.identity)
+        raise ConfigError(f"{where} is not a usable V3 keystore") from None
+    key = _key_from_bytes(bytes(secret_bytes), where, source)
     claimed = keystore.get("address")
     if isinstance(claimed, str) and claimed.lower().removeprefix("0x") != key.address.hex():
         raise ConfigError(
-            f"keystore file {path} names address {claimed} but its key belongs to "
+            f"{where} names address {claimed} but its key belongs to "
             f"{key.checksum_address}; the file has been tampered with or mixed up"
         )
     return key
 
 
-def _check_kdf_cost(keystore: Mapping[str, Any], path: Path | None) -> None:
+def _check_kdf_cost(keystore: Mapping[str, Any], where: str) -> None:
     crypto = keystore.get("crypto", keystore.get("Crypto"))
     params = crypto.get("kdfparams") if isinstance(crypto, Mapping) else None
     if not isinstance(params, Mapping):
         return  # eth-account refuses it with its own error, mapped by the caller
     kdf = crypto.get("kdf") if isinstance(crypto, Mapping) else None
+    if kdf not in ("scrypt", "pbkdf2"):
+        return  # eth-account refuses it as unsupported
+    # dklen and prf are costs too: scrypt and PBKDF2 pay for every block of output (a dklen of
+    # 2^30 is 2^25 PBKDF2 runs of c rounds each), and a prf other than the one every V3 writer
+    # uses is no keystore of ours. Every V3 keystore derives 32 bytes with hmac-sha256.
+    dklen = params.get("dklen")
+    if type(dklen) is not int or dklen != _V3_DKLEN:
+        raise ConfigError(
+            f"{where} asks for kdfparams.dklen {dklen!r}; V3 keystores derive {_V3_DKLEN} "
+            "bytes, and another length is refused rather than run (it decides the time "
+            "decryption takes)"
+        )
+    if kdf == "pbkdf2" and params.get("prf") != _V3_PRF:
+        raise ConfigError(
+            f"{where} asks for kdfparams.prf {params.get('prf')!r}; V3 keystores use "
+            f"{_V3_PRF!r}, and another is refused"
+        )
     try:
         if kdf == "scrypt":
             n, r, p = int(params["n"]), int(params["r"]), int(params["p"])
             too_costly = n < 1 or r < 1 or p < 1 or 128 * n * r > _MAX_SCRYPT_MEMORY
             too_costly = too_costly or p > _MAX_SCRYPT_P
-        elif kdf == "pbkdf2":
-            too_costly = not 1 <= int(params["c"]) <= _MAX_PBKDF2_ROUNDS
         else:
-            return
+            too_costly = not 1 <= int(params["c"]) <= _MAX_PBKDF2_ROUNDS
     except (KeyError, TypeError, ValueError):
-        raise ConfigError(f"keystore file {path} has malformed {kdf} parameters") from None
+        raise ConfigError(f"{where} has malformed {kdf} parameters") from None
     if too_costly:
         raise ConfigError(
-            f"keystore file {path} asks for {kdf} parameters {dict(params)!r} beyond what "
+            f"{where} asks for {kdf} parameters {dict(params)!r} beyond what "
             "geth writes; refused rather than run (they decide the memory and time decryption "
             "takes)"
         )
+
+
+def _weak_kdf(document: Mapping[str, Any]) -> str | None:
+    """Why the keystore's key derivation is below the standard cost, or None (also for
+    parameters too malformed to tell: loading the file refuses those)."""
+    crypto = document.get("crypto", document.get("Crypto"))
+    params = crypto.get("kdfparams") if isinstance(crypto, Mapping) else None
+    if not isinstance(crypto, Mapping) or not isinstance(params, Mapping):
+        return None
+    try:
+        if crypto.get("kdf") == "scrypt":
+            n, r, p = int(params["n"]), int(params["r"]), int(params["p"])
+            if n * r * p >= _STANDARD_SCRYPT_N * _STANDARD_SCRYPT_R:
+                return None
+            standard = f"n={_STANDARD_SCRYPT_N} r={_STANDARD_SCRYPT_R} p=1"
+            return f"scrypt n={n} r={r} p={p}, below {standard}"
+        if crypto.get("kdf") == "pbkdf2":
+            rounds = int(params["c"])
+            if rounds >= _STANDARD_PBKDF2_ROUNDS:
+                return None
+            return f"pbkdf2 c={rounds}, below c={_STANDARD_PBKDF2_ROUNDS}"
+    except (KeyError, TypeError, ValueError):
+        return None
+    return None
 
 
 class V3KeystoreFormat:
@@ -173,17 +234,39 @@ class V3KeystoreFormat:
         ):
             return None
         claimed = document.get("address")
+        weak = _weak_kdf(document)
         if claimed is None:
-            return KeyFileInfo(scheme="secp256k1", address=None)
+            return KeyFileInfo(scheme="secp256k1", address=None, weak_kdf=weak)
         if not isinstance(claimed, str) or not re.fullmatch(r"(?:0x)?[0-9a-fA-F]{40}", claimed):
             raise ConfigError(f"its address field {claimed!r} is not a 20-byte hex address")
         return KeyFileInfo(
-            scheme="secp256k1", address=to_checksum_address("0x" + claimed[-40:].lower())
+            scheme="secp256k1",
+            address=to_checksum_address("0x" + claimed[-40:].lower()),
+            weak_kdf=weak,
+        )
+
+    def verify(
+        self, document: Mapping[str, Any], password: Secret, *, where: str, password_source: str
+    ) -> KeyFileInfo:
+        key = _decrypt_v3(
+            document, password, where=where, source=where, password_source=password_source
+        )
+        return KeyFileInfo(
+            scheme="secp256k1", address=key.checksum_address, weak_kdf=_weak_kdf(document)
         )
 
     def create(
-        self, secret: Secret | None, password: Secret, *, scheme: str, light_kdf: bool = False
+        self,
+        secret: Secret | None,
+        password: Secret,
+        *,
+        scheme: str,
+        light_kdf: bool = False,
+        dev: bool = False,
     ) -> dict[str, Any]:
+        # dev changes nothing here: a secp256k1 key carries no mark of where it came from (the
+        # anvil accounts are plain keys), so there is no development key to tell apart.
+        del dev
         if scheme not in self.schemes:
             raise ConfigError(f"V3 keystores hold secp256k1 keys, not {scheme}")
         if secret is None:

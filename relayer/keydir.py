@@ -4,7 +4,8 @@
 which the chain plugin offering it reads back when a config names the file as a keystore. The
 directory is ``[relayer] keys_dir`` of the config file when it sets one, else ``keys/`` beside
 the config file. Nothing here decrypts a key: listing and addresses come from what the files
-say of themselves.
+say of themselves, which is a claim (a file's address is not authenticated without its
+password: ``KeyFormat.verify`` checks it).
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ files; ``write_key_file`` writes one owner-only, never over another.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -60,7 +61,8 @@ class WrongPasswordError(ConfigError):
 
 
 class UnsafePermissionsError(ConfigError):
-    """A password file that group or others may read: refused, with the chmod to run."""
+    """A password file that is not private (``read_password_file`` says which files are):
+    refused, with the chmod or chown to run."""
 
 
 class KeyFileExistsError(ConfigError):
@@ -81,7 +83,8 @@ class KeyRef(BaseModel):
     """The environment variable holding the keystore's password."""
     password_file: Path | None = None
     """A file holding the keystore's password (its trailing newline ignored), relative to the
-    config file; refused unless only its owner may read it (chmod 600)."""
+    config file; refused unless private: the relayer's user's alone (chmod 600), or root's
+    and at most group-readable (0440, as Kubernetes mounts a secret with fsGroup)."""
 
     @field_validator("env", "password_env")
     @classmethod
@@ -233,28 +236,36 @@ def _under(path: Path, base_dir: Path | None) -> Path:
 
 def read_password_file(path: Path) -> Secret:
     """The password in ``path``, its trailing newline (as editors and ``echo`` leave it)
-    stripped. The file must be readable by its owner only, as ssh insists for private keys:
-    a password others can read protects nothing.
+    stripped. The file must be private, by libpq's rule for private key files: owned by the
+    user the relayer runs as with no group or other permissions (chmod 600), or owned by root
+    and at most group-readable (0640 or 0440: how Kubernetes mounts a secret volume with
+    ``fsGroup``, for a group the relayer is in). A password others can read protects nothing.
 
-    Raises ``KeyUnavailableError`` when it is absent, ``UnsafePermissionsError`` when group or
-    others may read or write it, ``ConfigError`` when it cannot be read or is empty."""
+    Raises ``KeyUnavailableError`` when it is absent, ``UnsafePermissionsError`` when it is not
+    private by that rule, ``ConfigError`` when it is not a regular file, cannot be read or is
+    empty."""
+    # O_NONBLOCK: opening a FIFO for reading blocks until a writer comes, which would hang the
+    # daemon before the check below could refuse it; on a regular file it changes nothing.
+    flags = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOCTTY", 0)
     try:
         # One descriptor for the check and the read, so the file checked is the file read.
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise KeyUnavailableError(f"password file {path} does not exist") from None
     except OSError as exc:
         raise ConfigError(f"cannot read password file {path}: {exc.strerror}") from None
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(handle.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise ConfigError(f"password file {path} is not a regular file")
-        if mode & 0o077:
-            raise UnsafePermissionsError(
-                f"password file {path} may be read or written by group or others "
-                f"(mode {stat.S_IMODE(mode):04o}); make it the owner's alone: chmod 600 {path}"
+        status = os.fstat(handle.fileno())
+        if not stat.S_ISREG(status.st_mode):
+            raise ConfigError(
+                f"password file {path} is not a regular file (a FIFO, device or directory is "
+                "refused: give the path of a file holding the password)"
             )
-        raw = handle.read()
+        _check_private(path, status)
+        try:
+            raw = handle.read()
+        except OSError as exc:
+            raise ConfigError(f"cannot read password file {path}: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -265,23 +276,60 @@ def read_password_file(path: Path) -> Secret:
     return Secret(text)
 
 
+# Group write or execute, or any permission for others: what a root-owned password file may
+# not have (libpq's rule: root may share it with a group, read-only).
+_ROOT_FILE_FORBIDDEN = stat.S_IWGRP | stat.S_IXGRP | stat.S_IRWXO
+_OWN_FILE_FORBIDDEN = stat.S_IRWXG | stat.S_IRWXO
+
+
+def _check_private(path: Path, status: os.stat_result) -> None:
+    euid = os.geteuid()
+    mode = stat.S_IMODE(status.st_mode)
+    if status.st_uid == euid and not mode & _OWN_FILE_FORBIDDEN:
+        return
+    if status.st_uid == 0 and not mode & _ROOT_FILE_FORBIDDEN:
+        return
+    if status.st_uid == 0:
+        raise UnsafePermissionsError(
+            f"password file {path} is owned by root with mode {mode:04o}: others may read it, "
+            "or group may write it; a root-owned password file may be read by its group at "
+            f"most: chmod 440 {path} (or chmod 600 {path}, owned by the user the relayer runs "
+            "as)"
+        )
+    if status.st_uid == euid:
+        raise UnsafePermissionsError(
+            f"password file {path} may be read or written by group or others "
+            f"(mode {mode:04o}); make it the owner's alone: chmod 600 {path}"
+        )
+    raise UnsafePermissionsError(
+        f"password file {path} is owned by uid {status.st_uid}, neither the user the relayer "
+        f"runs as (uid {euid}) nor root: chown {euid} {path} && chmod 600 {path}, or make it "
+        "root's, group-readable at most (mode 0440), for a group the relayer is in"
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class KeyFileInfo:
-    """What a key file says of itself without its password."""
+    """What a key file says of itself without its password (``describe``: claims, not checked
+    against the key), or what its key is once decrypted (``verify``)."""
 
     #: the signature scheme: "secp256k1", "sr25519", "ed25519"...
     scheme: str
     #: the account, as the chain's users write it (checksummed hex, SS58...); None when the
     #: file does not store it (only decrypting it would tell)
     address: str | None
+    #: why the file's key derivation is cheaper than its format's standard cost ("scrypt
+    #: n=4096 r=8 p=1, below n=262144 r=8 p=1"): a file made for tests, quick to brute-force;
+    #: None at the standard cost or above
+    weak_kdf: str | None = None
 
 
 @runtime_checkable
 class KeyFormat(Protocol):
     """A chain family's encrypted key files, for ``relayer keys``: created from a secret (or a
-    new random one) and a password, and described without the password. Whoever loads a key
-    to sign with it (``ChainPlugin.load_signer``) reads the same files. A chain plugin offers
-    one as its ``key_format`` (``relayer.keydir.OffersKeyFormat``)."""
+    new random one) and a password, described without the password and verified with it.
+    Whoever loads a key to sign with it (``ChainPlugin.load_signer``) reads the same files. A
+    chain plugin offers one as its ``key_format`` (``relayer.keydir.OffersKeyFormat``)."""
 
     #: signature schemes it writes, the default first
     schemes: tuple[str, ...]
@@ -289,17 +337,36 @@ class KeyFormat(Protocol):
     importable: str
 
     def describe(self, document: Mapping[str, Any]) -> KeyFileInfo | None:
-        """The scheme and account of a key file, read without its password; None when the
-        document is not of this format. Raises ``ConfigError`` when it is, but damaged."""
+        """The scheme and account a key file claims, read without its password (so not
+        checked against its key); None when the document is not of this format. Raises
+        ``ConfigError`` when it is, but damaged."""
         ...
 
     def create(
-        self, secret: Secret | None, password: Secret, *, scheme: str, light_kdf: bool = False
+        self,
+        secret: Secret | None,
+        password: Secret,
+        *,
+        scheme: str,
+        light_kdf: bool = False,
+        dev: bool = False,
     ) -> dict[str, Any]:
         """An encrypted key file (a JSON object) holding ``secret`` (in one of
         ``importable``), or a new random key when None. ``light_kdf``: a cheap key
-        derivation, for tests only. Raises ``ConfigError`` for a secret that is not a key of
-        ``scheme`` (the message never shows it) or a scheme this format does not write."""
+        derivation, for tests only. ``dev``: accept a secret anyone can derive (a
+        development key, such as Substrate's ``//Alice``); without it such a secret is
+        refused. Raises ``ConfigError`` for a secret that is not a key of ``scheme`` (the
+        message never shows it), a development key without ``dev``, or a scheme this format
+        does not write."""
+        ...
+
+    def verify(
+        self, document: Mapping[str, Any], password: Secret, *, where: str, password_source: str
+    ) -> KeyFileInfo:
+        """Decrypt ``document`` (the key file ``where``) with ``password`` and say what its
+        key is: the address derived from the key itself. Raises ``WrongPasswordError`` when it
+        does not decrypt (naming ``password_source``), ``ConfigError`` when the address the
+        file claims is not its key's, or the file is unusable."""
         ...
 
 
@@ -308,8 +375,9 @@ def write_key_file(path: Path, document: Mapping[str, Any]) -> None:
 
     Created with mode 0600 in the same call that creates it (never chmod-ed after: the key
     would be readable in between), and never over an existing file, nor through a symlink.
-    Raises ``KeyFileExistsError`` when ``path`` exists, ``ConfigError`` when it cannot be
-    written (the partial file is removed)."""
+    The file and then its directory are fsynced before returning, so that the key outlives a
+    crash once its address has been shown. Raises ``KeyFileExistsError`` when ``path`` exists,
+    ``ConfigError`` when it cannot be written (the partial file is removed)."""
     data = (json.dumps(document, indent=2) + "\n").encode()
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     try:
@@ -326,17 +394,34 @@ def write_key_file(path: Path, document: Mapping[str, Any]) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        # The file's own fsync does not make its name durable: after a crash the directory
+        # could lack the entry, and a key whose address was printed (and funded) would be gone.
+        _fsync_directory(path.parent)
     except OSError as exc:
         path.unlink(missing_ok=True)
         raise ConfigError(f"cannot write key file {path}: {exc.strerror}") from None
 
 
+def _fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        # Some filesystems cannot sync a directory (EINVAL); what they keep is theirs to say.
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
+
+
 def _require_env(env: Mapping[str, str], name: str, holding: str) -> str:
     value = env.get(name)
-    if value is None or not value.strip():
+    if value is None:
         raise KeyUnavailableError(
             f"environment variable {name} is not set (it must hold {holding})"
         )
+    if not value.strip():
+        raise KeyUnavailableError(f"environment variable {name} is empty (it must hold {holding})")
     return value
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 import secrets
 import time
@@ -47,6 +48,7 @@ __all__ = [
     "Ed25519Keypair",
     "Sr25519Keypair",
     "SubstrateKeyFormat",
+    "dev_account_name",
     "encrypt_keypair_json",
     "load_sr25519_signer",
 ]
@@ -81,6 +83,7 @@ _WRITE_SCRYPT = (1 << 15, 1, 8)
 # 128 * r * N bytes at the largest allowed N, plus libsodium's own overhead.
 _SCRYPT_MAXMEM = 128 * 8 * (1 << 17) + (32 << 20)
 _SR25519, _ED25519 = "sr25519", "ed25519"
+_DEV_NAMES = ("Alice", "Bob", "Charlie", "Dave", "Eve", "Ferdie")
 _HEX_SEED = re.compile(r"0[xX][0-9a-fA-F]{64}")
 
 
@@ -112,10 +115,7 @@ class Sr25519Keypair:
         if "///" in uri or any("/" in junction for junction in path.split("//")):
             raise ValueError("only hard junctions (//name) are supported in a key URI")
         public, secret = sr25519.pair_from_seed(bytes(bip39.bip39_to_mini_secret(phrase, "")))
-        for junction in filter(None, path.split("//") if path else ()):
-            _, public, secret = sr25519.hard_derive_keypair(
-                (_chain_code(junction), public, secret), b""
-            )
+        public, secret = _hard_derive(public, secret, path)
         return cls(public, secret, source=source)
 
     @property
@@ -190,9 +190,10 @@ def load_sr25519_signer(
 
     ``{ keystore = ..., password_env | password_file = ... }``: an encrypted sr25519 keypair JSON
     (polkadot-js / substrate-interface export, version 3). ``{ env = ... }``: a dev URI
-    (``//Alice``) or a
-    mnemonic, accepted only on a chain marked ``dev = true``: a key kept in plain text in the
-    environment is a dev convenience, and ``//Alice`` is everyone's key.
+    (``//Alice``) or a mnemonic, accepted only on a chain marked ``dev = true``: a key kept in
+    plain text in the environment is a dev convenience, and ``//Alice`` is everyone's key. For
+    the same reason a keystore holding one of the well-known development accounts
+    (``dev_account_name``) is refused on a chain not marked ``dev = true``.
 
     Raises ``KeyUnavailableError`` when the variable or file is absent, ``WrongPasswordError``
     when the file does not decrypt with its password, ``ConfigError`` when it is unusable
@@ -229,7 +230,39 @@ def load_sr25519_signer(
             f"{resolved.where} holds an ed25519 key; deliveries to substrate chains are signed "
             "with sr25519 keys (make one: relayer keys add --type substrate --scheme sr25519)"
         )
+    # The env rule above is about where a key is kept; this one is about which key it is. An
+    # encrypted file can hold //Alice as well (an import of "$MNEMONIC//relayer" with MNEMONIC
+    # unset derives from the dev phrase), and encryption does not make a public key private.
+    dev_account = None if dev else dev_account_name(keypair.address)
+    if dev_account is not None:
+        raise ConfigError(
+            f"{resolved.where} holds {dev_account} (account {keypair.printable_address}), "
+            "derived from Substrate's public development phrase: anyone can sign for it, so "
+            "it is refused on a chain not marked dev = true. Make a key of your own "
+            "(relayer keys add --type substrate --generate, or --from-env with your own "
+            "mnemonic) and fund it; mark the chain dev = true only if it is a development chain"
+        )
     return keypair
+
+
+def dev_account_name(account: bytes) -> str | None:
+    """``//Alice``, ``//Bob//stash``... or "the dev phrase itself" when ``account`` (an sr25519
+    public key) is one of the well-known development accounts derived from ``DEV_PHRASE``;
+    None otherwise."""
+    return _dev_accounts().get(bytes(account))
+
+
+@functools.cache
+def _dev_accounts() -> dict[bytes, str]:
+    # Substrate's well-known accounts (sp_keyring: Alice, Bob, Charlie, Dave, Eve, Ferdie, and
+    # each one's //stash), which every dev chain funds and every tool can derive.
+    public, secret = sr25519.pair_from_seed(bytes(bip39.bip39_to_mini_secret(DEV_PHRASE, "")))
+    accounts = {bytes(public): "the dev phrase itself (no derivation path)"}
+    for name in _DEV_NAMES:
+        for path in (name, f"{name}//stash"):
+            derived, _ = _hard_derive(public, secret, path)
+            accounts[bytes(derived)] = f"//{path}"
+    return accounts
 
 
 def _refuse(where: str, reason: str) -> NoReturn:
@@ -386,8 +419,8 @@ class SubstrateKeyFormat:
 
     schemes: tuple[str, ...] = (_SR25519, _ED25519)
     importable = (
-        "a BIP-39 mnemonic (sr25519: with //hard junctions if wanted), a 0x-prefixed 32-byte "
-        "hex seed, or a dev URI such as //Alice"
+        "a BIP-39 mnemonic (sr25519: with //hard junctions if wanted) or a 0x-prefixed 32-byte "
+        "hex seed (a dev URI such as //Alice only with --dev)"
     )
 
     def describe(self, document: Mapping[str, Any]) -> KeyFileInfo | None:
@@ -395,27 +428,79 @@ class SubstrateKeyFormat:
         if not isinstance(encoding, Mapping) or "encoded" not in document:
             return None
         scheme = _scheme_of(document, "keypair JSON")
-        _, address, _ = _read_keypair_json(document, "keypair JSON")
-        return KeyFileInfo(scheme=scheme, address=address)
+        blob, address, _ = _read_keypair_json(document, "keypair JSON")
+        return KeyFileInfo(scheme=scheme, address=address, weak_kdf=_weak_scrypt(blob))
+
+    def verify(
+        self, document: Mapping[str, Any], password: Secret, *, where: str, password_source: str
+    ) -> KeyFileInfo:
+        resolved = ResolvedKey(
+            where=where,
+            identity=where,
+            keystore=document,
+            password=password,
+            password_source=password_source,
+        )
+        # _decrypt_keypair_json refuses a file whose address is not its key's account, so the
+        # address returned is the one the file claims, now checked.
+        keypair = _decrypt_keypair_json(resolved)
+        blob, address, _ = _read_keypair_json(document, where)
+        scheme = _ED25519 if isinstance(keypair, Ed25519Keypair) else _SR25519
+        return KeyFileInfo(scheme=scheme, address=address, weak_kdf=_weak_scrypt(blob))
 
     def create(
-        self, secret: Secret | None, password: Secret, *, scheme: str, light_kdf: bool = False
+        self,
+        secret: Secret | None,
+        password: Secret,
+        *,
+        scheme: str,
+        light_kdf: bool = False,
+        dev: bool = False,
     ) -> dict[str, Any]:
         # light_kdf is not honoured: polkadot-js reads only its own scrypt costs, and those
         # are cheap enough (0.1 s) for tests.
         del light_kdf
         if scheme not in self.schemes:
             raise ConfigError(f"substrate keypair JSON holds sr25519 or ed25519 keys, not {scheme}")
-        keypair = _keypair_from_secret(secret, scheme)
+        keypair = _keypair_from_secret(secret, scheme, dev=dev)
         return encrypt_keypair_json(keypair, password)
 
 
-def _keypair_from_secret(secret: Secret | None, scheme: str) -> Sr25519Keypair | Ed25519Keypair:
+def _weak_scrypt(blob: bytes) -> str | None:
+    n, p, r = (
+        int.from_bytes(blob[offset : offset + 4], "little")
+        for offset in range(_SALT_LEN, _SCRYPT_PARAMS_LEN, 4)
+    )
+    standard_n, standard_p, standard_r = _WRITE_SCRYPT
+    if n * p * r >= standard_n * standard_p * standard_r:
+        return None
+    return f"scrypt N={n} p={p} r={r}, below N={standard_n} p={standard_p} r={standard_r}"
+
+
+def _is_dev_secret(text: str) -> bool:
+    """A URI without a mnemonic before its ``//`` (``from_uri`` takes the dev phrase for it),
+    or the dev phrase itself: anyone can derive the key."""
+    phrase = text.partition("//")[0]
+    return not phrase.strip() or " ".join(phrase.split()) == DEV_PHRASE
+
+
+def _keypair_from_secret(
+    secret: Secret | None, scheme: str, *, dev: bool
+) -> Sr25519Keypair | Ed25519Keypair:
     where = "the secret given"
     if secret is None:
         seed = secrets.token_bytes(32)
     else:
         text = secret.reveal().strip()
+        if not dev and not _HEX_SEED.fullmatch(text) and _is_dev_secret(text):
+            _refuse(
+                where,
+                "is a development key: it has no mnemonic before its //junctions (or is "
+                "Substrate's public dev phrase), so it derives from the dev phrase and anyone "
+                'can sign for it. If the variable was meant to hold "$MNEMONIC//path", the '
+                "mnemonic part is empty: is MNEMONIC set? For a development chain only, add "
+                "--dev (such a key loads only on chains marked dev = true)",
+            )
         if _HEX_SEED.fullmatch(text):
             seed = bytes.fromhex(text[2:])
         elif scheme == _SR25519:
@@ -433,10 +518,28 @@ def _keypair_from_secret(secret: Secret | None, scheme: str) -> Sr25519Keypair |
     if scheme == _ED25519:
         return Ed25519Keypair(seed, source=where)
     public, secret_key = sr25519.pair_from_seed(seed)
-    return Sr25519Keypair(public, secret_key, source=where)
+    keypair = Sr25519Keypair(public, secret_key, source=where)
+    # A hex seed can be the dev phrase's own (its mini secret is as public as the phrase).
+    if not dev and dev_account_name(keypair.address) is not None:
+        _refuse(
+            where,
+            "is the seed of a development account, which anyone can sign for; for a "
+            "development chain only, add --dev",
+        )
+    return keypair
 
 
 KEY_FORMAT = SubstrateKeyFormat()
+
+
+def _hard_derive(public: bytes, secret: bytes, path: str) -> tuple[bytes, bytes]:
+    """The keypair at ``path`` (``name//name2``: hard junctions, without the leading ``//``)
+    below ``public``/``secret``."""
+    for junction in filter(None, path.split("//") if path else ()):
+        _, public, secret = sr25519.hard_derive_keypair(
+            (_chain_code(junction), public, secret), b""
+        )
+    return public, secret
 
 
 def _chain_code(junction: str) -> bytes:

@@ -47,6 +47,8 @@ class _Keys:
         self.secret_dir = base / "secrets"
         self.secret_dir.mkdir(mode=0o700)
         self.env: dict[str, str] = {}
+        #: each key's --password-env / --password-file arguments
+        self.password_args: dict[str, list[str]] = {}
         #: every secret, as text (searched case-insensitively) and as raw bytes
         self.texts: list[str] = []
         self.blobs: list[bytes] = []
@@ -64,10 +66,16 @@ class _Keys:
         self.env[variable] = password
         return ["--password-env", variable], f'password_env = "{variable}"'
 
-    def add(self, name: str, kind: str, *, secret: str | None, in_file: bool) -> str:
-        """The key's config reference; ``secret`` None generates one."""
+    def add(
+        self, name: str, kind: str, *, secret: str | None, in_file: bool, dev: bool = False
+    ) -> str:
+        """The key's config reference; ``secret`` None generates one; ``dev``: the secret is
+        a development key (a dev URI), which ``keys add`` takes only with --dev."""
         password_args, password_ref = self._password(name, in_file=in_file)
+        self.password_args[name] = password_args
         source = ["--generate"] if secret is None else ["--from-env", "IMPORTED_SECRET"]
+        if dev:
+            source.append("--dev")
         result = subprocess.run(
             [
                 *(sys.executable, "-m", "relayer.cli", "keys", "add", "-c", str(self.config)),
@@ -134,14 +142,20 @@ def _fund(url: str, address: str) -> None:
 
 
 def _show_address(keys: _Keys, name: str) -> str:
+    """The address to fund, checked against the key (the file's own claim is not enough)."""
     result = subprocess.run(
-        [sys.executable, "-m", "relayer.cli", "keys", "show-address", "-c", str(keys.config), name],
+        [
+            *(sys.executable, "-m", "relayer.cli", "keys", "show-address", "-c", str(keys.config)),
+            *(name, "--verify", *keys.password_args[name]),
+        ],
+        env={**os.environ, **keys.env},
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
         check=True,
         timeout=60,
     )
+    keys.check_clean(result.stdout + result.stderr, f"`keys show-address {name}` output")
     return result.stdout.strip()
 
 
@@ -158,8 +172,9 @@ def test_no_key_or_password_reaches_a_log_line_a_metric_or_a_file(
     # Submitters: new keys (funded below), one password in a file, one in a variable.
     ref_a = keys.add("submitter-a", "evm", secret=None, in_file=True)
     ref_b = keys.add("submitter-b", "evm", secret=None, in_file=False)
-    # dot-a's submitter: chopsticks funds only the dev accounts, so //Bob, imported.
-    ref_dot = keys.add("submitter-dot-a", "substrate", secret=SUBMITTER_URI, in_file=True)
+    # dot-a's submitter: chopsticks funds only the dev accounts, so //Bob, imported (--dev:
+    # dot-a is a dev chain, the only kind that loads a dev account).
+    ref_dot = keys.add("submitter-dot-a", "substrate", secret=SUBMITTER_URI, in_file=True, dev=True)
     keys.sr25519(Sr25519Keypair.from_uri(SUBMITTER_URI))
     # Attesters: the committee the Gateways were deployed with (anvil accounts #5, #6, #7).
     ref_att = [

@@ -80,7 +80,7 @@ def test_list_and_show_address_need_no_password(config: Path) -> None:
     )
     listed = _run(config, "list", env={"KEY_PASSWORD": ""})
     assert listed.exit_code == 0, listed.output
-    rows = [line.split() for line in listed.output.splitlines()]
+    rows = [line.split() for line in listed.stdout.splitlines()]
     assert [row[:3] for row in rows] == [
         ["a", "evm", "secp256k1"],
         ["dot", "substrate", "sr25519"],
@@ -88,10 +88,87 @@ def test_list_and_show_address_need_no_password(config: Path) -> None:
     ]
     assert rows[0][3] == ADDRESS
     shown = _run(config, "show-address", "a", env={"KEY_PASSWORD": ""})
-    assert shown.exit_code == 0 and shown.output == ADDRESS + "\n"
+    # The address alone on stdout, for scripts; what it is worth on stderr.
+    assert shown.exit_code == 0 and shown.stdout == ADDRESS + "\n"
     dot = json.loads((config.parent / "keys" / "dot.json").read_text())
     shown = _run(config, "show-address", "dot")
-    assert shown.output == dot["address"] + "\n"
+    assert shown.stdout == dot["address"] + "\n"
+
+
+def test_an_address_read_without_the_password_is_labelled_as_claimed(config: Path) -> None:
+    _add(config, "a", "--type", "evm", "--from-env", "KEY_HEX", "--password-env", "KEY_PASSWORD")
+    path = config.parent / "keys" / "a.json"
+    # Anyone who can write the file can change its address field: it is outside the ciphertext.
+    document = json.loads(path.read_text())
+    document["address"] = "11" * 20
+    path.write_text(json.dumps(document))
+    forged = "0x" + "11" * 20
+    shown = _run(config, "show-address", "a")
+    assert shown.exit_code == 0 and shown.stdout.lower() == forged + "\n"
+    assert "claims, not checked against its key" in shown.stderr
+    listed = _run(config, "list")
+    assert forged in listed.stdout.lower()
+    assert "as each file claims them, not checked" in listed.stderr
+    for command in ("list", "show-address"):
+        help_text = _run(config, command, "--help").stdout
+        assert "claim" in help_text and "--verify" in help_text
+    verified = _run(config, "show-address", "a", "--verify", "--password-env", "KEY_PASSWORD")
+    assert verified.exit_code == 1
+    assert "tampered with or mixed up" in verified.output and ADDRESS in verified.output
+
+
+@pytest.mark.parametrize("kind", ["evm", "substrate"])
+def test_show_address_verify_decrypts_the_file_and_prints_its_keys_address(
+    config: Path, kind: str
+) -> None:
+    password_file = config.parent / "pw"
+    password_file.write_text(PASSWORD + "\n")
+    password_file.chmod(0o600)
+    _add(config, "k", "--type", kind, "--generate", "--password-file", str(password_file))
+    claimed = json.loads((config.parent / "keys" / "k.json").read_text())["address"]
+    verified = _run(config, "show-address", "k", "--verify", "--password-file", str(password_file))
+    assert verified.exit_code == 0, verified.output
+    # A V3 file stores its address as bare hex; shown checksummed, as `keys list` shows it.
+    assert verified.stdout.lower().removeprefix("0x") == claimed.lower().removeprefix("0x") + "\n"
+    assert "verified" in verified.stderr
+    wrong = _run(
+        config, "show-address", "k", "--verify", "--password-env", "OTHER", env={"OTHER": "guess"}
+    )
+    assert wrong.exit_code == 1 and "wrong password" in wrong.output
+    assert "environment variable OTHER" in wrong.output
+    assert _run(config, "show-address", "k", "--verify").exit_code == 2
+    assert _run(config, "show-address", "k", "--password-env", "OTHER").exit_code == 2
+
+
+def test_light_kdf_is_warned_about_and_listed_as_weak_kdf(config: Path) -> None:
+    light = _add(config, "light", "--type", "evm", "--generate", "--password-env", "KEY_PASSWORD")
+    assert light.exit_code == 0, light.output
+    assert "warning: --light-kdf" in light.stderr
+    # Written at polkadot-js's own cost whatever --light-kdf says, so not weak.
+    _run(config, "add", "--name", "dot", "--type", "substrate", "--generate",
+         "--password-env", "KEY_PASSWORD")  # fmt: skip
+    rows = {line.split()[0]: line for line in _run(config, "list").stdout.splitlines()}
+    assert "weak-kdf (scrypt n=4096" in rows["light"]
+    assert "weak-kdf" not in rows["dot"]
+    assert "--light-kdf" not in _run(config, "add", "--help").stdout
+
+
+@pytest.mark.parametrize("secret", ["//relayer", "//Bob", "bottom drive obey lake curtain smoke "
+                                    "basket hold race lonely fit walk"])  # fmt: skip
+def test_importing_a_dev_key_needs_dev_and_is_warned_about(config: Path, secret: str) -> None:
+    # What VAR="$MNEMONIC//relayer" holds when MNEMONIC is unset: a key anyone can derive.
+    args = ("--type", "substrate", "--from-env", "DOT", "--password-env", "KEY_PASSWORD")
+    refused = _add(config, "dot", *args, env={"DOT": secret})
+    assert refused.exit_code == 1
+    assert "--dev" in refused.output and "is MNEMONIC set?" in refused.output
+    assert not (config.parent / "keys" / "dot.json").exists()
+    added = _add(config, "dot", *args, "--dev", env={"DOT": secret})
+    assert added.exit_code == 0, added.output
+    assert "warning: --dev" in added.stderr
+    # What `keys add` says may be imported offers a dev URI only with --dev.
+    unset = _add(config, "other", *args)
+    assert unset.exit_code == 1 and "DOT is not set" in unset.output
+    assert "or a dev URI such as //Alice" not in unset.output and "--dev" in unset.output
 
 
 def test_a_key_is_never_overwritten(config: Path) -> None:
@@ -189,6 +266,12 @@ def test_a_password_file_others_may_read_is_refused_and_an_owner_only_one_is_use
         ),
         (["--type", "evm", "--generate", "--password-env", "UNSET_VAR"], 1, "UNSET_VAR is not set"),
         (
+            ["--type", "evm", "--from-env", "EMPTY_VAR", "--password-env", "KEY_PASSWORD"],
+            1,
+            "EMPTY_VAR is empty",
+        ),
+        (["--type", "evm", "--generate", "--password-env", "EMPTY_VAR"], 1, "EMPTY_VAR is empty"),
+        (
             ["--type", "evm", "--generate", "--password-file", "/nonexistent/pw"],
             1,
             "does not exist",
@@ -201,7 +284,7 @@ def test_a_password_file_others_may_read_is_refused_and_an_owner_only_one_is_use
     ],
 )
 def test_add_says_what_is_wrong(config: Path, args: list[str], code: int, message: str) -> None:
-    result = _add(config, "k", *args, env={"BAD_KEY": "0x1234"} if "BAD_KEY" in args else None)
+    result = _add(config, "k", *args, env={"BAD_KEY": "0x1234", "EMPTY_VAR": ""})
     assert result.exit_code == code, result.output
     assert message in result.output
     assert "Traceback" not in result.output

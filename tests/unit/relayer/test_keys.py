@@ -59,6 +59,12 @@ def test_absent_is_told_apart_from_broken(tmp_path: Path) -> None:
         resolve_key(ref, env={"PW": "x"})
 
 
+@pytest.mark.parametrize("value", ["", "  \n"])
+def test_a_variable_set_but_empty_is_said_to_be_empty_not_unset(value: str) -> None:
+    with pytest.raises(KeyUnavailableError, match=r"K is empty \(it must hold a seed\)"):
+        resolve_key(KeyRef(env="K"), env={"K": value}, holding="a seed")
+
+
 def test_a_secret_compares_by_nothing_it_would_reveal() -> None:
     assert repr(Secret("a")) == repr(Secret("b")) == "Secret(<redacted>)"
 
@@ -85,8 +91,9 @@ def test_a_keystore_password_may_come_from_an_owner_only_file(tmp_path: Path) ->
     assert found.password is not None and found.password.reveal() == "hunter2"
     assert found.password_env is None
     assert found.password_source == f"password file {tmp_path / 'pw'}"
-    (tmp_path / "pw").chmod(0o640)
-    with pytest.raises(UnsafePermissionsError, match="chmod 600"):
+    # World-readable: refused whoever owns it (a root-owned file may be 0440, not 0644).
+    (tmp_path / "pw").chmod(0o644)
+    with pytest.raises(UnsafePermissionsError, match="chmod"):
         resolve_key(KeyRef(keystore=Path("k.json"), password_file=Path("pw")), tmp_path, env={})
     with pytest.raises(KeyUnavailableError, match=r"password file .* does not exist"):
         resolve_key(KeyRef(keystore=Path("k.json"), password_file=Path("nope")), tmp_path, env={})

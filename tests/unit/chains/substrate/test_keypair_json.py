@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import bip39
 import nacl.signing
 import pytest
 import sr25519
@@ -120,20 +121,77 @@ def test_a_generated_key_round_trips_and_signs_as_its_account(scheme: str) -> No
     assert again["address"] != document["address"]
 
 
+# A BIP-39 test vector (Trezor's): a mnemonic of nobody's, unlike the dev phrase.
+MNEMONIC = "legal winner thank year wave sausage worth useful legal winner thank yellow"
+
+
+def _sr25519(uri: str) -> bytes:
+    return Sr25519Keypair.from_uri(uri).address
+
+
 @pytest.mark.parametrize(
-    ("secret", "scheme", "expected"),
+    ("secret", "scheme", "dev", "expected"),
     [
-        ("//Alice", "sr25519", Sr25519Keypair.from_uri("//Alice").address),
-        (DEV_PHRASE, "sr25519", Sr25519Keypair.from_uri(DEV_PHRASE).address),
-        ("0x" + "11" * 32, "sr25519", bytes(sr25519.pair_from_seed(b"\x11" * 32)[0])),
-        ("0x" + "11" * 32, "ed25519", bytes(nacl.signing.SigningKey(b"\x11" * 32).verify_key)),
+        ("//Alice", "sr25519", True, _sr25519("//Alice")),
+        (DEV_PHRASE, "sr25519", True, _sr25519(DEV_PHRASE)),
+        (f"{MNEMONIC}//relayer", "sr25519", False, _sr25519(f"{MNEMONIC}//relayer")),
+        ("0x" + "11" * 32, "sr25519", False, bytes(sr25519.pair_from_seed(b"\x11" * 32)[0])),
+        (
+            "0x" + "11" * 32,
+            "ed25519",
+            False,
+            bytes(nacl.signing.SigningKey(b"\x11" * 32).verify_key),
+        ),
     ],
+    ids=["dev-uri", "dev-phrase", "mnemonic-path", "sr25519-seed", "ed25519-seed"],
 )
 def test_an_imported_secret_becomes_the_account_it_names(
-    secret: str, scheme: str, expected: bytes
+    secret: str, scheme: str, dev: bool, expected: bytes
 ) -> None:
-    document = KEY_FORMAT.create(Secret(secret), Secret(PASSWORD), scheme=scheme)
+    document = KEY_FORMAT.create(Secret(secret), Secret(PASSWORD), scheme=scheme, dev=dev)
     assert document["address"] == ss58_encode(expected, 42)
+
+
+# The dev phrase's BIP-39 mini secret: as public as the phrase (subkey inspect //Alice shows the
+# phrase; this is its seed).
+DEV_SEED = "0x" + bytes(bip39.bip39_to_mini_secret(DEV_PHRASE, "")).hex()
+
+
+@pytest.mark.parametrize(
+    ("secret", "scheme"),
+    [
+        ("//relayer", "sr25519"),  # VAR="$MNEMONIC//relayer" with MNEMONIC unset
+        ("  //Alice", "sr25519"),
+        ("//", "sr25519"),
+        (DEV_PHRASE, "sr25519"),
+        (f"{DEV_PHRASE}//Bob", "sr25519"),
+        (DEV_PHRASE.replace(" ", "  "), "sr25519"),
+        (DEV_SEED, "sr25519"),
+        (DEV_PHRASE, "ed25519"),
+    ],
+)
+def test_a_secret_anyone_can_derive_is_refused_unless_dev(secret: str, scheme: str) -> None:
+    with pytest.raises(ConfigError, match="--dev") as info:
+        KEY_FORMAT.create(Secret(secret), Secret(PASSWORD), scheme=scheme)
+    if len(secret.strip()) > 2:
+        assert secret.strip() not in str(info.value)
+    document = KEY_FORMAT.create(Secret(secret), Secret(PASSWORD), scheme=scheme, dev=True)
+    assert KEY_FORMAT.describe(document) is not None
+
+
+def test_verify_decrypts_and_checks_the_address_a_keypair_file_claims() -> None:
+    document = KEY_FORMAT.create(Secret(f"{MNEMONIC}//relayer"), Secret(PASSWORD), scheme="sr25519")
+    info = KEY_FORMAT.verify(document, Secret(PASSWORD), where="key file k", password_source="PW")
+    assert info.address == document["address"] and info.scheme == "sr25519"
+    assert info.weak_kdf is None
+    with pytest.raises(WrongPasswordError, match="PW"):
+        KEY_FORMAT.verify(document, Secret("guess"), where="key file k", password_source="PW")
+    # The address field is outside the ciphertext: anyone who can write the file can change it.
+    claimed = document | {"address": ss58_encode(Sr25519Keypair.from_uri("//Eve").address, 42)}
+    described = KEY_FORMAT.describe(claimed)
+    assert described is not None and described.address == claimed["address"]
+    with pytest.raises(ConfigError, match="names another account"):
+        KEY_FORMAT.verify(claimed, Secret(PASSWORD), where="key file k", password_source="PW")
 
 
 @pytest.mark.parametrize(
@@ -162,13 +220,13 @@ def test_an_ed25519_file_is_refused_as_a_delivery_signer_with_the_fix(tmp_path: 
 def test_a_written_sr25519_file_loads_through_the_plugin_from_a_password_file(
     tmp_path: Path,
 ) -> None:
-    document = KEY_FORMAT.create(Secret("//Bob"), Secret(PASSWORD), scheme="sr25519")
+    document = KEY_FORMAT.create(Secret(f"{MNEMONIC}//relayer"), Secret(PASSWORD), scheme="sr25519")
     write_key_file(tmp_path / "k.json", document)
     (tmp_path / "pw").write_text(PASSWORD + "\n")
     (tmp_path / "pw").chmod(0o600)
     ref = KeyRef(keystore=Path("k.json"), password_file=Path("pw"))
     signer = load_sr25519_signer(ref, tmp_path, env={}, dev=False)
-    assert signer.address == Sr25519Keypair.from_uri("//Bob").address
+    assert signer.address == Sr25519Keypair.from_uri(f"{MNEMONIC}//relayer").address
     assert PASSWORD not in repr(signer)
     assert json.loads((tmp_path / "k.json").read_text())["address"] == signer.printable_address
 

@@ -52,26 +52,28 @@ def keystore(tmp_path: Path, document: dict[str, Any]) -> KeyRef:
 
 
 @pytest.fixture(scope="module")
-def bob() -> Sr25519Keypair:
-    return Sr25519Keypair.from_uri("//Bob")
+def account() -> Sr25519Keypair:
+    # A key of nobody's: not one derived from the dev phrase, which only dev chains accept.
+    public, secret = sr25519.pair_from_seed(bytes(range(32)))
+    return Sr25519Keypair(public, secret)
 
 
 def test_encrypted_keypair_json_loads_and_signs_as_its_account(
-    tmp_path: Path, bob: Sr25519Keypair
+    tmp_path: Path, account: Sr25519Keypair
 ) -> None:
-    ref = keystore(tmp_path, encrypt_keypair(bob, PASSWORD))
+    ref = keystore(tmp_path, encrypt_keypair(account, PASSWORD))
     loaded = load_sr25519_signer(ref, tmp_path, env={"KEY_PASSWORD": PASSWORD}, dev=False)
-    assert loaded.address == bob.address
+    assert loaded.address == account.address
     assert isinstance(loaded, Signer)
-    assert loaded.printable_address == ss58_encode(bob.address, 42)
+    assert loaded.printable_address == ss58_encode(account.address, 42)
     signature = loaded.sign(b"payload")
-    assert sr25519.verify(signature, b"payload", bob.address)
+    assert sr25519.verify(signature, b"payload", account.address)
 
 
 def test_wrong_password_is_a_config_error_naming_the_variable(
-    tmp_path: Path, bob: Sr25519Keypair
+    tmp_path: Path, account: Sr25519Keypair
 ) -> None:
-    ref = keystore(tmp_path, encrypt_keypair(bob, PASSWORD))
+    ref = keystore(tmp_path, encrypt_keypair(account, PASSWORD))
     with pytest.raises(
         WrongPasswordError, match="password in environment variable KEY_PASSWORD"
     ) as info:
@@ -81,17 +83,17 @@ def test_wrong_password_is_a_config_error_naming_the_variable(
 
 
 def test_a_file_whose_address_names_another_account_is_refused(
-    tmp_path: Path, bob: Sr25519Keypair
+    tmp_path: Path, account: Sr25519Keypair
 ) -> None:
-    document = encrypt_keypair(bob, PASSWORD)
+    document = encrypt_keypair(account, PASSWORD)
     document["address"] = ss58_encode(Sr25519Keypair.from_uri("//Alice").address, 2)
     ref = keystore(tmp_path, document)
     with pytest.raises(ConfigError, match="names another account"):
         load_sr25519_signer(ref, tmp_path, env={"KEY_PASSWORD": PASSWORD}, dev=False)
 
 
-def test_a_tampered_ciphertext_is_refused(tmp_path: Path, bob: Sr25519Keypair) -> None:
-    document = encrypt_keypair(bob, PASSWORD)
+def test_a_tampered_ciphertext_is_refused(tmp_path: Path, account: Sr25519Keypair) -> None:
+    document = encrypt_keypair(account, PASSWORD)
     blob = bytearray(base64.b64decode(document["encoded"]))
     blob[-1] ^= 1
     document["encoded"] = base64.b64encode(bytes(blob)).decode()
@@ -102,9 +104,9 @@ def test_a_tampered_ciphertext_is_refused(tmp_path: Path, bob: Sr25519Keypair) -
 
 
 def test_scrypt_costs_polkadot_js_never_writes_are_refused_before_running(
-    tmp_path: Path, bob: Sr25519Keypair
+    tmp_path: Path, account: Sr25519Keypair
 ) -> None:
-    document = encrypt_keypair(bob, PASSWORD)
+    document = encrypt_keypair(account, PASSWORD)
     blob = bytearray(base64.b64decode(document["encoded"]))
     blob[32:36] = (1 << 30).to_bytes(4, "little")
     document["encoded"] = base64.b64encode(bytes(blob)).decode()
@@ -128,9 +130,9 @@ def test_scrypt_costs_polkadot_js_never_writes_are_refused_before_running(
     ],
 )  # fmt: skip
 def test_malformed_keypair_json_is_a_config_error(
-    tmp_path: Path, bob: Sr25519Keypair, change: dict[str, Any], message: str
+    tmp_path: Path, account: Sr25519Keypair, change: dict[str, Any], message: str
 ) -> None:
-    document = encrypt_keypair(bob, PASSWORD) | change
+    document = encrypt_keypair(account, PASSWORD) | change
     with pytest.raises(ConfigError, match=message):
         load_sr25519_signer(
             keystore(tmp_path, document), tmp_path, env={"KEY_PASSWORD": PASSWORD}, dev=False
@@ -143,6 +145,51 @@ def test_missing_keystore_file_or_password_is_unavailable(tmp_path: Path) -> Non
         load_sr25519_signer(ref, tmp_path, env={"KEY_PASSWORD": PASSWORD}, dev=False)
     with pytest.raises(KeyUnavailableError, match="KEY_PASSWORD is not set"):
         load_sr25519_signer(ref, tmp_path, env={}, dev=False)
+
+
+# Published addresses (subkey inspect, generic prefix 42) of well-known dev accounts.
+ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+ALICE_STASH = "5GNJqTPyNqANBkUVMN1LPPrxXnFouWXoe2wNSmmEoLctxiZY"
+FERDIE = "5CiPPseXPECbkjWCa6MnjNokrgYjMqmKndv2rSnekmSK2DjL"
+
+
+@pytest.mark.parametrize(
+    ("uri", "address"),
+    [
+        ("//Alice", ALICE),
+        ("//Alice//stash", ALICE_STASH),
+        ("//Ferdie", FERDIE),
+        ("//Bob//stash", None),
+        ("//Charlie", None),
+        ("//Dave", None),
+        ("//Eve//stash", None),
+        ("", None),  # the dev phrase itself
+    ],
+)
+def test_a_keystore_of_a_dev_account_is_refused_on_a_chain_not_marked_dev(
+    tmp_path: Path, uri: str, address: str | None
+) -> None:
+    pair = Sr25519Keypair.from_uri(uri)
+    if address is not None:
+        assert pair.printable_address == address
+    ref = keystore(tmp_path, encrypt_keypair(pair, PASSWORD))
+    with pytest.raises(ConfigError, match="public development phrase") as info:
+        load_sr25519_signer(ref, tmp_path, env={"KEY_PASSWORD": PASSWORD}, dev=False)
+    message = str(info.value)
+    assert "not marked dev = true" in message and "relayer keys add" in message
+    assert (uri or "the dev phrase itself") in message
+    loaded = load_sr25519_signer(ref, tmp_path, env={"KEY_PASSWORD": PASSWORD}, dev=True)
+    assert loaded.address == pair.address
+
+
+def test_a_keystore_of_a_key_derived_from_another_mnemonic_is_not_a_dev_account(
+    tmp_path: Path,
+) -> None:
+    mnemonic = "legal winner thank year wave sausage worth useful legal winner thank yellow"
+    pair = Sr25519Keypair.from_uri(f"{mnemonic}//Alice")
+    ref = keystore(tmp_path, encrypt_keypair(pair, PASSWORD))
+    loaded = load_sr25519_signer(ref, tmp_path, env={"KEY_PASSWORD": PASSWORD}, dev=False)
+    assert loaded.address == pair.address
 
 
 def test_dev_uri_is_refused_on_a_chain_not_marked_dev() -> None:
@@ -167,9 +214,9 @@ def test_a_bad_mnemonic_is_a_config_error_that_does_not_echo_it() -> None:
     assert "secret words" not in str(info.value)
 
 
-def test_keypair_redacts_itself_and_refuses_pickling(bob: Sr25519Keypair) -> None:
-    text = repr(bob)
-    assert bob._secret.hex() not in text
+def test_keypair_redacts_itself_and_refuses_pickling(account: Sr25519Keypair) -> None:
+    text = repr(account)
+    assert account._secret.hex() not in text
     assert "<redacted>" in text
     with pytest.raises(TypeError, match="cannot be pickled"):
-        pickle.dumps(bob)
+        pickle.dumps(account)
