@@ -6,8 +6,18 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from chains.endpoints import as_config, endpoints_parser, urls_of
 from relayer.config import EthAddress, HttpEndpoint, WsEndpoint
 from relayer.keys import KeyRef
 
@@ -24,6 +34,16 @@ def _confirmations(value: object) -> int | Literal["finalized"]:
         return value
     raise ValueError('must be a number of blocks (0 or more) or "finalized"')
 
+
+#: one http(s) JSON-RPC endpoint or a list of them (a ``chains.endpoints.Endpoints``:
+#: its ``str`` is the first URL, ``urls_of`` gives all)
+HttpEndpoints = Annotated[
+    str,
+    PlainValidator(
+        endpoints_parser(HttpEndpoint), json_schema_input_type=HttpEndpoint | list[HttpEndpoint]
+    ),
+    PlainSerializer(as_config),
+]
 
 #: blocks to wait below the head, or ``"finalized"`` for the node's finalized block tag
 Confirmations = Annotated[
@@ -82,8 +102,18 @@ class EvmChainConfig(BaseModel):
 
     chain_id: int = Field(gt=0, lt=2**64)
     """The chain's EIP-155 chain id; the node must answer it, and attestations bind it."""
-    rpc: HttpEndpoint
-    """http(s) JSON-RPC endpoint."""
+    rpc: HttpEndpoints
+    """http(s) JSON-RPC endpoint, or a list of them: reads go to the first healthy one and fail
+    over to the next; with quorum > 1, head and finalized heights and block hashes must be
+    agreed on by that many of them."""
+    quorum: int = Field(default=1, ge=1)
+    """How many of the rpc endpoints must agree on a block's hash at a height and on the head
+    (or finalized) height before it counts (the quorum-th highest height is taken: what that
+    many endpoints have reached); an endpoint that disagrees is marked unhealthy. At most the
+    number of endpoints."""
+    max_lag: int = Field(default=16, ge=0)
+    """Blocks an endpoint's head may trail the head that quorum endpoints have reached before
+    it is marked unhealthy (with quorum > 1)."""
     ws: WsEndpoint | None = None
     """Websocket endpoint for new-head subscriptions (a wake-up hint: everything is still read
     over `rpc`, and polling every poll_interval continues if the subscription drops)."""
@@ -120,6 +150,15 @@ class EvmChainConfig(BaseModel):
         if cap is not None and value > cap:
             raise ValueError(f"priority fee {value} gwei is above max_fee_gwei ({cap} gwei)")
         return value
+
+    @model_validator(mode="after")
+    def _quorum_within_endpoints(self) -> EvmChainConfig:
+        if self.quorum > len(urls_of(self.rpc)):
+            raise ValueError(
+                f"quorum = {self.quorum} needs at least {self.quorum} rpc endpoints, and "
+                f"{len(urls_of(self.rpc))} are listed: add endpoints or lower quorum"
+            )
+        return self
 
     @property
     def max_fee_wei(self) -> int:

@@ -19,6 +19,7 @@ from typing import Any
 
 import structlog
 
+from chains.endpoints import urls_of
 from chains.evm.ancestry import FinalizedAncestry, off_the_finalized_chain
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import DISPATCH_TOPIC, build_observations
@@ -53,6 +54,11 @@ class EvmReader:
         self.config = config
         self.rpc = rpc
         self.endpoint = rpc.endpoint
+        self.log = (log or structlog.get_logger()).bind(chain=chain_name)
+        # The quorum is over the chain's own endpoints; an attester reading from an endpoint of
+        # its own choosing (its operator's trust, not the chain's list) reads from that alone.
+        self.quorum = config.quorum if rpc.urls == urls_of(config.rpc) else 1
+        rpc.require(chain=chain_name, quorum=self.quorum, max_lag=config.max_lag, log=self.log)
         self.start_block = config.start_block
         self.poll_interval = config.poll_interval
         self.depth: int | str = "sync-committee" if finality else config.confirmations
@@ -61,7 +67,6 @@ class EvmReader:
         self._final: FinalizedExecution | None = None
         self.gateway = bytes.fromhex(config.gateway[2:])
         self.gateway_hex = "0x" + self.gateway.hex()
-        self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self._fetch_limit = asyncio.Semaphore(8)
         self.heads = HeadNotifier(str(config.ws), self.log) if config.ws else None
         self.ahead = ReadAhead(chain_name=chain_name, gateway=self.gateway, rpc=rpc, warm=warm)
@@ -179,6 +184,16 @@ class EvmReader:
                 raise TransientChainError(f"block {number} changed while it was being read")
             observations.extend(build_observations(self.chain, self.gateway, block, receipts))
             blocks.append((number, bytes.fromhex(block["hash"][2:])))
+        if self.quorum > 1:
+            # The logs and blocks came from one endpoint: each block holding a message must be
+            # the one the quorum agrees on at its height (the span's end is agreed on below).
+            agreed = await asyncio.gather(*(self._hash_at(n) for n, _ in blocks))
+            for (number, seen), hash_ in zip(blocks, agreed, strict=True):
+                if seen != hash_:
+                    raise TransientChainError(
+                        f"chain `{self.chain}`: block {number} read from one endpoint is not "
+                        f"the one {self.quorum} endpoints agree on; reading it again"
+                    )
         return Span(observations=observations, blocks=blocks, end_hash=await self._hash_at(end))
 
     async def _fetch(self, number: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:

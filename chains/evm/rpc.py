@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import aiohttp
 import msgspec
 import structlog
 
+from chains.endpoints import EndpointPool, urls_of
 from chains.evm.errors import RpcError, RpcErrorKind, classify_rpc_error
 from relayer.errors import PermanentChainError, TransientChainError
 from relayer.keys import redact_url
@@ -45,13 +46,14 @@ _IDEMPOTENT = frozenset(
 )
 
 
-class EvmRpc:
+class _Endpoint:
     """One endpoint. Every call has a timeout; failures raise Transient/PermanentChainError."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, url: str, *, timeout: float, attempts: int) -> None:
         self.url = url
         self.endpoint = redact_url(url)
         self._timeout = timeout
+        self._attempts = attempts
         self._session: aiohttp.ClientSession | None = None
         self._ids = itertools.count(1)
         self._log = structlog.get_logger().bind(endpoint=self.endpoint)
@@ -99,12 +101,13 @@ class EvmRpc:
             raise TransientChainError(f"{self.endpoint} {method}: bad answer: {exc}") from None
 
     async def request(self, method: str, *params: Any) -> Any:
-        if method not in _IDEMPOTENT:
+        if method not in _IDEMPOTENT or self._attempts == 1:
             return await self._request_once(method, params)
         # Reads are retried in place a few times (a dropped keep-alive connection, a node
         # restarting); longer outages surface to the caller, which backs off and logs them once.
+        # (With several endpoints there is one attempt each: the next endpoint is the retry.)
         async for attempt in retrying_transient(
-            attempts=3, max_delay=1.0, initial=0.1, log=self._log, level="debug"
+            attempts=self._attempts, max_delay=1.0, initial=0.1, log=self._log, level="debug"
         ):
             with attempt:
                 return await self._request_once(method, params)
@@ -152,20 +155,82 @@ class EvmRpc:
             raise TransientChainError(f"{self.endpoint} {method}: answer has no result")
         return response["result"]
 
+
+class EvmRpc:
+    """A chain's endpoints (one, or several with failover and a quorum; see
+    ``chains.endpoints``). Every call has a timeout; failures raise Transient/PermanentChainError.
+
+    ``url`` is one URL, a sequence of them, or the config's ``Endpoints``. With one endpoint
+    every call goes straight to it, as fast as before endpoints were pooled."""
+
+    def __init__(self, url: str | Sequence[str], *, timeout: float = 10.0) -> None:
+        urls = urls_of(url)
+        single = len(urls) == 1
+        self._members = [_Endpoint(u, timeout=timeout, attempts=3 if single else 1) for u in urls]
+        self._only = self._members[0] if single else None
+        self.urls = urls
+        self.url = urls[0]
+        self.endpoint = (
+            self._members[0].endpoint
+            if single
+            else f"{self._members[0].endpoint} (+{len(urls) - 1} more)"
+        )
+        self.pool = EndpointPool(self._members, fails_over=_fails_over)
+
+    def require(self, *, chain: str, quorum: int, max_lag: int, log: Any = None) -> None:
+        """Ask ``quorum`` endpoints to agree on heads, finalized heights and block hashes."""
+        self.pool.require(chain=chain, quorum=quorum, max_lag=max_lag, log=log)
+
+    async def close(self) -> None:
+        for member in self._members:
+            await member.close()
+
+    async def request(self, method: str, *params: Any) -> Any:
+        if self._only is not None:
+            return await self._only.request(method, *params)
+        # A write goes to one endpoint: sent again elsewhere after a timeout it may be in two
+        # pools at once; the submitter's own schedule decides when to send it again.
+        return await self.pool.first(
+            lambda member: member.request(method, *params), failover=method in _IDEMPOTENT
+        )
+
+    async def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Several calls in one HTTP round trip; results in call order."""
+        if self._only is not None:
+            return await self._only.batch(calls)
+        return await self.pool.first(
+            lambda member: member.batch(calls),
+            failover=all(method in _IDEMPOTENT for method, _ in calls),
+        )
+
     # --- typed helpers -------------------------------------------------------------------------
 
     async def chain_id(self) -> int:
         return _quantity(await self.request("eth_chainId"), "eth_chainId")
 
     async def block_number(self) -> int:
-        return _quantity(await self.request("eth_blockNumber"), "eth_blockNumber")
+        """The head; with a quorum, the highest block ``quorum`` endpoints have all reached."""
+        if self.pool.quorum == 1:
+            return await _block_number(self)
+        return await self.pool.reached(_block_number, what="head block number")
 
     async def block(self, number: int | str) -> dict[str, Any] | None:
-        tag = hex(number) if isinstance(number, int) else number
-        result = await self.request("eth_getBlockByNumber", tag, False)
-        if result is not None and not isinstance(result, dict):
-            raise TransientChainError(f"{self.endpoint} eth_getBlockByNumber: not an object")
-        return cast("dict[str, Any] | None", result)
+        """The block (without transactions) at a height or tag. With a quorum, a height's block
+        is the one ``quorum`` endpoints agree on by hash, and "finalized" / "safe" the one at
+        the height ``quorum`` endpoints have all finalized; "latest" and "pending" (fees, not
+        finality) come from the preferred endpoint."""
+        if self.pool.quorum == 1 or number in ("latest", "pending"):
+            return await _block(self, number)
+        if isinstance(number, str):
+            height = await self.pool.reached(
+                lambda member: _tagged_number(member, number), what=f"{number} block number"
+            )
+            return None if height < 0 else await self.block(height)
+        return await self.pool.agreed(
+            lambda member: _block(member, number),
+            key=lambda block: block.get("hash"),
+            what=f"block {number}'s hash",
+        )
 
     async def block_receipts(self, number: int) -> list[dict[str, Any]]:
         result = await self.request("eth_getBlockReceipts", hex(number))
@@ -255,6 +320,38 @@ class EvmRpc:
         if result is not None and not isinstance(result, dict):
             raise TransientChainError(f"{self.endpoint} eth_getTransactionReceipt: not an object")
         return cast("dict[str, Any] | None", result)
+
+
+class _Requester(Protocol):
+    endpoint: str
+
+    async def request(self, method: str, *params: Any) -> Any: ...
+
+
+async def _block_number(rpc: _Requester) -> int:
+    return _quantity(await rpc.request("eth_blockNumber"), "eth_blockNumber")
+
+
+async def _block(rpc: _Requester, number: int | str) -> dict[str, Any] | None:
+    tag = hex(number) if isinstance(number, int) else number
+    result = await rpc.request("eth_getBlockByNumber", tag, False)
+    if result is not None and not isinstance(result, dict):
+        raise TransientChainError(f"{rpc.endpoint} eth_getBlockByNumber: not an object")
+    return cast("dict[str, Any] | None", result)
+
+
+async def _tagged_number(rpc: _Requester, tag: str) -> int:
+    block = await _block(rpc, tag)
+    if block is None:
+        return -1  # nothing finalized yet
+    return _quantity(block.get("number"), "eth_getBlockByNumber")
+
+
+def _fails_over(exc: Exception) -> bool:
+    """Whether ``exc`` is the endpoint being unwell (ask another) rather than an answer."""
+    if isinstance(exc, RpcError):
+        return exc.kind in (RpcErrorKind.UNAVAILABLE, RpcErrorKind.RATE_LIMITED)
+    return isinstance(exc, TransientChainError | PermanentChainError)
 
 
 _json_encoder = msgspec.json.Encoder()

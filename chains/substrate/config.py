@@ -4,10 +4,20 @@ finality and committee, which ``relayer.config.ChainConfig`` decodes for every c
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from chains.endpoints import as_config, endpoints_parser, urls_of
 from relayer.config import WsEndpoint
 from relayer.keys import KeyRef
 
@@ -20,6 +30,17 @@ ExtrinsicsCommitment = Literal["ordered-trie-v0", "ordered-trie-v1", "dev-concat
 #: bytes, ``compact``: a SCALE compact such as the nonce or the tip, ``byte``: a u8 such as
 #: CheckMetadataHash's mode)
 ExtraFieldName = Literal["era", "compact", "byte"]
+
+
+#: one websocket JSON-RPC endpoint or a list of them (a ``chains.endpoints.Endpoints``:
+#: its ``str`` is the first URL, ``urls_of`` gives all)
+WsEndpoints = Annotated[
+    str,
+    PlainValidator(
+        endpoints_parser(WsEndpoint), json_schema_input_type=WsEndpoint | list[WsEndpoint]
+    ),
+    PlainSerializer(as_config),
+]
 
 
 class GrandpaSettings(BaseModel):
@@ -64,8 +85,18 @@ class SubstrateChainConfig(BaseModel):
         use_attribute_docstrings=True,
     )
 
-    rpc: WsEndpoint
-    """Websocket JSON-RPC endpoint."""
+    rpc: WsEndpoints
+    """Websocket JSON-RPC endpoint, or a list of them: reads go to the first healthy one and
+    fail over to the next; with quorum > 1, best and finalized heights and block hashes must be
+    agreed on by that many of them. Deliveries are sent through the first."""
+    quorum: int = Field(default=1, ge=1)
+    """How many of the rpc endpoints must agree on a block's hash at a height and on the best
+    (or finalized) height before it counts (the quorum-th highest height is taken: what that
+    many endpoints have reached); an endpoint that disagrees is marked unhealthy. At most the
+    number of endpoints."""
+    max_lag: int = Field(default=16, ge=0)
+    """Blocks an endpoint's head may trail the head that quorum endpoints have reached before
+    it is marked unhealthy (with quorum > 1)."""
     system_chain: str = Field(min_length=1)
     """What the node must answer to system_chain; a Substrate destination's attestation digest
     binds it (chopsticks chains all share one genesis hash)."""
@@ -112,6 +143,15 @@ class SubstrateChainConfig(BaseModel):
             raise ValueError(
                 'grandpa.checkpoint = "dev" trusts the dev voters\' own word for the first '
                 "authority set: allowed only with dev = true"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _quorum_within_endpoints(self) -> SubstrateChainConfig:
+        if self.quorum > len(urls_of(self.rpc)):
+            raise ValueError(
+                f"quorum = {self.quorum} needs at least {self.quorum} rpc endpoints, and "
+                f"{len(urls_of(self.rpc))} are listed: add endpoints or lower quorum"
             )
         return self
 

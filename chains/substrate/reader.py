@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import structlog
 
+from chains.endpoints import EndpointPool, urls_of
 from chains.substrate.compatibility import IncompatibleNodeError, check_node
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.connection import NodeConnection
@@ -71,8 +72,9 @@ class SubstrateReader:
         self.chain = chain_name
         self.domain = domain
         self.config = config
-        self.url = url
-        self.endpoint = redact_url(url)
+        urls = urls_of(url)
+        self.url = urls[0]
+        self.endpoint = redact_url(urls[0]) + (f" (+{len(urls) - 1} more)" if len(urls) > 1 else "")
         self.start_block = config.start_block
         self.poll_interval = config.poll_interval
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
@@ -84,8 +86,16 @@ class SubstrateReader:
         self._layout, self._calls = decode_calls(config)
         # The runtime version _check last approved: an upgrade while connected is checked too.
         self._checked_spec: int | None = None
-        self._connection = NodeConnection(
-            url, chain=chain_name, timeout=_RPC_TIMEOUT_S, on_connect=self._check
+        # The quorum is over the chain's own endpoints; an attester reading from an endpoint of
+        # its own choosing (its operator's trust, not the chain's list) reads from that alone.
+        self.quorum = config.quorum if urls == urls_of(config.rpc) else 1
+        self._nodes = EndpointPool(
+            [_Node(u, chain=chain_name, on_connect=self._check) for u in urls],
+            fails_over=lambda exc: isinstance(exc, TransientChainError | IncompatibleNodeError),
+            chain=chain_name,
+            quorum=self.quorum,
+            max_lag=config.max_lag,
+            log=self.log,
         )
         self._head = asyncio.Event()
         self._limit = asyncio.Semaphore(_CONCURRENCY)
@@ -101,35 +111,26 @@ class SubstrateReader:
 
     async def _check(self, rpc: SubstrateRpc) -> None:
         self._checked_spec, _ = await check_node(
-            rpc, chain=self.chain, endpoint=self.endpoint, config=self.config
+            rpc, chain=self.chain, endpoint=rpc.endpoint, config=self.config
         )
 
     async def _call(self, operation: Callable[[SubstrateRpc], Any]) -> Any:
-        """``operation`` on a connected client. What the follower cannot tell apart from an
-        endpoint failing (an error answer, an event list that does not decode) comes out as
-        ``TransientChainError``, so that the chain waits and tries again, never stops the
-        process; a proof failure stays a ``ProofError``."""
-        rpc = await self._connection.client()
-        try:
-            return await operation(rpc)
-        except (ProofError, KeyError, TypeError, ValueError, asyncio.CancelledError):
-            raise
-        except ChainError as exc:
-            await self._connection.drop(rpc)
-            if exc.retryable or isinstance(exc, IncompatibleNodeError):
-                raise
-            raise TransientChainError(f"chain `{self.chain}`: {exc}") from exc
-        except Exception as exc:
-            await self._connection.drop(rpc)
-            raise TransientChainError(
-                f"chain `{self.chain}`: {self.endpoint} answered something that does not decode "
-                f"({type(exc).__name__}: {exc}); will retry"
-            ) from exc
+        """``operation`` on the preferred endpoint, failing over to the next (see ``_Node``)."""
+        return await self._nodes.first(lambda node: node.call(operation))
+
+    async def _agreed_height(self, operation: Callable[[SubstrateRpc], Any], what: str) -> int:
+        """``operation``'s height: from the preferred endpoint, or with a quorum the height
+        ``quorum`` endpoints have all reached."""
+        if self.quorum == 1:
+            number: int = await self._call(operation)
+            return number
+        return await self._nodes.reached(lambda node: node.call(operation), what=what)
 
     async def close(self) -> None:
         if self.grandpa is not None:
             await self.grandpa.close()
-        await self._connection.close()
+        for node in self._nodes.members:
+            await node.connection.close()
 
     # --- heads ---------------------------------------------------------------------------------
 
@@ -161,7 +162,9 @@ class SubstrateReader:
 
     async def _subscribe(self) -> None:
         self._subscribed_at = time.monotonic()
-        async with SubstrateRpc.connect(self.url, chain=self.chain) as rpc:
+        # The preferred endpoint's stream: a wake-up hint, every read still goes through _call.
+        url = self._nodes.ordered()[0].url
+        async with SubstrateRpc.connect(url, chain=self.chain) as rpc:
             async for _ in rpc.finalized_heads():
                 self._last_head = time.monotonic()
                 self._head.set()
@@ -173,8 +176,7 @@ class SubstrateReader:
                 raise TransientChainError(f"chain `{self.chain}`: the node has no best header")
             return header.number
 
-        number: int = await self._call(head)
-        return number
+        return await self._agreed_height(head, "best block number")
 
     def head_stream_idle(self) -> float | None:
         return time.monotonic() - self._last_head
@@ -206,15 +208,20 @@ class SubstrateReader:
                 raise TransientChainError(f"chain `{self.chain}`: finalized head has no header")
             return header.number
 
-        number: int = await self._call(head)
-        return number
+        return await self._agreed_height(head, "finalized block number")
 
     async def hash_at(self, number: int) -> bytes | None:
         async def read(rpc: SubstrateRpc) -> bytes | None:
             return await rpc.block_hash(number)
 
-        found: bytes | None = await self._call(read)
-        return found
+        if self.quorum == 1:
+            found: bytes | None = await self._call(read)
+            return found
+        return await self._nodes.agreed(
+            lambda node: node.call(read),
+            key=lambda h: "0x" + h.hex(),
+            what=f"block {number}'s hash",
+        )
 
     # --- reading -------------------------------------------------------------------------------
 
@@ -231,6 +238,17 @@ class SubstrateReader:
             return Span(observations=observations, blocks=blocks, end_hash=end_hash)
 
         span: Span = await self._call(run)
+        if self.quorum > 1:
+            # Read from one endpoint: each block holding a message, and the end, must be the one
+            # the quorum agrees on at its height.
+            heights = [*span.blocks, (end, span.end_hash)]
+            agreed = await asyncio.gather(*(self.hash_at(n) for n, _ in heights))
+            for (number, seen), hash_ in zip(heights, agreed, strict=True):
+                if seen != hash_:
+                    raise TransientChainError(
+                        f"chain `{self.chain}`: block {number} read from one endpoint is not "
+                        f"the one {self.quorum} endpoints agree on; reading it again"
+                    )
         if self.grandpa is not None:
             grandpa = self.grandpa
             linked = [*span.blocks, (end, span.end_hash)]
@@ -336,3 +354,46 @@ class SubstrateReader:
 
     def _ignored(self, number: int, index: int, reason: str) -> None:
         self.log.warning("remark.ignored", block=number, extrinsic=index, reason=reason)
+
+
+class _Node:
+    """One endpoint of the chain, with its own connection."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        chain: str,
+        on_connect: Callable[[SubstrateRpc], Awaitable[None]],
+    ) -> None:
+        self.url = url
+        self.endpoint = redact_url(url)
+        self.chain = chain
+        self.connection = NodeConnection(
+            url,
+            chain=chain,
+            timeout=_RPC_TIMEOUT_S,
+            on_connect=on_connect,
+        )
+
+    async def call(self, operation: Callable[[SubstrateRpc], Any]) -> Any:
+        """``operation`` on a connected client. What the follower cannot tell apart from an
+        endpoint failing (an error answer, an event list that does not decode) comes out as
+        ``TransientChainError``, so that the chain waits and tries again, never stops the
+        process; a proof failure stays a ``ProofError``."""
+        rpc = await self.connection.client()
+        try:
+            return await operation(rpc)
+        except (ProofError, KeyError, TypeError, ValueError, asyncio.CancelledError):
+            raise
+        except ChainError as exc:
+            await self.connection.drop(rpc)
+            if exc.retryable or isinstance(exc, IncompatibleNodeError):
+                raise
+            raise TransientChainError(f"chain `{self.chain}`: {exc}") from exc
+        except Exception as exc:
+            await self.connection.drop(rpc)
+            raise TransientChainError(
+                f"chain `{self.chain}`: {self.endpoint} answered something that does not decode "
+                f"({type(exc).__name__}: {exc}); will retry"
+            ) from exc
