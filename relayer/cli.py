@@ -618,10 +618,46 @@ def lightclient_status(config_path: Path) -> None:
 @main.command()
 @_config_option
 @click.option("--route", default=None, help="Only this route (e.g. chain-a->chain-b).")
-def clear(config_path: Path, route: str | None) -> None:
-    """Re-queue failed messages for delivery."""
+@click.option(
+    "--from-block",
+    type=click.IntRange(min=0),
+    default=None,
+    help="First re-read the route's origin blocks from this one up to the relayer's cursor "
+    "and hand every message the ledger lacks to verification (the reconciler, on demand); "
+    "needs --route.",
+)
+def clear(config_path: Path, route: str | None, from_block: int | None) -> None:
+    """Re-queue failed messages for delivery; with --from-block, first find (and verify) the
+    route's messages the event stream missed."""
+    from proofs import ProofError  # noqa: PLC0415
+    from relayer.reconciler import reconcile_route  # noqa: PLC0415  (loads the core)
+
+    if from_block is not None and route is None:
+        raise click.UsageError("--from-block needs --route (e.g. --route chain-a->chain-b)")
     config = _load(config_path)
     with Ledger.open(config.relayer.database) as ledger:
+        if from_block is not None and route is not None:
+            # Before clearing: a failed message the destination delivered meanwhile is marked
+            # delivered by the pass instead of being sent again.
+            configure_logging(config.relayer.log_level)
+            try:
+                report = asyncio.run(
+                    reconcile_route(config, ledger, route, from_block, get_logger())
+                )
+            except (RelayerError, ProofError) as exc:
+                raise click.ClickException(f"reconciling {route}: {exc}") from None
+            if not report.scanned:
+                click.echo(f"{report.chain}: nothing final at or above block {from_block} yet")
+            else:
+                click.echo(
+                    f"{report.chain} blocks {report.first_block}..{report.last_block}: "
+                    f"{report.found} message(s) of {route}; {report.healed} missing from the "
+                    f"ledger, handed to verification; {report.marked_delivered} failed one(s) "
+                    f"found delivered; {report.delivery_missing} delivered one(s) the "
+                    "destination does not know"
+                )
+            if report.unchecked:
+                click.echo(f"not compared with {', '.join(report.unchecked)}: no key here")
         count = ledger.clear_failed(route=route)
     click.echo(f"re-queued {count} failed message(s)")
 

@@ -209,6 +209,14 @@ class RelayerSettings(_Table):
     balance_interval: float = Field(default=60.0, gt=0)
     """Seconds between reads of each delivering key's balance (the relayer_signer_balance
     metric and the min_balance check of /readyz)."""
+    reconcile_interval: float = Field(default=300.0, ge=0)
+    """Seconds between the reconciler's passes over each origin chain: independent of the event
+    stream, it re-reads the final blocks of the last reconcile_window blocks up to the
+    watcher's cursor and hands any message the ledger lacks to verification, as the stream
+    would have. 0 turns it off; a chain's own reconcile_interval overrides this."""
+    reconcile_window: int = Field(default=256, gt=0)
+    """Blocks behind the watcher's cursor each reconciler pass re-reads; a chain's own
+    reconcile_window overrides this."""
 
     @field_validator("database", "checkpoints")
     @classmethod
@@ -306,6 +314,12 @@ class ChainConfig(_Table):
     min_balance: int | None = Field(default=None, ge=0)
     """/readyz reports not ready while the key that delivers to this chain holds less than
     this, in the chain's smallest unit (wei, planck); a TOML integer, so at most 2**63 - 1."""
+    reconcile_interval: float | None = Field(default=None, ge=0)
+    """Seconds between reconciler passes over this chain as an origin; 0 turns them off for
+    this chain. Default: relayer.reconcile_interval."""
+    reconcile_window: int | None = Field(default=None, gt=0)
+    """Blocks behind the watcher's cursor each reconciler pass over this chain re-reads.
+    Default: relayer.reconcile_window."""
     plugin: SerializeAsAny[
         Annotated[BaseModel, PlainValidator(_plugin_config, json_schema_input_type=dict[str, Any])]
     ]

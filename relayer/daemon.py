@@ -1,7 +1,8 @@
 """``relayer start``: one process, every role, one TaskGroup.
 
 Watchers feed the core, the core gathers attestations, one delivery worker per destination
-chain submits, and retention prunes what is final and old. Shutdown is cancellation: every
+chain submits, a reconciler per origin chain re-reads final blocks for what the watchers
+missed, and retention prunes what is final and old. Shutdown is cancellation: every
 state change was committed before the side effect that follows it, so cancelling at any
 ``await`` loses nothing.
 """
@@ -23,6 +24,7 @@ from relayer.follower import follow
 from relayer.keys import KeyUnavailableError
 from relayer.metrics import RelayerMetrics, serve_metrics
 from relayer.plugin import Submitter, load_plugin, observing_rpc
+from relayer.reconciler import Reconciler, origin_lister, origin_reader, reconcile_settings
 from relayer.retry import describe_error
 from relayer.store import Ledger, PruneReport
 
@@ -71,6 +73,7 @@ async def _run(config: Config, metrics: RelayerMetrics, log: Any) -> None:
                 )
             else:
                 log.info("retention.disabled", detail="relayer.retention_days = 0")
+            submitters: dict[str, Submitter] = {}
             for chain in config.chains:
                 plugin = load_plugin(chain.type)
                 key_ref = plugin.submitter_key(chain)
@@ -83,6 +86,7 @@ async def _run(config: Config, metrics: RelayerMetrics, log: Any) -> None:
                     log.warning("chain.no_submitter", chain=chain.name, reason=str(exc))
                     continue
                 submitter = plugin.submitter(chain, signer=signer, log=log)
+                submitters[chain.name] = submitter
                 worker = DeliveryWorker(
                     chain=chain.name,
                     submitter=submitter,
@@ -103,6 +107,27 @@ async def _run(config: Config, metrics: RelayerMetrics, log: Any) -> None:
                         log=log,
                     ),
                     name=f"balance:{chain.name}",
+                )
+            for chain in config.chains:
+                interval, window = reconcile_settings(config, chain)
+                if interval <= 0:
+                    log.info("reconcile.disabled", chain=chain.name)
+                    continue
+                reader = origin_reader(ledger, chain, log)
+                reconciler = Reconciler(
+                    config=config,
+                    chain=chain,
+                    reader=reader,
+                    ledger=ledger,
+                    sink=core.accept,
+                    submitters=submitters,
+                    log=log,
+                    metrics=metrics,
+                    lister=origin_lister(chain, reader),
+                )
+                group.create_task(
+                    reconciler.run(interval=interval, window=window),
+                    name=f"reconcile:{chain.name}",
                 )
             log.info("relayer.started", chains=[c.name for c in config.chains])
     finally:

@@ -53,7 +53,7 @@ __all__ = [
 
 # A `_created` timestamp beside every counter and histogram doubles the series for nothing an
 # alert uses (Prometheus knows when it first saw a series).
-disable_created_metrics()
+disable_created_metrics()  # type: ignore[no-untyped-call]  # untyped in prometheus-client
 
 #: states of a message the relayer still owes work: the backlog
 PENDING_STATES = frozenset({State.OBSERVED, State.VERIFIED, State.ATTESTED, State.SUBMITTED})
@@ -186,6 +186,15 @@ class RelayerMetrics:
             ["chain"],
             registry=registry,
         )
+        self.reconciled = Counter(
+            "relayer_reconciled",
+            "What the reconciler's re-scans of final blocks found the event stream or the "
+            "ledger had missed, by origin chain: 'healed' (a message handed to verification), "
+            "'marked_delivered' (the destination had delivered it already), "
+            "'delivery_missing' (the ledger says delivered, the destination does not know it).",
+            ["chain", "kind"],
+            registry=registry,
+        )
         self._scrape = _ScrapeCollector(self)
         registry.register(self._scrape)
 
@@ -221,6 +230,10 @@ class RelayerMetrics:
     def balance_seen(self, chain: str, signer: str, balance: int, unit: str) -> None:
         self.balances.seen(chain, signer, balance, unit)
         self.balance.labels(chain, signer, unit).set(balance)
+
+    def reconcile_found(self, chain: str, kind: str, count: int) -> None:
+        if count:
+            self.reconciled.labels(chain, kind).inc(count)
 
     # --- scrapes ---------------------------------------------------------------------------------
 

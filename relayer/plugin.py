@@ -40,6 +40,8 @@ __all__ = [
     "Delivery",
     "DeliveryOutcome",
     "DeliverySettings",
+    "ListsMessages",
+    "MessageLister",
     "Observation",
     "ObservationSink",
     "PendingTx",
@@ -215,6 +217,30 @@ class ChainReader(Protocol):
 
     async def close(self) -> None:
         """Release connections (at shutdown)."""
+        ...
+
+
+@runtime_checkable
+class MessageLister(Protocol):
+    """A cheap listing of what a chain's gateway emitted, without evidence: what the reconciler
+    compares with the ledger before it reads (and proves) only the blocks that hold messages
+    the ledger lacks, through ``ChainReader.read``. Nothing listed is trusted or recorded."""
+
+    async def list_messages(self, start: int, end: int) -> Sequence[tuple[int, bytes]]:
+        """``(block number, message bytes)`` of each message emitted in blocks ``start..end``
+        (all final), as the endpoint says. Raises ``TransientChainError`` for an endpoint that
+        fails, ``KeyError``/``TypeError``/``ValueError`` for answers that do not decode."""
+        ...
+
+
+@runtime_checkable
+class ListsMessages(Protocol):
+    """Optional for a ``ChainPlugin``: a family that can list its messages cheaply. Without it
+    the reconciler reads every block of its window with ``ChainReader.read``."""
+
+    def message_lister(self, reader: ChainReader) -> MessageLister | None:
+        """A lister reading through ``reader``'s connections (one this plugin's ``reader``
+        made); None when it cannot list for that reader."""
         ...
 
 

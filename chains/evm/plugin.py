@@ -13,6 +13,7 @@ from chains.evm.beacon_api import BeaconApi
 from chains.evm.config import EvmChainConfig
 from chains.evm.evidence import verify_evidence
 from chains.evm.reader import EvmReader
+from chains.evm.reconcile import EvmMessageLister
 from chains.evm.rpc import EvmRpc
 from chains.evm.submitter import EvmSubmitter, SignedBatch
 from chains.evm.sync_committee import MODE as SYNC_COMMITTEE
@@ -22,8 +23,10 @@ from proofs.committee import attestation_digest
 from relayer.ecdsa_key import EcdsaKey, V3KeystoreFormat, load_ecdsa_key
 from relayer.errors import ConfigError, EvidenceRejectedError
 from relayer.plugin import (
+    ChainReader,
     DeliverySettings,
     LightClientState,
+    MessageLister,
     Observation,
     Signer,
     VerifiedMessage,
@@ -161,6 +164,10 @@ class EvmPlugin:
             warm=warm,
             finality=finality,
         )
+
+    def message_lister(self, reader: ChainReader) -> MessageLister | None:
+        """``relayer.plugin.ListsMessages``: the Gateway's Dispatch logs, unproven."""
+        return EvmMessageLister(reader) if isinstance(reader, EvmReader) else None
 
     def finality_problems(self, chain: ChainConfig) -> list[str]:
         if chain.light_client_mode == SYNC_COMMITTEE and _evm(chain).sync_committee is None:
