@@ -22,7 +22,7 @@ from relayer.errors import EvidenceRejectedError, UnknownChainError
 from relayer.message import Message, MessageFormatError
 from relayer.metrics import RelayerMetrics
 from relayer.plugin import ChainPlugin, Observation, load_plugin
-from relayer.store import Ledger, MessageRecord, ObservedRow, State
+from relayer.store import Ledger, MessageRecord, ObservedRow, State, new_owner
 
 __all__ = ["Core"]
 
@@ -39,6 +39,10 @@ _EARLY_KEPT = 20_000
 _DUE_PER_PASS = 2000
 _STALLED_AFTER = 30.0
 _STALLED_RECHECK = 10.0
+# Seconds a collector's claim on verified messages lasts (shared ledgers): one whose process
+# died leaves them to another collector after this. Short of a quorum, a message stays with its
+# collector, which claims it again (and so renews it) at each pass.
+_COLLECT_LEASE = 30.0
 
 
 class _Attestable(Protocol):
@@ -77,6 +81,9 @@ class Core:
         self._attested_listeners: list[asyncio.Event] = []
         self._early: dict[_Attesting, tuple[bytes, ...]] = {}
         self._prechecks: set[asyncio.Task[None]] = set()
+        # Where several processes share the ledger, their collectors split the verified
+        # messages by claiming them (``Ledger.claim``); mark_attested ends the lease.
+        self._collector = new_owner("collector")
 
     def listen_attested(self) -> asyncio.Event:
         """An event of the caller's own, set whenever messages become ATTESTED (a delivery
@@ -191,7 +198,17 @@ class Core:
         loop = asyncio.get_running_loop()
         while True:
             started = loop.time()
-            due = self.ledger.due(State.VERIFIED, limit=_DUE_PER_PASS)
+            if self.ledger.shared:
+                # A network round trip each: off the loop.
+                due = await asyncio.to_thread(
+                    self.ledger.claim,
+                    State.VERIFIED,
+                    owner=self._collector,
+                    lease=_COLLECT_LEASE,
+                    limit=_DUE_PER_PASS,
+                )
+            else:
+                due = self.ledger.due(State.VERIFIED, limit=_DUE_PER_PASS)
             attested = 0
             fell_short: dict[_Attesting, tuple[bytes, ...]] = {}
             # In chunks, each persisted (and handed to the delivery workers) as soon as it is
@@ -213,7 +230,11 @@ class Core:
                         ready.append((record, early))
                 if rest:
                     ready += await asyncio.to_thread(self._quorums, rest, short, into=fell_short)
-                attested += self._persist_attested(ready)
+                if self.ledger.shared and ready:
+                    await asyncio.to_thread(self._record_attested, ready)
+                    attested += self._announce_attested(ready)
+                else:
+                    attested += self._persist_attested(ready)
             short.clear()
             short.update(fell_short)
             self._postpone_stalled(due, fell_short)
@@ -270,12 +291,21 @@ class Core:
     def _persist_attested(self, ready: Sequence[tuple[MessageRecord, tuple[bytes, ...]]]) -> int:
         if not ready:
             return 0
+        self._record_attested(ready)
+        return self._announce_attested(ready)
+
+    def _record_attested(self, ready: Sequence[tuple[MessageRecord, tuple[bytes, ...]]]) -> None:
+        """The ledger's part of ``_persist_attested`` (safe in a worker thread)."""
         self.ledger.mark_attested(
             [
                 (r.id, sigs, f"{len(sigs)} attester signatures" if sigs else "no committee")
                 for r, sigs in ready
             ]
         )
+
+    def _announce_attested(self, ready: Sequence[tuple[MessageRecord, tuple[bytes, ...]]]) -> int:
+        """Wake the delivery workers and log (on the event loop: asyncio events are not
+        thread-safe)."""
         for event in self._attested_listeners:
             event.set()
         for record, sigs in ready:

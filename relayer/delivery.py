@@ -12,14 +12,27 @@ resumes without loss or double delivery:
 After a restart, the signed transactions of SUBMITTED messages (kept once each, in the ledger's
 ``pending_txs``) are broadcast again: the node says it has it already or that its nonce is
 used, or includes it; the destination refuses replays.
+
+Several workers may deliver to one chain from one shared (Postgres) ledger. Each signs with a
+key of its own (so no nonce is ever coordinated between them, and one worker's stuck nonce
+blocks no other), and refuses to start while another worker holds its key
+(``Ledger.hold_signer``). Work is claimed, not read: a worker leases the attested messages it
+takes (``Ledger.claim``), keeps the leases of what it has in flight (``Ledger.renew``, every
+third of a lease), and records a transaction only while it still holds them. A worker that
+dies stops renewing; once its leases run out another worker takes its submitted messages over
+(``_take_over``): settled from the destination if delivered, else the dead worker's signed
+transaction goes out once more and, if not mined within ``submit_timeout``, the messages go
+back to the queue for a transaction of the live worker's own. The destination refuses
+replays: at worst a transaction reverts, and nothing is delivered twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 from relayer.errors import ChainError, StoreError
 from relayer.failpoints import failpoint
@@ -34,9 +47,24 @@ from relayer.plugin import (
     Submitter,
 )
 from relayer.retry import backoff_delay
-from relayer.store import Ledger, MessageRecord, State, SubmittedTx
+from relayer.store import (
+    LeaseLostError,
+    Ledger,
+    MessageRecord,
+    SignerHold,
+    State,
+    SubmittedTx,
+    new_owner,
+)
 
 __all__ = ["DeliveryWorker"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+#: Seconds a worker's claim on a message lasts unless renewed (every third of it, while the
+#: message is in flight): how long a dead worker's messages wait before another takes them over.
+DEFAULT_LEASE = 30.0
 
 # Seconds without a receipt after which an in-flight transaction is sent to the node again,
 # doubling with each resend up to the cap: anvil drops a transaction that did not fit its block
@@ -45,6 +73,15 @@ __all__ = ["DeliveryWorker"]
 # chain's endpoint from being asked every second and a half.
 _RESEND_AFTER = 1.5
 _RESEND_AFTER_MAX = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class _TakenOver:
+    """Another worker's transaction (it stopped), watched until mined or ``until``."""
+
+    pending: PendingTx
+    ids: tuple[bytes, ...]
+    until: float  # monotonic
 
 
 class DeliveryWorker:
@@ -60,6 +97,7 @@ class DeliveryWorker:
         poll_interval: float = 0.2,
         wake: asyncio.Event | None = None,
         metrics: RelayerMetrics | None = None,
+        lease: float = DEFAULT_LEASE,
     ) -> None:
         self.chain = chain
         metrics = metrics or RelayerMetrics()
@@ -95,9 +133,41 @@ class DeliveryWorker:
         # By nonce: when its transaction last went to the node, and how many resends that made.
         self._sent: dict[int, tuple[float, int]] = {}
         self._outage_attempt = 0
+        # Work leases (``Ledger.claim``): trivially held on SQLite, where one process owns the
+        # ledger; on a shared one, what keeps two workers off the same message.
+        self.lease = lease
+        self.owner = new_owner(f"delivery:{chain}")
+        self._shared = ledger.shared
+        # Attested messages claimed by the current submit pass and not recorded yet.
+        self._claimed: set[bytes] = set()
+        # Being recorded as submitted by this worker, not in ``in_flight`` yet: a takeover
+        # pass running meanwhile must not mistake them for a dead worker's.
+        self._recording: set[bytes] = set()
+        # In flight in a transaction of ours, but the lease ran out and another worker may
+        # settle them: this worker does not.
+        self._lost: set[bytes] = set()
+        self._renewed_at = time.monotonic()
+        self._takeover_checked = 0.0
+        self.taken_over: dict[bytes, _TakenOver] = {}
+        self._hold: SignerHold | None = None
+
+    async def _db(self, call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """A ledger call: in a worker thread when the ledger is a server's (a network round
+        trip must not stall the loop), directly on SQLite (a local commit, and the embedded
+        default's speed depends on not paying a thread hop for each)."""
+        if self._shared:
+            return await asyncio.to_thread(call, *args, **kwargs)
+        return call(*args, **kwargs)
 
     async def run(self) -> None:
         try:
+            # First: a second worker with this key must stop before it takes a nonce.
+            self._hold = await self._db(
+                self.ledger.hold_signer,
+                self.chain,
+                self.submitter.signer_address,
+                owner=self.owner,
+            )
             await self._until_up(self.submitter.start)
             await self._until_up(self._recover)
             async with asyncio.TaskGroup() as group:
@@ -106,7 +176,26 @@ class DeliveryWorker:
         finally:
             if self._broadcaster is not None:
                 self._broadcaster.cancel()
+            self._release_claims()
+            if self._hold is not None:
+                self._hold.release()
+                self._hold = None
             await self.submitter.close()
+
+    def _release_claims(self) -> None:
+        """At shutdown: give up the leases of work not sent (claimed attested messages, and
+        other workers' transactions being watched), so that another worker need not wait for
+        them to run out. Those of our own transactions in flight are kept: this worker's key
+        may come back and resume them (``_recover``), and otherwise they run out."""
+        ids = self._claimed | {mid for t in self.taken_over.values() for mid in t.ids}
+        self._claimed = set()
+        if not self._shared or not ids:
+            return
+        try:
+            # Directly, not in a thread: this runs while the task is being cancelled.
+            self.ledger.release(ids, owner=self.owner)
+        except StoreError as exc:
+            self.log.warning("lease.release_failed", messages=len(ids), error=str(exc))
 
     # --- outage handling -----------------------------------------------------------------------
 
@@ -134,12 +223,35 @@ class DeliveryWorker:
     # --- recovery ------------------------------------------------------------------------------
 
     async def _recover(self) -> None:
+        # Only this key's transactions: another worker's nonces are not ours to resume or to
+        # count from. A transaction stored without a signer (before the ledger kept them) was
+        # the chain's only worker's: ours on SQLite, and on a shared ledger nobody's, left to
+        # the takeover like every other transaction whose worker is gone.
+        own = self.submitter.signer_address
+        stored = await self._db(self.ledger.pending_txs, self.chain)
+        mine = [tx for tx in stored if tx.signer == own or (tx.signer is None and not self._shared)]
         # One transaction per nonce, the newest (listed last) winning: a fee-bumped replacement
         # names every hash signed at its nonce, so its receipt check finds whichever is mined.
         by_nonce: dict[int, PendingTx] = {
-            tx.nonce: self.submitter.decode_pending(tx.raw_tx)
-            for tx in self.ledger.pending_txs(self.chain)
+            tx.nonce: self.submitter.decode_pending(tx.raw_tx) for tx in mine
         }
+        if self._shared and by_nonce:
+            # Their leases are an earlier worker's with this key, and no such worker lives (we
+            # hold the key's lock): take them back before they run out.
+            await self._db(
+                self.ledger.adopt,
+                [mid for pending in by_nonce.values() for mid in pending.message_ids],
+                owner=self.owner,
+                lease=self.lease,
+            )
+        foreign = {tx.tx_hash for tx in stored} - {tx.tx_hash for tx in mine}
+        if foreign and not self._shared:
+            # Signed by another key of this chain's (the operator changed keys): not ours to
+            # resume, so handled as a stopped worker's transactions.
+            records = await self._db(
+                self.ledger.in_state, State.SUBMITTED, destination_chain=self.chain
+            )
+            await self._adopt([r for r in records if r.tx_hash in foreign])
         top = max(by_nonce, default=-1)
         await self.submitter.resync_nonce(at_least=top + 1)
         for nonce in sorted(by_nonce):
@@ -171,9 +283,15 @@ class DeliveryWorker:
             if free <= 0:
                 await asyncio.sleep(self.poll_interval / 2)
                 continue
-            records = self.ledger.due(
-                State.ATTESTED, destination_chain=self.chain, limit=self.batch_size * free
+            records = await self._db(
+                self.ledger.claim,
+                State.ATTESTED,
+                owner=self.owner,
+                lease=self.lease,
+                destination_chain=self.chain,
+                limit=self.batch_size * free,
             )
+            self._claimed = {r.id for r in records}
             if not records:
                 await self._idle()
                 continue
@@ -186,7 +304,7 @@ class DeliveryWorker:
                 )
             except ChainError as exc:
                 if not exc.retryable:
-                    self._retry_all(records, str(exc))
+                    await self._retry_all(records, str(exc))
                     continue
                 await self._outage(exc)
                 continue
@@ -230,7 +348,7 @@ class DeliveryWorker:
                     if exc.retryable:
                         failure = failure or exc
                     else:
-                        self._retry_all(batch, str(exc))
+                        await self._retry_all(batch, str(exc))
                     continue
                 except (KeyError, TypeError, ValueError) as exc:
                     failure = failure or exc
@@ -264,7 +382,8 @@ class DeliveryWorker:
             flags = await self.submitter.delivered_flags([r.id for r in failing])
             already = [r.id for r, done in zip(failing, flags, strict=True) if done]
             if already:
-                self.ledger.transition_many(
+                await self._db(
+                    self.ledger.transition_many,
                     already,
                     State.DELIVERED,
                     expect=State.ATTESTED,
@@ -272,7 +391,7 @@ class DeliveryWorker:
                 )
             for record, done in zip(failing, flags, strict=True):
                 if not done:
-                    self._retry(
+                    await self._retry(
                         record,
                         "recipient call fails in simulation (reverts or exceeds its gas cap)",
                     )
@@ -296,25 +415,33 @@ class DeliveryWorker:
                 break
         if signed:
             failpoint("after_sign")
+            recording = {mid for pending in signed for mid in pending.message_ids}
+            self._recording |= recording
             try:
-                self.ledger.mark_submitted_many(
+                await self._db(
+                    self.ledger.mark_submitted_many,
                     [
                         SubmittedTx(
                             ids=pending.message_ids,
                             tx_hash=pending.tx_hash,
                             tx_nonce=pending.nonce,
                             raw_tx=pending.encode(),
+                            signer=self.submitter.signer_address,
                         )
                         for pending in signed
-                    ]
+                    ],
+                    owner=self.owner,
                 )
             except StoreError as exc:
+                self._recording -= recording
                 # A message left ATTESTED while its batch was checked and signed (an origin
-                # reorg observed it again): none of these transactions is recorded, so none is
-                # sent. Their nonces are given back, newest first (they are the latest taken);
-                # the messages still attested come round in the next pass, in new transactions.
+                # reorg observed it again), or this worker's lease on one ran out (it stalled
+                # and another worker may hold it now: LeaseLostError): none of these
+                # transactions is recorded, so none is sent. Their nonces are given back,
+                # newest first (they are the latest taken); the messages still attested come
+                # round in the next pass (claimed again), in new transactions.
                 self.log.error(
-                    "submit.record_refused",
+                    "lease.lost" if isinstance(exc, LeaseLostError) else "submit.record_refused",
                     nonces=[pending.nonce for pending in signed],
                     error=str(exc),
                 )
@@ -322,6 +449,7 @@ class DeliveryWorker:
                     self.submitter.release_nonce(pending.nonce)
                 signed = []
             else:
+                self._claimed -= recording
                 failpoint("after_record")
                 if due:
                     recorded = time.time()
@@ -333,6 +461,7 @@ class DeliveryWorker:
                                 observe(max(0.0, recorded - since))
         for pending in signed:
             self.in_flight[pending.nonce] = pending
+            self._recording.difference_update(pending.message_ids)
             self.log.info(
                 "submit.started",
                 nonce=pending.nonce,
@@ -394,9 +523,9 @@ class DeliveryWorker:
         # set): find the culprits one by one rather than stalling everyone behind them.
         return [(await self._simulate([d]))[0] for d in deliveries]
 
-    def _retry(self, record: MessageRecord, error: str) -> None:
+    async def _retry(self, record: MessageRecord, error: str) -> None:
         if record.attempts + 1 >= self.max_attempts:
-            self.ledger.transition(record.id, State.FAILED, error=error)
+            await self._db(self.ledger.transition, record.id, State.FAILED, error=error)
             self._retries_failed.inc()
             self.log.error(
                 "submit.failed",
@@ -406,7 +535,7 @@ class DeliveryWorker:
             )
             return
         delay = backoff_delay(record.attempts + 1, base=2.0, cap=300.0)
-        self.ledger.schedule_retry(record.id, error=error, delay=delay)
+        await self._db(self.ledger.schedule_retry, record.id, error=error, delay=delay)
         self._retries_scheduled.inc()
         self.log.warning(
             "retry.scheduled",
@@ -416,24 +545,17 @@ class DeliveryWorker:
             error=error,
         )
 
-    def _retry_all(self, records: Sequence[MessageRecord], error: str) -> None:
+    async def _retry_all(self, records: Sequence[MessageRecord], error: str) -> None:
         for record in records:
-            current = self.ledger.get(record.id)
+            current = await self._db(self.ledger.get, record.id)
             if current is not None and current.state is State.ATTESTED:
-                self._retry(current, error)
+                await self._retry(current, error)
 
     # --- confirmation --------------------------------------------------------------------------
 
     async def _confirm_loop(self) -> None:
         while True:
-            if time.monotonic() - self._watch_checked > 1.0 and self.watching:
-                self._watch_checked = time.monotonic()
-                try:
-                    await self._check_deliveries()
-                except ChainError as exc:
-                    if not exc.retryable:
-                        raise
-                    await self._outage(exc)
+            await self._housekeeping()
             if not self.in_flight:
                 await asyncio.sleep(self.poll_interval / 2)
                 continue
@@ -492,6 +614,25 @@ class DeliveryWorker:
                         self.log.debug("submit.resend_failed", nonce=nonce, error=str(exc))
             await asyncio.sleep(self.poll_interval / 2)
 
+    async def _housekeeping(self) -> None:
+        """Leases and takeovers (shared ledgers), and deliveries watched for reorgs."""
+        if self._shared or self.taken_over:
+            try:
+                await self._keep_leases()
+            except (ChainError, KeyError, TypeError, ValueError) as exc:
+                # The takeover asks the destination: what failed is tried again next time.
+                self.log.warning("submit.takeover_failed", error=str(exc))
+                if isinstance(exc, ChainError) and exc.retryable:
+                    await self._outage(exc)
+        if time.monotonic() - self._watch_checked > 1.0 and self.watching:
+            self._watch_checked = time.monotonic()
+            try:
+                await self._check_deliveries()
+            except ChainError as exc:
+                if not exc.retryable:
+                    raise
+                await self._outage(exc)
+
     async def _send_again(self, pending: PendingTx) -> None:
         """Send a recorded transaction whose broadcast failed. Refused for good (the node will
         not take these bytes), it is sent no more: a transaction already in the pool or mined
@@ -520,15 +661,20 @@ class DeliveryWorker:
             pending = self.in_flight.pop(nonce)
             self.unsent.discard(nonce)
             self._sent.pop(nonce, None)
+            # Still in this transaction, and still ours. Where workers share the ledger, by
+            # hash too: another worker's key has nonces of its own, this one among them.
             ids = [
                 mid
                 for mid in pending.message_ids
-                if (record := self.ledger.get(mid)) is not None
+                if mid not in self._lost
+                and (record := await self._db(self.ledger.get, mid)) is not None
                 and record.state is State.SUBMITTED
                 and record.tx_nonce == nonce
+                and (record.tx_hash == pending.tx_hash or not self._shared)
             ]
+            self._lost.difference_update(pending.message_ids)
             if ids:
-                self.ledger.transition_many(
+                await self._settle_ids(
                     ids,
                     State.ATTESTED,
                     expect=State.SUBMITTED,
@@ -547,12 +693,22 @@ class DeliveryWorker:
         if bumped is None:
             self.log.warning("submit.stuck_at_fee_cap", nonce=pending.nonce)
             return
-        self.ledger.mark_submitted(
-            list(bumped.message_ids),
-            tx_hash=bumped.tx_hash,
-            tx_nonce=bumped.nonce,
-            raw_tx=bumped.encode(),
-        )
+        try:
+            await self._db(
+                self.ledger.mark_submitted,
+                [mid for mid in bumped.message_ids if mid not in self._lost],
+                tx_hash=bumped.tx_hash,
+                tx_nonce=bumped.nonce,
+                raw_tx=bumped.encode(),
+                owner=self.owner,
+                signer=self.submitter.signer_address,
+            )
+        except LeaseLostError as exc:
+            # Another worker took these messages over: it watches (and may re-queue) them now.
+            # The transaction already sent may still be mined; the replacement is not sent.
+            self._forget(pending)
+            self.log.warning("lease.lost", nonce=pending.nonce, error=str(exc))
+            return
         self._fee_bumps.inc()
         self.in_flight[bumped.nonce] = bumped
         # A new transaction at this nonce: its resends start over from the first interval.
@@ -585,7 +741,7 @@ class DeliveryWorker:
             )
             # The dropped transaction's nonce is free again: later ones wait on it.
             await self._requeue_above_gap()
-            self.ledger.transition_many(
+            await self._settle_ids(
                 dropped,
                 State.ATTESTED,
                 expect=State.DELIVERED,
@@ -598,6 +754,10 @@ class DeliveryWorker:
         fee = next((o.fee for o in outcomes if o.fee is not None), None)
         if fee:
             self._fee_paid.labels(self.chain, self.submitter.unit).inc(fee)
+        if self._lost:
+            # Leases that ran out: the worker that took these over settles them.
+            outcomes = [o for o in outcomes if o.message_id not in self._lost]
+            self._lost.difference_update(pending.message_ids)
         delivered = [o.message_id for o in outcomes if o.delivered]
         mined = next((o.tx_hash for o in outcomes if o.tx_hash), None)
         if delivered and mined is not None:
@@ -605,12 +765,12 @@ class DeliveryWorker:
         if delivered:
             # In a worker thread: the sqlite work (and its fsync) releases the GIL, so the
             # next batches are simulated and signed meanwhile rather than after it.
-            await asyncio.to_thread(
-                self.ledger.transition_many,
+            await self._settle_ids(
                 delivered,
                 State.DELIVERED,
                 expect=State.SUBMITTED,
                 detail=f"tx 0x{pending.tx_hash.hex()}",
+                thread=True,
             )
         self.log.info(
             "submit.complete",
@@ -630,21 +790,234 @@ class DeliveryWorker:
             self.log.warning("submit.settle_unknown", nonce=pending.nonce, error=str(exc))
             flags = [False] * len(undelivered)
         for outcome, done in zip(undelivered, flags, strict=True):
-            if done:
-                self.ledger.transition(
+            try:
+                if done:
+                    await self._db(
+                        self.ledger.transition,
+                        outcome.message_id,
+                        State.DELIVERED,
+                        expect=State.SUBMITTED,
+                        detail="delivered by an earlier transaction",
+                    )
+                    continue
+                record = await self._db(
+                    self.ledger.transition,
                     outcome.message_id,
-                    State.DELIVERED,
+                    State.ATTESTED,
                     expect=State.SUBMITTED,
-                    detail="delivered by an earlier transaction",
+                    error=outcome.error,
+                )
+            except StoreError as exc:
+                if not self._shared:
+                    raise
+                # Settled meanwhile by a worker that took it over.
+                self.log.info(
+                    "submit.settled_elsewhere",
+                    message_id="0x" + outcome.message_id.hex(),
+                    error=str(exc),
                 )
                 continue
-            record = self.ledger.transition(
-                outcome.message_id,
-                State.ATTESTED,
+            await self._retry(record, outcome.error or "not delivered")
+
+    async def _settle_ids(
+        self,
+        ids: Sequence[bytes],
+        to: State,
+        *,
+        expect: State,
+        detail: str,
+        thread: bool = False,
+    ) -> None:
+        """``transition_many``. On a shared ledger another worker may have settled some of
+        them meanwhile (it took them over while this one stalled): then those are left alone
+        and the rest moved one by one, rather than the worker failing."""
+        run = asyncio.to_thread if thread else self._db
+        try:
+            await run(self.ledger.transition_many, ids, to, expect=expect, detail=detail)
+        except StoreError:
+            if not self._shared:
+                raise
+        else:
+            return
+        states = await self._db(self.ledger.states, ids)
+        still = [mid for mid in ids if states.get(mid) is expect]
+        for mid in still:
+            try:
+                await self._db(self.ledger.transition, mid, to, expect=expect, detail=detail)
+            except StoreError as exc:
+                self.log.info(
+                    "submit.settled_elsewhere", message_id="0x" + mid.hex(), error=str(exc)
+                )
+        if len(still) < len(ids):
+            self.log.info("submit.settled_elsewhere", messages=len(ids) - len(still))
+
+    # --- leases and takeover (shared ledgers) --------------------------------------------------
+
+    def _forget(self, pending: PendingTx) -> None:
+        """Stop watching one of our transactions (its messages are another worker's now)."""
+        self.in_flight.pop(pending.nonce, None)
+        self.unsent.discard(pending.nonce)
+        self._sent.pop(pending.nonce, None)
+        self._lost.difference_update(pending.message_ids)
+
+    async def _keep_leases(self) -> None:
+        """Every third of a lease: renew what this worker holds, and take over what a stopped
+        worker left (on SQLite, one process owns the ledger: there is neither; what it
+        watches is another key's transactions found at start, ``_recover``)."""
+        now = time.monotonic()
+        if self._shared and now - self._renewed_at >= self.lease / 3:
+            self._renewed_at = now
+            await self._renew()
+        if self._shared and now - self._takeover_checked >= self.lease / 3:
+            self._takeover_checked = now
+            await self._take_over()
+        if self.taken_over:
+            await self._check_taken_over()
+
+    async def _renew(self) -> None:
+        working = {mid for p in self.in_flight.values() for mid in p.message_ids} - self._lost
+        working |= {mid for t in self.taken_over.values() for mid in t.ids}
+        claimed = set(self._claimed)
+        if not working and not claimed:
+            return
+        held = await self._db(
+            self.ledger.renew, working | claimed, owner=self.owner, lease=self.lease
+        )
+        # (The submit loop may have claimed anew meanwhile: only what was asked about goes.)
+        self._claimed -= claimed - held
+        lost = working - held
+        if not lost:
+            return
+        # This worker stalled past a lease (or the database dropped it): another worker may
+        # hold these messages now, and settles them. Our transactions that carry only lost
+        # messages are watched no more; their nonces stay taken (the transactions may still
+        # be mined), and a gap they leave is found like any other (``_requeue_above_gap``).
+        self.log.warning("lease.lost", messages=len(lost))
+        self._lost |= lost
+        for pending in list(self.in_flight.values()):
+            if all(mid in self._lost for mid in pending.message_ids):
+                self._forget(pending)
+        for tx_hash, taken in list(self.taken_over.items()):
+            if any(mid in lost for mid in taken.ids):
+                del self.taken_over[tx_hash]
+
+    async def _take_over(self) -> None:
+        """Claim the submitted messages of this chain whose lease ran out (their worker
+        stopped) and see them through (``_adopt``). Our own come back too (a claim returns
+        what the owner holds, renewed): they are left to the confirm loop."""
+        records = await self._db(
+            self.ledger.claim,
+            State.SUBMITTED,
+            owner=self.owner,
+            lease=self.lease,
+            destination_chain=self.chain,
+            # Our own in flight come back too (as many as this at most), oldest first: room
+            # for as many again of a stopped worker's.
+            limit=2 * self.batch_size * self.max_in_flight,
+        )
+        ours = {mid for p in self.in_flight.values() for mid in p.message_ids} - self._lost
+        ours |= self._recording
+        ours |= {mid for t in self.taken_over.values() for mid in t.ids}
+        orphans = [r for r in records if r.id not in ours]
+        if orphans:
+            await self._adopt(orphans)
+
+    async def _adopt(self, records: Sequence[MessageRecord]) -> None:
+        """Another worker's submitted messages, now this worker's to settle: those the
+        destination delivered are marked so; the rest wait for their transaction, which is
+        signed and anyone may send, broadcast once more here, for ``submit_timeout``
+        (``_check_taken_over``). Never signed again with our key: only re-queued."""
+        flags = await self.submitter.delivered_flags([r.id for r in records])
+        done = [r.id for r, flag in zip(records, flags, strict=True) if flag]
+        if done:
+            await self._settle_ids(
+                done,
+                State.DELIVERED,
                 expect=State.SUBMITTED,
-                error=outcome.error,
+                detail="found delivered on chain by the worker that took it over",
             )
-            self._retry(record, outcome.error or "not delivered")
+        waiting = [r for r, flag in zip(records, flags, strict=True) if not flag]
+        by_tx: dict[bytes | None, list[bytes]] = {}
+        for record in waiting:
+            by_tx.setdefault(record.tx_hash, []).append(record.id)
+        stored = {
+            tx.tx_hash: tx
+            for tx in await self._db(
+                self.ledger.pending_txs,
+                self.chain,
+                tx_hashes=[h for h in by_tx if h is not None],
+            )
+        }
+        for tx_hash, ids in by_tx.items():
+            signed = None if tx_hash is None else stored.get(tx_hash)
+            self.log.warning(
+                "submit.taken_over",
+                tx=None if tx_hash is None else "0x" + tx_hash.hex(),
+                messages=len(ids),
+            )
+            if signed is None:
+                await self._requeue_taken(ids, "taken over without a signed transaction to wait on")
+                continue
+            pending = self.submitter.decode_pending(signed.raw_tx)
+            try:
+                await self.submitter.broadcast(pending)
+            except (ChainError, KeyError, TypeError, ValueError) as exc:
+                # Mined already, replaced, or refused: its receipt, or the timeout, says.
+                self.log.info(
+                    "submit.resend_failed", tx="0x" + pending.tx_hash.hex(), error=str(exc)
+                )
+            self.taken_over[pending.tx_hash] = _TakenOver(
+                pending=pending, ids=tuple(ids), until=time.monotonic() + self.submit_timeout
+            )
+
+    async def _check_taken_over(self) -> None:
+        for tx_hash, taken in list(self.taken_over.items()):
+            outcomes = await self.submitter.outcome(taken.pending)
+            if outcomes is None and time.monotonic() < taken.until:
+                continue
+            del self.taken_over[tx_hash]
+            mine = set(taken.ids)
+            delivered = [
+                o.message_id for o in outcomes or () if o.delivered and o.message_id in mine
+            ]
+            rest = [mid for mid in taken.ids if mid not in set(delivered)]
+            if rest:
+                flags = await self.submitter.delivered_flags(rest)
+                delivered += [mid for mid, flag in zip(rest, flags, strict=True) if flag]
+                rest = [mid for mid, flag in zip(rest, flags, strict=True) if not flag]
+            if delivered:
+                await self._settle_ids(
+                    delivered,
+                    State.DELIVERED,
+                    expect=State.SUBMITTED,
+                    detail=f"tx 0x{tx_hash.hex()} (taken over)",
+                )
+            if rest:
+                why = (
+                    "not delivered by the transaction of a worker that stopped"
+                    if outcomes is not None
+                    else "the transaction of a worker that stopped was not mined within"
+                    f" {self.submit_timeout:g} s"
+                )
+                await self._requeue_taken(rest, why)
+
+    async def _requeue_taken(self, ids: Iterable[bytes], why: str) -> None:
+        """Back to ATTESTED, due now, for a transaction of this worker's own (the lease ends
+        with the move, so whichever worker claims first sends it)."""
+        for mid in ids:
+            try:
+                await self._db(
+                    self.ledger.schedule_retry,
+                    mid,
+                    error=why,
+                    delay=0.0,
+                    to=State.ATTESTED,
+                    expect=State.SUBMITTED,
+                )
+            except StoreError as exc:
+                self.log.info(
+                    "submit.settled_elsewhere", message_id="0x" + mid.hex(), error=str(exc)
+                )
 
 
 def _resend_due(sent: tuple[float, int] | None) -> bool:

@@ -279,6 +279,10 @@ class Submitter(Protocol):
     #: the chain's smallest unit of account, in which fees and balances are counted
     #: ("wei", "planck"): the ``unit`` label of the fee and balance metrics
     unit: str
+    #: the account that signs (and pays for) the deliveries, its ``Signer.address``: the
+    #: ledger keeps it with each signed transaction, so that each of several workers
+    #: delivering to one chain recovers, and counts nonces from, only its own
+    signer_address: bytes
 
     async def start(self) -> None:
         """Check the endpoint serves the configured chain. Raises ``PermanentChainError``."""

@@ -172,6 +172,7 @@ class EvmSubmitter:
         self.unit = "wei"
         self.key = key
         self.sender = key.checksum_address
+        self.signer_address = key.address
         self.gateway = config.gateway
         self._gateway_bytes = bytes.fromhex(config.gateway[2:])
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)

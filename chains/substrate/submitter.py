@@ -162,6 +162,7 @@ class SubstrateSubmitter:
         self.chain = chain_name
         self.config = config
         self.signer = signer
+        self.signer_address = signer.address
         self.endpoint = redact_url(config.rpc)
         self.unit = "planck"
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)

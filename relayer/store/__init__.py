@@ -20,8 +20,11 @@ from relayer.store.ledger import (
     ObservedRow,
     PruneReport,
     SignedTx,
+    SignerHold,
+    SignerTakenError,
     State,
     SubmittedTx,
+    new_owner,
 )
 
 __all__ = [
@@ -38,6 +41,9 @@ __all__ = [
     "ObservedRow",
     "PruneReport",
     "SignedTx",
+    "SignerHold",
+    "SignerTakenError",
     "State",
     "SubmittedTx",
+    "new_owner",
 ]

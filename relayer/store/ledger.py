@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import socket
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -43,7 +46,10 @@ __all__ = [
     "ObservedRow",
     "PruneReport",
     "SignedTx",
+    "SignerHold",
+    "SignerTakenError",
     "State",
+    "new_owner",
 ]
 
 Clock = Callable[[], float]
@@ -61,6 +67,33 @@ class LeaseLostError(StoreError):
     """A worker acted on messages whose lease it no longer holds: it ran out (the worker
     stalled past it) and another worker may have taken them over. Drop the work; what is still
     due comes back through ``claim``."""
+
+
+class SignerTakenError(StoreError):
+    """Another live worker on the shared ledger delivers to the same chain with the same key:
+    two workers with one key would take each other's nonces. Not worth retrying: give each
+    worker its own key."""
+
+
+class SignerHold(Protocol):
+    """A worker's claim on its (chain, signer) pair for its lifetime (``Ledger.hold_signer``)."""
+
+    def release(self) -> None:
+        """Let another worker use the key (at shutdown); idempotent."""
+        ...
+
+
+class _NoHold:
+    """One process owns a SQLite ledger: there is no other worker to keep out."""
+
+    def release(self) -> None:
+        pass
+
+
+def new_owner(role: str = "worker") -> str:
+    """A lease owner id unique to this process (host, pid, random), naming ``role`` for
+    operators reading ``lease_owner`` in the database."""
+    return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 class _Cursor(Protocol):
@@ -162,6 +195,10 @@ class SignedTx:
     nonce: int
     tx_hash: bytes
     raw_tx: bytes
+    # The account that signed it (``Submitter.signer_address``); None for a transaction stored
+    # before the ledger recorded signers (SQLite V6, Postgres V2), when one worker per
+    # destination chain was all there could be.
+    signer: bytes | None = None
 
 
 class _Unjudged:
@@ -179,6 +216,7 @@ class SubmittedTx:
     tx_hash: bytes
     tx_nonce: int
     raw_tx: bytes
+    signer: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -1073,6 +1111,7 @@ class Ledger:
         raw_tx: bytes,
         detail: str | None = None,
         owner: str | None = None,
+        signer: bytes | None = None,
     ) -> int:
         """Record that one signed transaction carries ``ids``, in one transaction, all or
         nothing: attested messages move to SUBMITTED; messages already SUBMITTED (a fee-bumped
@@ -1088,7 +1127,10 @@ class Ledger:
         ``owner``: the worker that claimed the messages (``claim``). Where workers share the
         ledger, one whose lease on any of them ran out meanwhile is refused with
         ``LeaseLostError`` (another worker may be submitting them), before anything is
-        recorded: the caller must not send the transaction."""
+        recorded: the caller must not send the transaction.
+
+        ``signer``: the account that signed it, stored with it so that a restarted worker
+        recovers only its own transactions (``pending_txs``)."""
         with self._write() as conn:
             return self._submitted(
                 conn,
@@ -1099,6 +1141,7 @@ class Ledger:
                 raw_tx=raw_tx,
                 detail=detail,
                 owner=owner,
+                signer=signer,
             )
 
     def mark_submitted_many(self, txs: Sequence[SubmittedTx], *, owner: str | None = None) -> int:
@@ -1116,6 +1159,7 @@ class Ledger:
                     tx_nonce=tx.tx_nonce,
                     raw_tx=tx.raw_tx,
                     owner=owner,
+                    signer=tx.signer,
                 )
                 for tx in txs
             )
@@ -1131,6 +1175,7 @@ class Ledger:
         raw_tx: bytes,
         detail: str | None = None,
         owner: str | None = None,
+        signer: bytes | None = None,
     ) -> int:
         unique = list(dict.fromkeys(ids))
         if owner is not None:
@@ -1170,10 +1215,11 @@ class Ledger:
         for chain in chains:
             conn.execute(
                 "INSERT INTO pending_txs"
-                " (destination_chain, tx_hash, tx_nonce, raw_tx, created_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (destination_chain, tx_hash) DO UPDATE"
-                " SET tx_nonce = excluded.tx_nonce, raw_tx = excluded.raw_tx",
-                (chain, tx_hash, tx_nonce, raw_tx, now),
+                " (destination_chain, tx_hash, tx_nonce, raw_tx, created_at, signer)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (destination_chain, tx_hash) DO UPDATE"
+                " SET tx_nonce = excluded.tx_nonce, raw_tx = excluded.raw_tx,"
+                " signer = excluded.signer",
+                (chain, tx_hash, tx_nonce, raw_tx, now, signer),
             )
         self._prune_txs(conn, replaced)
         return len(unique)
@@ -1457,6 +1503,23 @@ class Ledger:
         if unique:
             self._release(unique, owner)
 
+    def adopt(self, ids: Iterable[bytes], *, owner: str, lease: float) -> set[bytes]:
+        """Lease the submitted messages among ``ids`` to ``owner`` for ``lease`` seconds,
+        whoever held them: for a restarted worker resuming the transactions of its own key,
+        whose earlier worker is gone (it holds the key's lock, ``hold_signer``), so that it
+        need not wait for that worker's leases to run out. Returns the ids leased (those
+        still submitted)."""
+        if lease <= 0:
+            raise StoreError(f"a lease must last more than 0 seconds, got {lease}")
+        unique = list(dict.fromkeys(ids))
+        if not unique:
+            return set()
+        return self._adopt(unique, owner, until=self._clock() + lease)
+
+    def _adopt(self, ids: Sequence[bytes], owner: str, *, until: float) -> set[bytes]:
+        """Here every lease is this process's already."""
+        return {mid for mid, state in self.states(ids).items() if state is State.SUBMITTED}
+
     def _claim(
         self, where: str, args: Sequence[Any], *, owner: str, now: float, until: float, limit: int
     ) -> list[MessageRecord]:
@@ -1479,6 +1542,13 @@ class Ledger:
     def _check_leases(self, conn: _Conn, ids: Sequence[bytes], owner: str, now: float) -> None:
         """Raise ``LeaseLostError`` unless ``owner`` holds a live lease on each of ``ids``
         (inside the write transaction that acts on them). Here it always does."""
+
+    def hold_signer(self, chain: str, signer: bytes, *, owner: str) -> SignerHold:
+        """Keep any other worker from delivering to ``chain`` with the key ``signer`` while the
+        returned hold lives (until its ``release``); ``owner`` names this worker to the one
+        refused. Raises ``SignerTakenError`` when another worker holds it. Here (SQLite) a
+        single process owns the ledger, and there is nobody to keep out."""
+        return _NoHold()
 
     def in_state(
         self,
@@ -1505,20 +1575,39 @@ class Ledger:
             ).fetchall()
         return [_record(r) for r in rows]
 
-    def pending_txs(self, destination_chain: str) -> list[SignedTx]:
+    def pending_txs(
+        self, destination_chain: str, *, tx_hashes: Iterable[bytes] | None = None
+    ) -> list[SignedTx]:
         """The signed transactions that submitted messages bound for ``destination_chain`` are
         waiting on (recovery at start-up), by nonce; should one nonce have several, the one
-        stored last (the newest replacement) comes last."""
+        stored last (the newest replacement) comes last. Every signer's: several workers
+        with keys of their own may deliver to one chain, and each recovers only its own
+        (``SignedTx.signer``); ``tx_hashes``, if given, limits the answer to those."""
+        query = (
+            "SELECT tx_nonce, tx_hash, raw_tx, signer FROM pending_txs"  # noqa: S608 -- constant
+            f" WHERE destination_chain = ? AND {_PENDING_TX_IS_USED}"
+        )
+        order = f" ORDER BY tx_nonce, {self._dialect.insertion_order}"
         with self._read() as conn:
-            rows = conn.execute(
-                "SELECT tx_nonce, tx_hash, raw_tx FROM pending_txs"  # noqa: S608 -- constant
-                f" WHERE destination_chain = ? AND {_PENDING_TX_IS_USED}"
-                f" ORDER BY tx_nonce, {self._dialect.insertion_order}",
-                (destination_chain,),
-            ).fetchall()
+            if tx_hashes is None:
+                rows = conn.execute(query + order, (destination_chain,)).fetchall()
+            else:
+                wanted = list(dict.fromkeys(tx_hashes))
+                rows = []
+                for start in range(0, len(wanted), _CHUNK):
+                    chunk = wanted[start : start + _CHUNK]
+                    marks = ",".join("?" * len(chunk))
+                    rows += conn.execute(
+                        f"{query} AND tx_hash IN ({marks}){order}", (destination_chain, *chunk)
+                    ).fetchall()
         return [
-            SignedTx(nonce=int(nonce), tx_hash=bytes(tx_hash), raw_tx=bytes(raw_tx))
-            for nonce, tx_hash, raw_tx in rows
+            SignedTx(
+                nonce=int(nonce),
+                tx_hash=bytes(tx_hash),
+                raw_tx=bytes(raw_tx),
+                signer=None if signer is None else bytes(signer),
+            )
+            for nonce, tx_hash, raw_tx, signer in rows
         ]
 
     def counts(self) -> dict[tuple[str, State], int]:

@@ -169,8 +169,15 @@ _V1 = (
     """,
 )
 
+# V2. The account that signed each pending transaction (SQLite's V6): each worker delivering
+# to a chain signs with a key of its own and recovers only its own transactions. Rows from
+# before stay NULL, "signer unknown": no worker takes them as its own; their messages (SUBMITTED,
+# leased to a worker that is gone, or to nobody) come back through the takeover, which
+# broadcasts the signed bytes once more and re-queues what is not mined in time.
+_V2 = ("ALTER TABLE pending_txs ADD COLUMN signer BYTEA",)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1,)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = """

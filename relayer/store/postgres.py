@@ -15,10 +15,8 @@ messages between them instead of waiting on each other. Reads take no lock at al
 
 from __future__ import annotations
 
-import os
-import socket
+import hashlib
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -38,8 +36,10 @@ from relayer.store.ledger import (
     Ledger,
     LedgerUnavailableError,
     MessageRecord,
+    SignerTakenError,
     _Conn,
     _record,
+    new_owner,
 )
 from relayer.store.pg_schema import migrate
 
@@ -66,10 +66,28 @@ def _where(url: str) -> str:
     return redact_url(url) + (f"/{database}" if database else "")
 
 
-def new_owner(role: str = "worker") -> str:
-    """A lease owner id unique to this process (host, pid, random), naming ``role`` for
-    operators reading ``lease_owner`` in the database."""
-    return f"{role}@{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+def _signer_lock_key(chain: str, signer: bytes) -> int:
+    """The session advisory lock (a signed 64-bit key) of delivering to ``chain`` with
+    ``signer``. A hash: two pairs sharing a key would refuse a worker wrongly, with odds of
+    about one in 2**63 per pair, and never let two workers share a key."""
+    digest = hashlib.sha256(b"xrelayer signer\0" + chain.encode() + b"\0" + signer).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+class _SignerLock:
+    """A session advisory lock held on a connection of its own (not the pool's: a pooled
+    connection serves others between uses, and the lock must stay for the worker's life).
+    Should that connection die, the server drops the lock with it."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._conn: psycopg.Connection[Any] | None = conn
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()  # ends the session, and the lock with it
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,6 +252,15 @@ class PostgresLedger(Ledger):
             ).fetchall()
         return {bytes(message_id) for (message_id,) in rows}
 
+    def _adopt(self, ids: Sequence[bytes], owner: str, *, until: float) -> set[bytes]:
+        with self._read() as conn:
+            rows = conn.execute(
+                "UPDATE messages SET lease_owner = ?, lease_until = ? WHERE id = ANY(?)"
+                " AND state = 'submitted' RETURNING id",
+                (owner, until, list(ids)),
+            ).fetchall()
+        return {bytes(message_id) for (message_id,) in rows}
+
     def _release(self, ids: Sequence[bytes], owner: str) -> None:
         with self._read() as conn:
             conn.execute(
@@ -258,6 +285,58 @@ class PostgresLedger(Ledger):
                     f" by {held} now): its lease ran out while this worker was busy, and another"
                     " worker may be delivering it; this batch is dropped, not sent"
                 )
+
+    # --- signers ---------------------------------------------------------------------------------
+
+    def hold_signer(self, chain: str, signer: bytes, *, owner: str) -> _SignerLock:
+        key = _signer_lock_key(chain, signer)
+        pool = self._live_pool()
+        conninfo = pool.conninfo if isinstance(pool.conninfo, str) else pool.conninfo()
+        try:
+            conn = psycopg.connect(
+                conninfo,
+                autocommit=True,
+                connect_timeout=max(1, int(pool.timeout)),
+                # What the refused worker is told of the holder (pg_stat_activity); 63 bytes.
+                application_name=owner[:63],
+                # The session is idle for the worker's life: keepalives make a dead peer (or
+                # a middlebox that dropped the connection) show, on both sides, in minutes.
+                keepalives=1,
+                keepalives_idle=30,
+                keepalives_interval=10,
+                keepalives_count=3,
+            )
+        except psycopg.Error as exc:
+            raise LedgerUnavailableError(
+                f"ledger {self.path}: cannot open the connection that holds the signer lock"
+                f" ({exc}); check that the database runs"
+            ) from exc
+        try:
+            held = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+            if held is not None and held[0]:
+                return _SignerLock(conn)
+            row = conn.execute(
+                "SELECT a.application_name, a.client_addr, a.pid FROM pg_locks l"
+                " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+                " AND l.granted AND l.objsubid = 1 AND l.classid = %s AND l.objid = %s",
+                ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+            ).fetchone()
+        except psycopg.Error as exc:
+            conn.close()
+            raise StoreError(f"ledger {self.path}: cannot take the signer lock: {exc}") from exc
+        except BaseException:
+            conn.close()
+            raise
+        conn.close()
+        holder = (
+            "another worker"
+            if row is None
+            else f"another worker (`{row[0]}`, client {row[1] or 'local'}, server pid {row[2]})"
+        )
+        raise SignerTakenError(
+            f"signer 0x{signer.hex()} already delivers to {chain} from {holder}: give each"
+            " worker its own key (two workers with one key take each other's nonces)"
+        )
 
     def lease(self, id: bytes) -> Lease | None:
         """The lease on message ``id``, live or run out, if any (``relayer explain``, tests)."""

@@ -187,8 +187,16 @@ _V5 = (
        (SELECT 1 FROM evidence WHERE evidence.block_digest = block_evidence.digest)""",
 )
 
+# V6. The account that signed each pending transaction: several workers, each with a key of its
+# own, may deliver to one chain (on a shared ledger), and a restarted worker must broadcast
+# again, and count nonces from, only its own transactions. Rows from before stay NULL: they were
+# signed by the chain's only worker (one process owns a SQLite ledger), which is what the
+# delivery worker takes NULL to mean; recovering the signer from the raw bytes would take the
+# chain plugin's decoding, which the ledger does not know.
+_V6 = ("ALTER TABLE pending_txs ADD COLUMN signer BLOB",)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

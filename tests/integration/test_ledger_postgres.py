@@ -24,10 +24,11 @@ from relayer.store import (
     LeaseLostError,
     Ledger,
     LedgerUnavailableError,
+    SignerTakenError,
     State,
     SubmittedTx,
 )
-from relayer.store.pg_schema import SCHEMA_VERSION, migrate
+from relayer.store.pg_schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from relayer.store.postgres import PostgresLedger, new_owner
 from tests.unit.relayer.test_ledger import SIG, FakeClock, mid, row
 
@@ -421,3 +422,112 @@ def test_missing_postgres_fails_in_ci_and_skips_elsewhere(
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception, match="run scripts/services"):
         harness.start_postgres()
+
+
+# --- signers -------------------------------------------------------------------------------------
+
+SIGNER = b"\xaa" * 20
+
+
+def test_a_second_worker_with_the_same_key_on_a_chain_is_refused_until_the_first_stops(
+    workers: tuple[PostgresLedger, ...],
+) -> None:
+    a, b = workers
+    held = a.hold_signer("chain-b", SIGNER, owner="delivery:chain-b@host-a:11:0001")
+    with pytest.raises(SignerTakenError) as refused:
+        b.hold_signer("chain-b", SIGNER, owner="delivery:chain-b@host-b:22:0002")
+    message = str(refused.value)
+    assert f"signer 0x{SIGNER.hex()} already delivers to chain-b" in message
+    assert "delivery:chain-b@host-a:11:0001" in message  # who holds it
+    assert "give each worker its own key" in message
+    assert not refused.value.retryable
+    # Another key on the chain, or the key on another chain: no conflict.
+    others = [
+        b.hold_signer("chain-b", b"\xbb" * 20, owner="x"),
+        b.hold_signer("chain-c", SIGNER, owner="x"),
+    ]
+    held.release()
+    held.release()  # idempotent
+    b.hold_signer("chain-b", SIGNER, owner="delivery:chain-b@host-b:22:0002").release()
+    for hold in others:
+        hold.release()
+
+
+def test_a_killed_holders_key_is_free_again(postgres_url: str) -> None:
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from relayer.store import Ledger
+        led = Ledger.open({postgres_url!r})
+        hold = led.hold_signer("chain-b", {SIGNER!r}, owner="doomed")
+        print("held", flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "held"
+        with Ledger.open(postgres_url) as led, pytest.raises(SignerTakenError, match="doomed"):
+            led.hold_signer("chain-b", SIGNER, owner="next")
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        with Ledger.open(postgres_url) as led:
+            deadline = time.monotonic() + 10
+            while True:  # the server notices the dead session's socket close at once, or soon
+                try:
+                    led.hold_signer("chain-b", SIGNER, owner="next").release()
+                    break
+                except SignerTakenError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.1)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_a_restarted_worker_adopts_the_submitted_messages_of_its_key(
+    workers: tuple[PostgresLedger, ...], clock: FakeClock
+) -> None:
+    a, b = workers
+    ids = verified(a, 3)
+    a.mark_attested([(i, [SIG], None) for i in ids])
+    dead, restarted = new_owner("dead"), new_owner("restarted")
+    assert {r.id for r in a.claim(State.ATTESTED, owner=dead, lease=LEASE)} == set(ids)
+    a.mark_submitted(ids[:2], tx_hash=b"t" * 32, tx_nonce=0, raw_tx=b"r", owner=dead)
+    # Still leased to the dead worker: nobody's claim takes them for LEASE seconds ...
+    assert b.claim(State.SUBMITTED, owner=restarted, lease=LEASE) == []
+    # ... but the worker that holds the key again takes back what is still submitted.
+    assert b.adopt(ids, owner=restarted, lease=LEASE) == set(ids[:2])
+    assert {b.lease(i).owner for i in ids[:2]} == {restarted}  # type: ignore[union-attr]
+    assert b.renew(ids[:2], owner=restarted, lease=LEASE) == set(ids[:2])
+    assert a.renew(ids[:2], owner=dead, lease=LEASE) == set()
+    with pytest.raises(LeaseLostError):
+        a.mark_submitted(ids[:2], tx_hash=b"u" * 32, tx_nonce=0, raw_tx=b"r", owner=dead)
+
+
+def test_a_v1_ledger_gains_the_signer_column_with_its_rows_unknown(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "CREATE TABLE ledger_schema (only_row BOOLEAN PRIMARY KEY DEFAULT TRUE"
+            " CHECK (only_row), version INTEGER NOT NULL)"
+        )
+        for statement in MIGRATIONS[0]:  # V1 exactly as released
+            conn.execute(statement)
+        conn.execute("INSERT INTO ledger_schema (version) VALUES (1)")
+        conn.execute(
+            "INSERT INTO pending_txs (destination_chain, tx_hash, tx_nonce, raw_tx,"
+            " created_at) VALUES ('chain-b', %s, 4, %s, 0)",
+            (b"t" * 32, b"raw"),
+        )
+    with Ledger.open(postgres_url):
+        pass
+    assert schema_version(postgres_url) == SCHEMA_VERSION
+    with psycopg.connect(postgres_url) as conn:
+        assert conn.execute("SELECT tx_nonce, signer FROM pending_txs").fetchall() == [(4, None)]

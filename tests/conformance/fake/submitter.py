@@ -89,6 +89,7 @@ class FakeSubmitter:
         self.domain = domain
         self.config = config
         self.signer = signer
+        self.signer_address = signer.address
         self.client = NodeClient(config.rpc, chain=chain_name, timeout=config.request_timeout)
         self.endpoint = self.client.endpoint
         self.unit = "unit"

@@ -35,6 +35,7 @@ class BatchSubmitter:
     """Simulations take a while (so overlapping ones show), everything else is instant."""
 
     endpoint = "http://fake"
+    signer_address = b"\x0a" * 20
 
     def __init__(
         self,

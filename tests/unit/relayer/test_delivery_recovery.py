@@ -33,6 +33,7 @@ class FakeSubmitter:
 
     endpoint: str = "http://fake"
     refuse: frozenset[bytes] = frozenset()
+    signer_address: bytes = b"\x0a" * 20
 
     def __post_init__(self) -> None:
         self.broadcasts: list[bytes] = []

@@ -1590,3 +1590,73 @@ def test_a_v4_ledger_gains_the_retention_indexes_and_drops_orphaned_block_eviden
         assert led.block_evidence(mid(1)) == b"\xaa"
         assert led.prune(1.0).messages == 1
         assert own.execute("SELECT count(*) FROM block_evidence").fetchone() == (0,)
+
+
+def test_each_pending_transaction_keeps_the_account_that_signed_it(ledger: Ledger) -> None:
+    ids = attested(ledger, range(6))
+    ledger.mark_submitted(ids[:2], tx_hash=tx(0), tx_nonce=0, raw_tx=b"a0", signer=b"\xaa" * 20)
+    ledger.mark_submitted_many(
+        [
+            SubmittedTx(
+                ids=(ids[2],), tx_hash=tx(1), tx_nonce=0, raw_tx=b"b0", signer=b"\xbb" * 20
+            ),
+            SubmittedTx(
+                ids=(ids[3],), tx_hash=tx(2), tx_nonce=1, raw_tx=b"b1", signer=b"\xbb" * 20
+            ),
+        ]
+    )
+    ledger.mark_submitted(ids[4:], tx_hash=tx(3), tx_nonce=7, raw_tx=b"unknown")
+    # Two keys' nonce 0 side by side: each worker recovers its own.
+    assert ledger.pending_txs("chain-b") == [
+        SignedTx(nonce=0, tx_hash=tx(0), raw_tx=b"a0", signer=b"\xaa" * 20),
+        SignedTx(nonce=0, tx_hash=tx(1), raw_tx=b"b0", signer=b"\xbb" * 20),
+        SignedTx(nonce=1, tx_hash=tx(2), raw_tx=b"b1", signer=b"\xbb" * 20),
+        SignedTx(nonce=7, tx_hash=tx(3), raw_tx=b"unknown", signer=None),
+    ]
+    assert ledger.pending_txs("chain-b", tx_hashes=[tx(2), tx(0), tx("absent")]) == [
+        SignedTx(nonce=0, tx_hash=tx(0), raw_tx=b"a0", signer=b"\xaa" * 20),
+        SignedTx(nonce=1, tx_hash=tx(2), raw_tx=b"b1", signer=b"\xbb" * 20),
+    ]
+
+
+def test_a_v5_ledger_keeps_its_pending_transactions_with_an_unknown_signer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "ledger.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (m for migration in MIGRATIONS[:5] for m in migration):  # V5 as released
+        conn.execute(statement)
+    conn.execute("PRAGMA user_version = 5")
+    conn.execute(
+        "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
+        " block_number, block_hash, evidence, state, next_attempt_at, created_at, updated_at,"
+        " tx_hash, tx_nonce) VALUES (?, 'chain-a', 'chain-b', 'chain-a->chain-b', 1, x'00', 10,"
+        " ?, x'', 'submitted', 0, 0, 0, ?, 4)",
+        (mid(1), bhash(10), tx(4)),
+    )
+    conn.execute(
+        "INSERT INTO pending_txs (destination_chain, tx_hash, tx_nonce, raw_tx, created_at)"
+        " VALUES ('chain-b', ?, 4, x'0404', 0)",
+        (tx(4),),
+    )
+    conn.close()
+    with Ledger.open(path) as led:
+        own = led._conn
+        assert own is not None
+        assert own.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        # Signed by the chain's only worker of a V5 relayer: NULL, which that worker (the
+        # only one a SQLite ledger has) takes as its own.
+        assert led.pending_txs("chain-b") == [
+            SignedTx(nonce=4, tx_hash=tx(4), raw_tx=b"\x04\x04", signer=None)
+        ]
+
+
+def test_a_single_process_ledger_holds_any_signer_at_once(tmp_path: Path) -> None:
+    with Ledger.open(tmp_path / "ledger.db") as led:
+        first = led.hold_signer("chain-b", b"\xaa" * 20, owner="one")
+        second = led.hold_signer("chain-b", b"\xaa" * 20, owner="two")
+        first.release()
+        second.release()
+        ids = attested(led, range(2))
+        led.mark_submitted(ids[:1], tx_hash=tx(1), tx_nonce=1, raw_tx=b"1")
+        assert led.adopt(ids, owner="w", lease=5) == {ids[0]}
