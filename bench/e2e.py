@@ -171,7 +171,7 @@ def _fill_ledger(path: Path, count: int) -> None:
 
 def restart_time(devnet: Devnet) -> float:
     devnet.kill("relayer")
-    _fill_ledger(devnet.config.relayer.database, 10_000)
+    _fill_ledger(Path(devnet.config.relayer.database), 10_000)
     ((_message_id, _),) = asyncio.run(devnet.send("chain-a", "chain-b", 1))
     time.sleep(4)  # let the attesters sign it while the daemon is down
     log = devnet.work / "relayer.log"

@@ -81,6 +81,13 @@ async def _until_signalled(coro: Coroutine[Any, Any, None]) -> bool:
     return stopped
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    """The exceptions inside (nested) exception groups: what actually went wrong."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
 def _run_until_stopped(coro: Coroutine[Any, Any, None], log: Any, role: str) -> None:
     """Run a role's TaskGroup; SIGTERM / SIGINT is a clean stop, a RelayerError a fatal one."""
     try:
@@ -89,7 +96,7 @@ def _run_until_stopped(coro: Coroutine[Any, Any, None], log: Any, role: str) -> 
     except KeyboardInterrupt:
         log.info(f"{role}.stopped")
     except (RelayerError, ExceptionGroup) as exc:
-        errors = exc.exceptions if isinstance(exc, ExceptionGroup) else (exc,)
+        errors = _leaves(exc)
         for error in errors:
             log.error(f"{role}.fatal", error=str(error), kind=type(error).__name__)
         if any(not isinstance(e, RelayerError) for e in errors):
@@ -104,9 +111,19 @@ def main() -> None:
 
 @main.command()
 @_config_option
-def start(config_path: Path) -> None:
+@click.option(
+    "--role",
+    type=click.Choice(["all", "watcher", "worker"]),
+    default="all",
+    show_default=True,
+    help="all: everything in this process. watcher: follow the chains, record and announce. "
+    "worker: attest and deliver with this process's keys. The split roles need "
+    '[bus] type = "mqtt" and a PostgreSQL database.',
+)
+def start(config_path: Path, role: str) -> None:
     """Run the relayer daemon (watchers, core, submitters) until interrupted."""
     from relayer.daemon import run_daemon  # noqa: PLC0415  (keeps `relayer status` light)
+    from relayer.roles import Role  # noqa: PLC0415
 
     config = _load(config_path)
     configure_logging(config.relayer.log_level)
@@ -117,7 +134,12 @@ def start(config_path: Path) -> None:
         raise click.ClickException(str(exc)) from None
     for warning in warnings:
         log.warning("config.warning", detail=warning)
-    _run_until_stopped(run_daemon(config, log), log, "relayer")
+    if role != "all" and config.bus.type != "mqtt":
+        raise click.ClickException(
+            f'--role {role} needs [bus] type = "mqtt" and a PostgreSQL [relayer] database: '
+            "separate processes meet through them"
+        )
+    _run_until_stopped(run_daemon(config, log, Role(role)), log, "relayer")
 
 
 @main.group("config")
@@ -509,17 +531,34 @@ def attest(config_path: Path, name: str) -> None:
     except RelayerError as exc:
         raise click.ClickException(str(exc)) from None
     # Its own cursor database beside the relayer's, so attesters and daemon never share state.
-    ledger = Ledger.open(config.relayer.database.parent / f"attester-{name}.db")
-    attester = Attester(
-        config=config,
-        name=name,
-        key=key,
-        ledger=ledger,
-        checkpoints=DirectoryCheckpointStore(config.relayer.checkpoints),
-        log=log,
-    )
+    ledger = Ledger.open(config.relayer.attester_database(name, config.base_dir))
+    local = DirectoryCheckpointStore(config.relayer.checkpoints)
+
+    async def run() -> None:
+        if config.bus.type != "mqtt":
+            attester = Attester(
+                config=config, name=name, key=key, ledger=ledger, checkpoints=local, log=log
+            )
+            await attester.run()
+            return
+        # Also on the bus: for relayers that do not share this machine's directory.
+        from relayer.bus import MqttBus  # noqa: PLC0415
+        from relayer.bus.attestations import PublishingCheckpointStore  # noqa: PLC0415
+
+        async with MqttBus(config.bus.mqtt, log=log) as bus:
+            store = PublishingCheckpointStore(local, bus, asyncio.get_running_loop(), log)
+            attester = Attester(
+                config=config, name=name, key=key, ledger=ledger, checkpoints=store, log=log
+            )
+            origins = [config.chain(origin).domain for origin in spec.origins]
+            async with asyncio.TaskGroup() as group:
+                group.create_task(attester.run(), name=f"attester:{name}")
+                group.create_task(
+                    store.answer_requests(attester.signer, origins), name="bus:answers"
+                )
+
     try:
-        _run_until_stopped(attester.run(), log, "attester")
+        _run_until_stopped(run(), log, "attester")
     finally:
         ledger.close()
 

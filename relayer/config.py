@@ -47,6 +47,7 @@ from pydantic.fields import FieldInfo
 
 from proofs.committee import check_threshold
 from proofs.errors import QuorumError
+from relayer.bus.mqtt import MqttSettings
 from relayer.ecdsa_key import load_ecdsa_key
 from relayer.errors import ConfigError, UnknownChainError
 from relayer.keys import KeyRef, KeyUnavailableError
@@ -185,8 +186,10 @@ class RelayerSettings(_Table):
 
     # Defaults as the file would write them (a JSON-mode path is a string); strict=False only
     # lets Python code pass a str, as a path takes nothing but a str or a Path either way.
-    database: Path = Field(default="relayer.db", validate_default=True, strict=False)
-    """SQLite ledger of every message and its state, relative to this file. Attesters started
+    database: str = Field(default="relayer.db", validate_default=True, min_length=1)
+    """The ledger of every message and its state: a SQLite file, relative to this file (one
+    process), or a PostgreSQL URL (postgresql://user@host:5432/db) that several watchers and
+    workers share; its password goes in PGPASSWORD or ~/.pgpass, never here. Attesters started
     with this file keep their own cursor databases beside it (attester-<name>.db)."""
     checkpoints: Path = Field(default="checkpoints", validate_default=True, strict=False)
     """Attestation checkpoint store: one directory per origin domain, relative to this file."""
@@ -218,10 +221,44 @@ class RelayerSettings(_Table):
     """Blocks behind the watcher's cursor each reconciler pass re-reads; a chain's own
     reconcile_window overrides this."""
 
-    @field_validator("database", "checkpoints")
+    lease: float = Field(default=30.0, gt=0)
+    """Seconds a worker holds the messages it claimed on a shared (PostgreSQL) ledger before
+    another may take them over; renewed while it works on them. A dead worker's messages wait
+    this long."""
+
+    @field_validator("database")
+    @classmethod
+    def _database(cls, text: str, info: ValidationInfo) -> str:
+        # A string either way (a path is resolved here): the config is validated through JSON,
+        # where a Path | str union could not tell a file from a URL.
+        if text.startswith(_POSTGRES_SCHEMES):
+            try:
+                password = urlsplit(text).password
+            except ValueError:
+                raise ValueError("is not a valid PostgreSQL URL") from None
+            if password is not None:
+                raise ValueError(
+                    "holds a password: put it in PGPASSWORD or ~/.pgpass (libpq reads both), "
+                    "never in the config"
+                )
+            return text
+        return str(_resolve_path(Path(text), info))
+
+    @field_validator("checkpoints")
     @classmethod
     def _relative_to_config(cls, value: Path, info: ValidationInfo) -> Path:
         return _resolve_path(value, info)
+
+    @property
+    def shared_database(self) -> bool:
+        """Whether the ledger is a database server that several processes share."""
+        return self.database.startswith(_POSTGRES_SCHEMES)
+
+    def attester_database(self, name: str, base_dir: Path) -> Path:
+        """Attester ``name``'s own cursor database: beside the ledger file, or in the config's
+        folder when the ledger is a server."""
+        folder = base_dir if self.shared_database else Path(self.database).parent
+        return folder / f"attester-{name}.db"
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -399,12 +436,24 @@ class AttesterConfig(_Table):
         return value
 
 
+class BusSettings(_Table):
+    """``[bus]``: how watchers, workers and attesters tell each other about work."""
+
+    type: Literal["memory", "mqtt"] = "memory"
+    """"memory": one process does everything (relayer start --role all). "mqtt": an MQTT v5
+    broker ([bus.mqtt]) joins watcher and worker processes (relayer start --role watcher |
+    worker) and attesters on other machines; the ledger must then be a PostgreSQL URL."""
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    """[bus.mqtt]: the broker, with type = "mqtt"."""
+
+
 class Config(_Table):
     """The whole configuration, as ``load_config`` decoded it."""
 
     relayer: RelayerSettings
     chains: tuple[ChainConfig, ...]
     attesters: tuple[AttesterConfig, ...] = ()
+    bus: BusSettings = Field(default_factory=BusSettings)
     #: the config file's folder; relative paths in the file are relative to it
     base_dir: Path
 
@@ -448,7 +497,9 @@ class Config(_Table):
 
 # --- loading -------------------------------------------------------------------------------------
 
-_TOP_LEVEL = ("relayer", "chains", "attesters")
+_TOP_LEVEL = ("relayer", "chains", "attesters", "bus")
+# What makes [relayer] database a PostgreSQL server rather than a SQLite file.
+_POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
 # A field whose name says it holds key material; everything below it is key-ish too.
 _KEYISH = re.compile(r"key|secret|priv|seed|mnemonic|passw|signer|wallet", re.I)
@@ -699,14 +750,33 @@ def _decode(
         if attester is not None:
             attesters.append((i, attester))
 
+    bus: BusSettings | None = BusSettings()
+    bus_section = doc.get("bus", {})
+    if not isinstance(bus_section, dict):
+        problems.add(("bus",), "expected a [bus] table")
+    else:
+        bus = _validate(BusSettings, bus_section, context, ("bus",), problems, variables=variables)
+        if (
+            bus is not None
+            and relayer is not None
+            and bus.type == "mqtt"
+            and not relayer.shared_database
+        ):
+            problems.add(
+                ("relayer", "database"),
+                'with [bus] type = "mqtt" the ledger must be a PostgreSQL URL that every '
+                "process shares (a SQLite file is one process's)",
+            )
+
     named = {name for _, t in chain_tables if isinstance(name := t.get("name"), str)}
     _cross_check(chains, attesters, named, problems, render)
-    if problems or relayer is None:
+    if problems or relayer is None or bus is None:
         return None
     return Config(
         relayer=relayer,
         chains=tuple(chain for _, chain in chains),
         attesters=tuple(attester for _, attester in attesters),
+        bus=bus,
         base_dir=base_dir,
     )
 
@@ -1236,6 +1306,7 @@ def config_schema(plugin_models: Mapping[str, type[BaseModel]]) -> dict[str, Any
             list[AttesterConfig],
             Field(default_factory=list, description=AttesterConfig.__doc__),
         ),
+        bus=(BusSettings, Field(default_factory=BusSettings, description=BusSettings.__doc__)),
     )
     schema = document.model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
@@ -1281,6 +1352,9 @@ def config_skeleton(plugin_models: Mapping[str, type[BaseModel]]) -> str:
             *_skeleton_keys(Committee, "chains.committee", "  "),
         ]
     lines += ["", "", "[[attesters]]", *_skeleton_keys(AttesterConfig, "attesters")]
+    lines += ["", "", "[bus]", *_skeleton_key("type", BusSettings.model_fields["type"])]
+    lines += ["", *_comment(BusSettings.model_fields["mqtt"].description, ""), "[bus.mqtt]"]
+    lines += _skeleton_keys(MqttSettings, "bus.mqtt")
     return "\n".join(lines) + "\n"
 
 

@@ -124,6 +124,7 @@ def config_reference(schema: Schema) -> str:
         for key, nested in _nested_tables(defs[chain_def], defs):
             tables[nested] = f"[chains.{key}]"
     tables["AttesterConfig"] = "[[attesters]]"
+    tables.update({"MqttSettings": "[bus.mqtt]", "MqttTls": "[bus.mqtt.tls]"})
 
     out = [_HEADER]
     out += ["## `[relayer]`", "", _one_line(defs["RelayerSettings"].get("description", "")), ""]
@@ -146,6 +147,13 @@ def config_reference(schema: Schema) -> str:
             out += ["", *_keys(defs[nested], tables), ""]
     out += ["## `[[attesters]]`", "", _one_line(defs["AttesterConfig"].get("description", "")), ""]
     out += [*_keys(defs["AttesterConfig"], tables), ""]
+    if "BusSettings" in defs:
+        out += ["## `[bus]`", "", _one_line(defs["BusSettings"].get("description", "")), ""]
+        out += [*_keys(defs["BusSettings"], tables), ""]
+        for name, title in (("MqttSettings", "[bus.mqtt]"), ("MqttTls", "[bus.mqtt.tls]")):
+            if name in defs:
+                out += [f"### `{title}`", "", _one_line(defs[name].get("description", "")), ""]
+                out += [*_keys(defs[name], tables), ""]
     if "KeyRef" in defs:
         out += ["## Key references", "", _one_line(defs["KeyRef"].get("description", "")), ""]
         out += [*_keys(defs["KeyRef"], tables), ""]

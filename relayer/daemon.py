@@ -1,10 +1,16 @@
-"""``relayer start``: one process, every role, one TaskGroup.
+"""``relayer start``: one process and one TaskGroup, for every role or one of them.
 
 Watchers feed the core, the core gathers attestations, one delivery worker per destination
 chain submits, a reconciler per origin chain re-reads final blocks for what the watchers
 missed, and retention prunes what is final and old. Shutdown is cancellation: every
 state change was committed before the side effect that follows it, so cancelling at any
 ``await`` loses nothing.
+
+With ``[bus] type = "mqtt"`` and a shared (PostgreSQL) ledger the work splits over processes
+(``relayer.roles``): a ``watcher`` runs the watchers and reconcilers and announces what it
+recorded; a ``worker`` takes the announcements (re-verified), gathers attestations (also those
+attesters publish on the bus) and delivers, with its own keys, claiming work under leases so
+that no two workers submit the same message. ``all`` runs both halves in one process.
 """
 
 from __future__ import annotations
@@ -15,17 +21,25 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from relayer.bus import Bus, MqttBus
+from relayer.bus.attestations import (
+    AttestationCheck,
+    AttestationCollector,
+    AttestationRequester,
+    blocks_short_of_quorum,
+)
 from relayer.checkpoints import CheckpointPruneReport, DirectoryCheckpointStore
 from relayer.config import Config
 from relayer.core import Core
 from relayer.delivery import DeliveryWorker
-from relayer.errors import StoreError
+from relayer.errors import ConfigError, StoreError
 from relayer.follower import follow
 from relayer.keys import KeyUnavailableError
 from relayer.metrics import RelayerMetrics, serve_metrics
 from relayer.plugin import Submitter, load_plugin, observing_rpc
 from relayer.reconciler import Reconciler, origin_lister, origin_reader, reconcile_settings
 from relayer.retry import describe_error
+from relayer.roles import ObservationAnnouncer, ObservationIntake, Role
 from relayer.store import Ledger, PruneReport
 
 __all__ = ["prune_expired", "run_daemon", "watch_balance"]
@@ -33,14 +47,26 @@ __all__ = ["prune_expired", "run_daemon", "watch_balance"]
 OWNER = "relayer"
 
 
-async def run_daemon(config: Config, log: Any) -> None:
+async def run_daemon(config: Config, log: Any, role: Role = Role.ALL) -> None:
+    """Run ``role`` until cancelled. Raises ``ConfigError`` for a split role without a bus."""
+    if role is not Role.ALL and config.bus.type != "mqtt":
+        raise ConfigError(
+            f'relayer start --role {role.value} needs [bus] type = "mqtt" (and a PostgreSQL '
+            "[relayer] database): the roles of separate processes meet through them"
+        )
     metrics = RelayerMetrics.for_config(config)
     # Every RPC call of this daemon's tasks (they inherit the context) is timed and counted.
     with observing_rpc(metrics):
-        await _run(config, metrics, log)
+        if config.bus.type == "mqtt":
+            async with MqttBus(config.bus.mqtt, log=log) as bus:
+                await _run(config, metrics, log, role, bus)
+        else:
+            await _run(config, metrics, log, role, None)
 
 
-async def _run(config: Config, metrics: RelayerMetrics, log: Any) -> None:
+async def _run(
+    config: Config, metrics: RelayerMetrics, log: Any, role: Role, bus: Bus | None
+) -> None:
     ledger = Ledger.open(config.relayer.database)
     ledger.start_checkpointer(log=log)
     runner = None
@@ -61,54 +87,22 @@ async def _run(config: Config, metrics: RelayerMetrics, log: Any) -> None:
                     detail="finality = confirmations trusts block depth alone; development only",
                 )
         async with asyncio.TaskGroup() as group:
-            for chain in config.chains:
-                watcher = follow(
-                    chain, ledger=ledger, owner=OWNER, rpc_url=None, log=log, metrics=metrics
-                )
-                group.create_task(watcher.run(core.accept), name=f"watch:{chain.name}")
-            group.create_task(core.collect_attestations(), name="attestations")
-            if config.relayer.retention_days > 0:
-                group.create_task(
-                    _prune_periodically(config, ledger, checkpoints, log), name="prune"
-                )
-            else:
-                log.info("retention.disabled", detail="relayer.retention_days = 0")
+            if role.watches:
+                # A watcher of a split deployment announces what it recorded to the workers.
+                sink: Any = core.accept
+                if bus is not None:
+                    sink = ObservationAnnouncer(bus, config, log).sink(core.accept)
+                for chain in config.chains:
+                    watcher = follow(
+                        chain, ledger=ledger, owner=OWNER, rpc_url=None, log=log, metrics=metrics
+                    )
+                    group.create_task(watcher.run(sink), name=f"watch:{chain.name}")
             submitters: dict[str, Submitter] = {}
-            for chain in config.chains:
-                plugin = load_plugin(chain.type)
-                key_ref = plugin.submitter_key(chain)
-                if key_ref is None:
-                    log.warning("chain.no_submitter", chain=chain.name)
-                    continue
-                try:
-                    signer = plugin.load_signer(chain, key_ref, base_dir=config.base_dir)
-                except KeyUnavailableError as exc:
-                    log.warning("chain.no_submitter", chain=chain.name, reason=str(exc))
-                    continue
-                submitter = plugin.submitter(chain, signer=signer, log=log)
-                submitters[chain.name] = submitter
-                worker = DeliveryWorker(
-                    chain=chain.name,
-                    submitter=submitter,
-                    ledger=ledger,
-                    log=log,
-                    settings=plugin.delivery_settings(chain),
-                    wake=core.listen_attested(),
-                    metrics=metrics,
-                )
-                group.create_task(worker.run(), name=f"deliver:{chain.name}")
-                group.create_task(
-                    watch_balance(
-                        chain.name,
-                        signer.printable_address,
-                        submitter,
-                        metrics,
-                        interval=config.relayer.balance_interval,
-                        log=log,
-                    ),
-                    name=f"balance:{chain.name}",
-                )
-            for chain in config.chains:
+            if role.works:
+                _start_work(group, config, ledger, core, checkpoints, submitters, metrics, log)
+                if bus is not None:
+                    _start_bus_intake(group, config, ledger, core, checkpoints, bus, log)
+            for chain in config.chains if role.watches else ():
                 interval, window = reconcile_settings(config, chain)
                 if interval <= 0:
                     log.info("reconcile.disabled", chain=chain.name)
@@ -129,11 +123,91 @@ async def _run(config: Config, metrics: RelayerMetrics, log: Any) -> None:
                     reconciler.run(interval=interval, window=window),
                     name=f"reconcile:{chain.name}",
                 )
-            log.info("relayer.started", chains=[c.name for c in config.chains])
+            log.info("relayer.started", role=role.value, chains=[c.name for c in config.chains])
     finally:
         if runner is not None:
             await runner.cleanup()
         ledger.close()
+
+
+def _start_work(
+    group: asyncio.TaskGroup,
+    config: Config,
+    ledger: Ledger,
+    core: Core,
+    checkpoints: DirectoryCheckpointStore,
+    submitters: dict[str, Submitter],
+    metrics: RelayerMetrics,
+    log: Any,
+) -> None:
+    """A worker's tasks: attestations, retention, a delivery worker and a balance watch per
+    destination chain with a key here (its submitter added to ``submitters``)."""
+    group.create_task(core.collect_attestations(), name="attestations")
+    if config.relayer.retention_days > 0:
+        group.create_task(_prune_periodically(config, ledger, checkpoints, log), name="prune")
+    else:
+        log.info("retention.disabled", detail="relayer.retention_days = 0")
+    for chain in config.chains:
+        plugin = load_plugin(chain.type)
+        key_ref = plugin.submitter_key(chain)
+        if key_ref is None:
+            log.warning("chain.no_submitter", chain=chain.name)
+            continue
+        try:
+            signer = plugin.load_signer(chain, key_ref, base_dir=config.base_dir)
+        except KeyUnavailableError as exc:
+            log.warning("chain.no_submitter", chain=chain.name, reason=str(exc))
+            continue
+        submitter = plugin.submitter(chain, signer=signer, log=log)
+        submitters[chain.name] = submitter
+        worker = DeliveryWorker(
+            chain=chain.name,
+            submitter=submitter,
+            ledger=ledger,
+            log=log,
+            settings=plugin.delivery_settings(chain),
+            wake=core.listen_attested(),
+            metrics=metrics,
+            lease=config.relayer.lease,
+        )
+        group.create_task(worker.run(), name=f"deliver:{chain.name}")
+        group.create_task(
+            watch_balance(
+                chain.name,
+                signer.printable_address,
+                submitter,
+                metrics,
+                interval=config.relayer.balance_interval,
+                log=log,
+            ),
+            name=f"balance:{chain.name}",
+        )
+
+
+def _start_bus_intake(
+    group: asyncio.TaskGroup,
+    config: Config,
+    ledger: Ledger,
+    core: Core,
+    checkpoints: DirectoryCheckpointStore,
+    bus: Bus,
+    log: Any,
+) -> None:
+    """A worker's side of the bus: the watchers' observations (re-verified, load shared with
+    the other workers), the attesters' signatures (checked, kept in this process's checkpoint
+    directory), and requests for the blocks still short of a quorum."""
+    intake = ObservationIntake(bus, config, core.accept, log)
+    group.create_task(intake.run(), name="bus:observations")
+    collector = AttestationCollector(
+        bus,
+        checkpoints,
+        AttestationCheck(config, core.plugins),
+        log,
+        origins=[chain.domain for chain in config.chains if chain.committee is not None],
+    )
+    group.create_task(collector.run(), name="bus:attestations")
+    requester = AttestationRequester(bus, blocks_short_of_quorum(ledger, config), log)
+    group.create_task(requester.run(), name="bus:attestation-requests")
 
 
 async def watch_balance(

@@ -289,7 +289,9 @@ class DeliveryWorker:
                 owner=self.owner,
                 lease=self.lease,
                 destination_chain=self.chain,
-                limit=self.batch_size * free,
+                # Shared: one transaction's worth per pass (the loop comes straight back for
+                # more), so that the other workers get their share of a large backlog.
+                limit=self.batch_size * (1 if self.ledger.shared else free),
             )
             self._claimed = {r.id for r in records}
             if not records:

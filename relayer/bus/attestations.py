@@ -313,8 +313,8 @@ class AttestationRequester:
         waiting: Callable[[float], Collection[tuple[int, bytes]]],
         log: Any,
         *,
-        after: float = 30.0,
-        every: float = 30.0,
+        after: float = 10.0,
+        every: float = 10.0,
         longest: float = 600.0,
         clock: Callable[[], float] = time.time,
     ) -> None:

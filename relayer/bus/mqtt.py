@@ -93,7 +93,14 @@ _REFUSALS_V3 = frozenset({1, 2, 4, 5})
 
 
 class _Table(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False, strict=True)
+    # The attribute docstrings are the keys' descriptions in `relayer config default | schema`.
+    model_config = ConfigDict(
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+        strict=True,
+        use_attribute_docstrings=True,
+    )
 
 
 class MqttTls(_Table):
@@ -101,8 +108,11 @@ class MqttTls(_Table):
     client certificate is ``cert_file`` (with its key in it, or in ``key_file``)."""
 
     ca_file: Path | None = Field(default=None, strict=False)
+    """PEM file of the CAs that signed the broker's certificate (default: the system's)."""
     cert_file: Path | None = Field(default=None, strict=False)
+    """PEM client certificate, for a broker that authenticates clients by certificate."""
     key_file: Path | None = Field(default=None, strict=False)
+    """PEM key of cert_file, when it is not in cert_file itself."""
 
     @model_validator(mode="after")
     def _key_needs_cert(self) -> MqttTls:
@@ -152,26 +162,37 @@ class MqttSettings(_Table):
     """``[bus.mqtt]``: where the broker is and how this process talks to it."""
 
     host: str = Field(default="127.0.0.1", min_length=1)
+    """The broker's host name or address."""
     port: int = Field(default=1883, ge=1, le=65535)
-    #: the first topic levels of every notice; deployments (or tests) sharing a broker differ here
+    """The broker's port (8883 is MQTT over TLS by convention)."""
     topic_prefix: str = "relayer"
+    """The first topic levels of every notice; deployments (or tests) sharing a broker differ
+    here."""
     client_id_prefix: str = Field(default="relayer", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    """The start of this process's MQTT client ids (a random suffix makes each unique)."""
     username: str | None = Field(default=None, min_length=1)
-    #: the environment variable holding the password of ``username``
+    """The broker user, when the broker asks for one."""
     password_env: str | None = None
+    """The environment variable holding the password of username (never the password itself)."""
     tls: MqttTls | None = None
-    #: seconds between keepalive pings; a dead peer is noticed within 1.5 times this
+    """TLS to the broker ([bus.mqtt.tls]); without it the connection is plain MQTT."""
     keepalive: int = Field(default=10, ge=2, le=3600)
+    """Seconds between keepalive pings; a dead peer is noticed within 1.5 times this."""
     connect_timeout: float = Field(default=10.0, gt=0)
-    #: seconds a publish waits for a connection and the broker's acknowledgement
+    """Seconds a connection attempt may take."""
     publish_timeout: float = Field(default=5.0, gt=0)
+    """Seconds a publish waits for a connection and the broker's acknowledgement."""
     reconnect_initial: float = Field(default=0.5, gt=0)
+    """Seconds before the first reconnection attempt; doubled after each failure."""
     reconnect_max: float = Field(default=30.0, gt=0)
+    """The longest wait between reconnection attempts."""
     max_payload_bytes: int = Field(
         default=MAX_PAYLOAD_BYTES, ge=1024, le=_MQTT_MAX_PACKET - _PACKET_OVERHEAD
     )
-    #: notices a subscription holds for its consumer before it drops the newest
+    """The largest notice sent or read; a larger observation is not announced (workers find it
+    in the ledger)."""
     max_backlog: int = Field(default=DEFAULT_MAX_BACKLOG, ge=1)
+    """Notices a subscription holds for its consumer before it drops the newest."""
 
     @field_validator("topic_prefix")
     @classmethod

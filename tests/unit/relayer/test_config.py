@@ -166,7 +166,7 @@ def test_example_config_loads_and_checks_clean_with_dev_keys() -> None:
     assert 'grandpa.checkpoint = "dev"' in warnings[3]
 
     assert config.base_dir == REPO_ROOT
-    assert config.relayer.database == REPO_ROOT / ".relayer" / "relayer.db"
+    assert config.relayer.database == str(REPO_ROOT / ".relayer" / "relayer.db")
     assert config.relayer.checkpoints == REPO_ROOT / ".relayer" / "checkpoints"
     assert config.relayer.health_address == ("127.0.0.1", 9464)
     assert [(c.name, c.type, c.domain, c.finality) for c in config.chains] == [
@@ -808,3 +808,21 @@ def test_a_substrate_chain_takes_websocket_endpoints_only(tmp_path: Path) -> Non
     text = BASE + DOT.replace('rpc = "ws://127.0.0.1:9944"', 'rpc = "http://127.0.0.1:9944"')
     with pytest.raises(ConfigError, match=r'chains\[name="dot-a"\]\.rpc'):
         _load(_write(tmp_path, text))
+
+
+def test_a_postgresql_url_is_the_shared_ledger_and_never_holds_a_password(tmp_path: Path) -> None:
+    url = "postgresql://relayer@db.example:5432/relayer"
+    text = f'[relayer]\ndatabase = "{url}"\n\n[bus]\ntype = "mqtt"\n' + BASE
+    config = _load(_write(tmp_path, text))
+    assert (config.relayer.database, config.relayer.shared_database) == (url, True)
+    assert config.bus.type == "mqtt"
+    assert config.relayer.attester_database("att-1", tmp_path) == tmp_path / "attester-att-1.db"
+    secret = "postgresql://relayer:hunter2-pw@db.example/relayer"
+    message = _refusal(tmp_path, f'[relayer]\ndatabase = "{secret}"\n' + BASE)
+    assert "relayer.database" in message and "PGPASSWORD" in message
+    _assert_no_secret(message, "hunter2-pw")
+
+
+def test_the_mqtt_bus_needs_a_shared_ledger(tmp_path: Path) -> None:
+    message = _refusal(tmp_path, '[bus]\ntype = "mqtt"\n' + BASE)
+    assert "relayer.database" in message and "PostgreSQL" in message
