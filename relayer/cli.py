@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -120,7 +121,13 @@ def main() -> None:
     "worker: attest and deliver with this process's keys. The split roles need "
     '[bus] type = "mqtt" and a PostgreSQL database.',
 )
-def start(config_path: Path, role: str) -> None:
+@click.option(
+    "--instance",
+    default=None,
+    help="This watcher's name among several on one shared ledger ([a-z0-9-]+): each follows "
+    "the chains with its own cursor. Leave it out for a single watcher.",
+)
+def start(config_path: Path, role: str, instance: str | None) -> None:
     """Run the relayer daemon (watchers, core, submitters) until interrupted."""
     from relayer.daemon import run_daemon  # noqa: PLC0415  (keeps `relayer status` light)
     from relayer.roles import Role  # noqa: PLC0415
@@ -139,7 +146,9 @@ def start(config_path: Path, role: str) -> None:
             f'--role {role} needs [bus] type = "mqtt" and a PostgreSQL [relayer] database: '
             "separate processes meet through them"
         )
-    _run_until_stopped(run_daemon(config, log, Role(role)), log, "relayer")
+    if instance is not None and not re.fullmatch(r"[a-z0-9-]{1,64}", instance):
+        raise click.BadParameter("must be 1 to 64 of [a-z0-9-]", param_hint="--instance")
+    _run_until_stopped(run_daemon(config, log, Role(role), instance), log, "relayer")
 
 
 @main.group("config")

@@ -47,8 +47,12 @@ __all__ = ["prune_expired", "run_daemon", "watch_balance"]
 OWNER = "relayer"
 
 
-async def run_daemon(config: Config, log: Any, role: Role = Role.ALL) -> None:
-    """Run ``role`` until cancelled. Raises ``ConfigError`` for a split role without a bus."""
+async def run_daemon(
+    config: Config, log: Any, role: Role = Role.ALL, instance: str | None = None
+) -> None:
+    """Run ``role`` until cancelled. ``instance`` names this watcher among several on one
+    shared ledger (each follows the chains with a cursor of its own); without it the cursor is
+    the single daemon's. Raises ``ConfigError`` for a split role without a bus."""
     if role is not Role.ALL and config.bus.type != "mqtt":
         raise ConfigError(
             f'relayer start --role {role.value} needs [bus] type = "mqtt" (and a PostgreSQL '
@@ -59,14 +63,20 @@ async def run_daemon(config: Config, log: Any, role: Role = Role.ALL) -> None:
     with observing_rpc(metrics):
         if config.bus.type == "mqtt":
             async with MqttBus(config.bus.mqtt, log=log) as bus:
-                await _run(config, metrics, log, role, bus)
+                await _run(config, metrics, log, role, bus, instance)
         else:
-            await _run(config, metrics, log, role, None)
+            await _run(config, metrics, log, role, None, instance)
 
 
 async def _run(
-    config: Config, metrics: RelayerMetrics, log: Any, role: Role, bus: Bus | None
+    config: Config,
+    metrics: RelayerMetrics,
+    log: Any,
+    role: Role,
+    bus: Bus | None,
+    instance: str | None,
 ) -> None:
+    owner = OWNER if instance is None else f"{OWNER}:{instance}"
     ledger = Ledger.open(config.relayer.database)
     ledger.start_checkpointer(log=log)
     runner = None
@@ -94,7 +104,7 @@ async def _run(
                     sink = ObservationAnnouncer(bus, config, log).sink(core.accept)
                 for chain in config.chains:
                     watcher = follow(
-                        chain, ledger=ledger, owner=OWNER, rpc_url=None, log=log, metrics=metrics
+                        chain, ledger=ledger, owner=owner, rpc_url=None, log=log, metrics=metrics
                     )
                     group.create_task(watcher.run(sink), name=f"watch:{chain.name}")
             submitters: dict[str, Submitter] = {}
@@ -118,6 +128,7 @@ async def _run(
                     log=log,
                     metrics=metrics,
                     lister=origin_lister(chain, reader),
+                    owner=owner,
                 )
                 group.create_task(
                     reconciler.run(interval=interval, window=window),
