@@ -1,4 +1,4 @@
-"""Scale-out on real things: one watcher and three workers as separate `relayer start --role`
+"""Scale-out on real things: two watchers and three workers as separate `relayer start --role`
 processes, joined by a real Mosquitto broker and a real PostgreSQL ledger, between two anvil
 chains, with the three attesters publishing their signatures on the bus (the workers keep their
 own checkpoint directories, so every signature a worker counts came over the bus).
@@ -73,7 +73,7 @@ def _wait_started(devnet: Devnet, names: list[str], timeout: float = 60.0) -> No
 
 # postgres_url first: fixtures are torn down in reverse, so the processes stop before their
 # database is dropped.
-def test_one_watcher_and_three_workers_deliver_every_message_exactly_once(
+def test_two_watchers_and_three_workers_deliver_every_message_exactly_once(
     postgres_url: str, devnet_factory: Callable[..., Devnet], tmp_path: Path
 ) -> None:
     with start_mosquitto(tmp_path / "mosquitto") as broker:
@@ -81,11 +81,13 @@ def test_one_watcher_and_three_workers_deliver_every_message_exactly_once(
             config_text=_split_config(postgres_url, broker.port, f"test-{tmp_path.name}")
         )
         devnet.start_attesters()
-        devnet.spawn(
-            "watcher",
-            ["start", "-c", str(devnet.config_path), "--role", "watcher"],
-            {"RELAYER_HEALTH": f"127.0.0.1:{free_port()}"},
-        )
+        watchers = ["watcher-1", "watcher-2"]
+        for name in watchers:
+            devnet.spawn(
+                name,
+                ["start", "-c", str(devnet.config_path), "--role", "watcher", "--instance", name],
+                {"RELAYER_HEALTH": f"127.0.0.1:{free_port()}"},
+            )
         workers = [f"worker-{n}" for n in range(len(WORKER_KEYS))]
         for name, key in zip(workers, WORKER_KEYS, strict=True):
             data = tmp_path / name
@@ -102,7 +104,7 @@ def test_one_watcher_and_three_workers_deliver_every_message_exactly_once(
                 },
             )
 
-        _wait_started(devnet, ["watcher", *workers])
+        _wait_started(devnet, [*watchers, *workers])
 
         async def flow() -> tuple[list[tuple[bytes, float]], list[tuple[bytes, float]]]:
             a_to_b, b_to_a = [], []
@@ -121,7 +123,7 @@ def test_one_watcher_and_three_workers_deliver_every_message_exactly_once(
             devnet.await_delivery(
                 {"chain-b": a_to_b, "chain-a": b_to_a},
                 timeout=180,
-                alive=["watcher", *workers],
+                alive=[*watchers, *workers],
             )
         )
         assert len(latencies) == 2 * MESSAGES_EACH_WAY
@@ -133,6 +135,6 @@ def test_one_watcher_and_three_workers_deliver_every_message_exactly_once(
         busy = {name: _signers(devnet, name) for name in workers}
         assert all(busy.values()), f"a worker delivered nothing: {busy}"
         devnet.stop()  # before the broker: a clean stop, not a bus outage
-        for name in ("watcher", *workers):
+        for name in (*watchers, *workers):
             text = (devnet.work / f"{name}.log").read_text()
             assert '"relayer.fatal"' not in text, f"{name} failed: see its log"
