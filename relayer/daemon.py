@@ -207,7 +207,11 @@ def _start_bus_intake(
     """A worker's side of the bus: the watchers' observations (re-verified, load shared with
     the other workers), the attesters' signatures (checked, kept in this process's checkpoint
     directory), and requests for the blocks still short of a quorum."""
-    intake = ObservationIntake(bus, config, core.accept, log)
+
+    async def known(ids: Sequence[bytes]) -> set[bytes]:
+        return set(await asyncio.to_thread(ledger.states, ids))
+
+    intake = ObservationIntake(bus, config, core.accept, log, known=known)
     group.create_task(intake.run(), name="bus:observations")
     collector = AttestationCollector(
         bus,

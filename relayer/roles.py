@@ -112,7 +112,8 @@ class ObservationIntake:
     A notice that fails is dropped with a ``bus.observation_refused`` line (once per reason
     and chain until that changes) and counted in ``stats`` by reason: unknown_origin,
     wrong_chain, garbage, wrong_id, forged; replays of what was handed over count as
-    duplicate. Workers share the load as members of one shared subscription ``group``."""
+    duplicate, and those ``known`` says the ledger holds already as recorded. Workers share the
+    load as members of one shared subscription ``group``."""
 
     def __init__(
         self,
@@ -123,6 +124,7 @@ class ObservationIntake:
         *,
         group: str | None = "workers",
         plugins: Mapping[str, ChainPlugin] | None = None,
+        known: Callable[[Sequence[bytes]], Awaitable[set[bytes]]] | None = None,
     ) -> None:
         self._bus = bus
         self._config = config
@@ -134,6 +136,7 @@ class ObservationIntake:
             if plugins is not None
             else {chain.name: load_plugin(chain.type) for chain in config.chains}
         )
+        self._known = known
         self._accepted: dict[bytes, None] = {}
         self._last_refusal: tuple[str, str] | None = None
         self._subscribed = asyncio.Event()
@@ -163,7 +166,15 @@ class ObservationIntake:
         """Check ``notices`` and hand what verifies to the core; returns how many were handed
         over (public for tests and tools)."""
         valid: dict[bytes, Observation] = {}
+        # What the shared ledger holds already (the watcher records before it announces) needs
+        # no second verification: the ledger is the truth, the notice only a wake-up.
+        recorded = (
+            await self._known([n.message_id for n in notices]) if self._known else set[bytes]()
+        )
         for notice in notices:
+            if notice.message_id in recorded:
+                self.stats["recorded"] += 1
+                continue
             if notice.message_id in self._accepted or notice.message_id in valid:
                 self.stats["duplicate"] += 1
                 continue

@@ -9,7 +9,7 @@ evidence tests); the core and ledger are the real ones.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import msgspec
@@ -116,3 +116,26 @@ async def test_a_bad_notice_is_dropped_and_nothing_is_recorded(
     # The genuine notice after the forgery is still accepted: nothing was condemned.
     assert await intake.take([real]) == 1
     assert worker_ledger.states([real.message_id]) == {real.message_id: State.VERIFIED}
+
+
+async def test_what_the_shared_ledger_holds_is_not_verified_again(
+    watcher: Harness, worker_ledger: Ledger
+) -> None:
+    observations = genuine()
+    await watcher.core.accept(observations)
+    handed: list[Observation] = []
+
+    async def accept(batch: Sequence[Observation]) -> None:
+        handed.extend(batch)
+
+    async def known(ids: Sequence[bytes]) -> set[bytes]:
+        return set(watcher.ledger.states(ids))
+
+    intake = ObservationIntake(MemoryBus(), watcher.config, accept, RecordingLog(), known=known)
+    forged = notice_of(watcher, with_evidence(observations[0], tx_index=3))
+    unknown = msgspec.structs.replace(forged, message_id=b"\x02" * 32)
+    assert await intake.take([notice_of(watcher, o) for o in observations]) == 0
+    assert intake.stats["recorded"] == len(observations) and not handed
+    # A notice of an id the ledger does not hold is checked as before.
+    assert await intake.take([unknown]) == 0
+    assert intake.stats["wrong_id"] == 1
