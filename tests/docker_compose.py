@@ -61,13 +61,18 @@ def compose_file() -> dict[str, Any]:
     return data
 
 
-def compose_services() -> dict[str, dict[str, Any]]:
+def compose_services(profile: str | None = None) -> dict[str, dict[str, Any]]:
+    """The services `docker compose up` starts (those in no profile), or those of ``profile``."""
     services: dict[str, dict[str, Any]] = compose_file()["services"]
-    return services
+    return {
+        name: s
+        for name, s in services.items()
+        if (profile in s.get("profiles", []) if profile is not None else "profiles" not in s)
+    }
 
 
-def our_services() -> dict[str, dict[str, Any]]:
-    return {name: s for name, s in compose_services().items() if s.get("image") == OUR_IMAGE}
+def our_services(profile: str | None = None) -> dict[str, dict[str, Any]]:
+    return {name: s for name, s in compose_services(profile).items() if s.get("image") == OUR_IMAGE}
 
 
 def environment(service: Mapping[str, Any]) -> dict[str, str]:
@@ -142,8 +147,10 @@ def parse_command(argv: Sequence[str]) -> Invocation:
     return Invocation(tuple(path), dict(context.params))
 
 
-def our_commands() -> dict[str, Invocation]:
-    return {name: parse_command(service["command"]) for name, service in our_services().items()}
+def our_commands(profile: str | None = None) -> dict[str, Invocation]:
+    return {
+        name: parse_command(service["command"]) for name, service in our_services(profile).items()
+    }
 
 
 def dev_services(kind: str) -> dict[str, Invocation]:

@@ -6,7 +6,10 @@ parses against the console scripts pyproject.toml installs (options and all, thr
 the endpoints config.toml reads from its ``${VAR}``s lead to the service that serves that chain
 or finality source on that port, the port of config.toml's default; keys go only to the
 process that uses them, and the only key literals are anvil's public ones; mounts of files from
-the host are read-only; images are pinned; the image runs as a non-root user. The Dockerfile is
+the host are read-only; images are pinned; the image runs as a non-root user. The scale-out
+profile (broker, Postgres, two watchers, three workers, attesters on the bus) stays out of the
+default `up`, reads config.toml changed only in its bus and ledger, keeps passwords out of the
+database URL and gives each worker keys and a data volume of its own. The Dockerfile is
 linted with dockerfile-utils (npm, pinned in package.json).
 """
 
@@ -18,6 +21,7 @@ import re
 import subprocess
 from collections.abc import Mapping
 from pathlib import PurePosixPath
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -387,3 +391,190 @@ def test_dockerfile_lints_clean() -> None:
         f"line {f['range']['start']['line'] + 1}: {f['severity']}: {f['message']}" for f in findings
     )
     assert result.returncode == 0
+
+
+# --- the scale-out profile ---------------------------------------------------------------------
+
+SCALE_OUT = "scale-out"
+SCALE_OUT_CONFIG = DOCKER / "config.scale-out.toml"
+# What docker/config.scale-out.toml changes in config.toml, and nothing else.
+_SCALE_OUT_CHANGES = {
+    'database = "${RELAYER_DATA_DIR:-.relayer}/relayer.db"      # [Default: "relayer.db"]': (
+        'database = "postgresql://relayer@postgres:5432/relayer"    '
+        '# [Default: "relayer.db"] compose: PGPASSWORD'
+    ),
+    'type = "memory"                          # [Default: "memory"]': (
+        'type = "mqtt"                            # [Default: "memory"]'
+    ),
+    '# host = "127.0.0.1"                     # [Default: "127.0.0.1"]': (
+        'host = "mqtt"                            '
+        '# [Default: "127.0.0.1"] compose: the mqtt service'
+    ),
+}
+
+
+def _scale_out_config(env: Mapping[str, str]) -> Config:
+    return load_config(SCALE_OUT_CONFIG, env=env)
+
+
+def test_the_scale_out_config_is_the_example_config_with_its_bus_and_ledger_changed() -> None:
+    """config.toml's ${VAR:-default}s cannot nest, so the scale-out services read a copy: this
+    keeps the copy from drifting from the example."""
+    expected = CONFIG.read_text()
+    for old, new in _SCALE_OUT_CHANGES.items():
+        assert expected.count(old) == 1, old
+        expected = expected.replace(old, new)
+    assert SCALE_OUT_CONFIG.read_text() == expected
+
+
+def test_the_default_up_is_the_single_process_example() -> None:
+    profiled = {
+        name
+        for name, s in compose_file()["services"].items()
+        if "profiles" in s and s["profiles"] == [SCALE_OUT]
+    }
+    assert profiled == set(compose_services(SCALE_OUT))
+    assert not profiled & set(compose_services())
+    roles = {inv.path for inv in our_commands().values()}
+    assert ("relayer", "start") in roles
+    for inv in our_commands().values():
+        assert inv.path != ("relayer", "start") or inv.params["role"] == "all"
+
+
+def test_scale_out_runs_a_broker_postgres_two_watchers_three_workers_and_the_attesters() -> None:
+    services = compose_services(SCALE_OUT)
+    for name, service in services.items():
+        assert "command" in service, f"{name}: say what runs, not the image's default"
+        if service.get("image") == OUR_IMAGE:
+            assert "entrypoint" not in service, name
+    invocations = our_commands(SCALE_OUT)  # parses each against the CLI
+    starts = {n: inv for n, inv in invocations.items() if inv.path == ("relayer", "start")}
+    watchers = {n: inv for n, inv in starts.items() if inv.params["role"] == "watcher"}
+    workers = {n: inv for n, inv in starts.items() if inv.params["role"] == "worker"}
+    assert set(starts) == set(watchers) | set(workers)
+    assert len(watchers) == 2 and len(workers) == 3
+    instances = [inv.params["instance"] for inv in watchers.values()]
+    assert None not in instances and len(set(instances)) == 2, instances
+    attesters = sorted(
+        inv.params["name"] for inv in invocations.values() if inv.path == ("relayer", "attest")
+    )
+    assert attesters == sorted(a.name for a in _config({}).attesters)
+    images = {s["image"].rpartition(":")[0] for s in services.values()}
+    assert {"eclipse-mosquitto", "postgres"} <= images
+    for inv in invocations.values():
+        assert inv.params["config_path"] == PurePosixPath("/etc/xrelayer/config.toml")
+
+
+def test_scale_out_services_read_the_bus_and_ledger_of_this_network() -> None:
+    services = compose_services(SCALE_OUT)
+    postgres = environment(services["postgres"])
+    broker = services["mqtt"]
+    for name in our_services(SCALE_OUT):
+        env = environment(services[name])
+        config = _scale_out_config(env)
+        assert config.bus.type == "mqtt"
+        assert config.bus.mqtt.host == "mqtt"
+        assert f"listener {config.bus.mqtt.port}" in _mosquitto_conf(broker)
+        url = urlsplit(config.relayer.database)
+        assert url.scheme.startswith("postgres") and url.hostname == "postgres"
+        assert url.password is None, f"{name}: a password in the database URL"
+        assert url.username == postgres["POSTGRES_USER"]
+        assert url.path == "/" + postgres["POSTGRES_DB"]
+        # The password reaches libpq through PGPASSWORD, the same variable postgres starts with.
+        raw = services[name]["environment"]["PGPASSWORD"]
+        assert raw == services["postgres"]["environment"]["POSTGRES_PASSWORD"]
+        for endpoint, value in environment(compose_services()["relayer"]).items():
+            if endpoint not in {"RELAYER_HEALTH"} and not endpoint.startswith("RELAYER_KEY"):
+                assert env[endpoint] == value, (name, endpoint)
+    # The dev password is marked as such wherever it is a default.
+    for number, line in enumerate(COMPOSE.read_text().splitlines(), 1):
+        if "POSTGRES_PASSWORD:-" in line:
+            assert "DEV-ONLY" in line, f"line {number}: an unmarked default password"
+
+
+def _mosquitto_conf(broker: Mapping[str, Any]) -> str:
+    command = broker["command"]
+    target = command[command.index("-c") + 1]
+    mount = {m.target: m for m in mounts_of(broker)}[target]
+    assert mount.read_only and mount.is_bind, "mosquitto.conf: read-only from the repository"
+    assert mount.host_path() == DOCKER / "mosquitto.conf"
+    return mount.host_path().read_text()
+
+
+def test_the_broker_and_postgres_are_pinned_and_checked_for_health() -> None:
+    services = compose_services(SCALE_OUT)
+    for name in ("mqtt", "postgres"):
+        _, _, tag = services[name]["image"].rpartition(":")
+        assert tag and tag != "latest" and re.search(r"\d", tag), f"{name}: pin a version"
+        assert "healthcheck" in services[name], name
+    assert services["postgres"]["image"].startswith("postgres:15")
+    assert services["postgres"]["healthcheck"]["test"][1] == "pg_isready"
+    data = {m.target: m for m in mounts_of(services["postgres"])}["/var/lib/postgresql/data"]
+    assert not data.is_bind and data.source in compose_file()["volumes"]
+    assert re.search(r"(?m)^listener 1883$", _mosquitto_conf(services["mqtt"]))
+    # On the compose network only: the host does not reach the broker or the database.
+    assert not published(services["mqtt"]) and not published(services["postgres"])
+
+
+def test_scale_out_processes_start_after_the_chains_the_broker_and_postgres() -> None:
+    services = compose_services(SCALE_OUT)
+    dev = {n for n, inv in our_commands().items() if inv.path[0] == "relayer-dev"}
+    for name in our_services(SCALE_OUT):
+        after = services[name]["depends_on"]
+        assert set(after) == dev | {"mqtt", "postgres"}, name
+        for dependency, condition in after.items():
+            assert condition == {"condition": "service_healthy"}, (name, dependency)
+            assert "healthcheck" in {**compose_services(), **services}[dependency], dependency
+
+
+def test_scale_out_workers_sign_with_keys_of_their_own() -> None:
+    services = compose_services(SCALE_OUT)
+    config = _config({})
+    submitter_envs = set()
+    for chain in config.chains:
+        model = EvmChainConfig if chain.type == "evm" else SubstrateChainConfig
+        key = chain.plugin_config(model).submitter_key
+        if key is not None and key.env is not None:
+            submitter_envs.add(key.env)
+    attester_envs = {a.name: a.key.env for a in config.attesters}
+    all_keys = submitter_envs | set(attester_envs.values())
+    # Every other role of the example: the deployer, the senders, the attesters.
+    others = {DEV_KEYS[i] for i in (0, 3, 4, *ATTESTERS)}
+    keys_seen: dict[str, set[str]] = {}
+    data_volumes: dict[str, str] = {}
+    for name, inv in our_commands(SCALE_OUT).items():
+        env = environment(services[name])
+        given = set(env) & all_keys
+        data = {m.target: m for m in mounts_of(services[name])}[env["RELAYER_DATA_DIR"]]
+        assert not data.is_bind and not data.read_only
+        assert data.source in compose_file()["volumes"]
+        if inv.path == ("relayer", "start") and inv.params["role"] == "worker":
+            assert given == submitter_envs, f"{name} is given {given}"
+            for variable in given:
+                key = env[variable]
+                assert key not in others, f"{name}: {variable} is another role's key"
+                for other, keys in keys_seen.items():
+                    assert key not in keys, f"{name} and {other} share a key"
+            keys_seen[name] = {env[v] for v in given}
+            # Its own checkpoint directory (and no other worker's).
+            assert data.source not in data_volumes.values(), f"{name}: a shared data volume"
+            data_volumes[name] = data.source
+        elif inv.path == ("relayer", "attest"):
+            own = attester_envs[inv.params["name"]]
+            assert given == {own}, f"{name} is given {given}"
+            assert env[own] == DEV_KEYS[ATTESTERS[int(own.rsplit("_", 1)[1]) - 1]]
+        else:
+            assert not given, f"{name} needs no key but is given {given}"
+    assert len(keys_seen) == 3
+
+
+def test_scale_out_mounts_from_the_host_are_read_only() -> None:
+    for name, service in compose_services(SCALE_OUT).items():
+        for mount in mounts_of(service):
+            if mount.is_bind:
+                assert mount.read_only, f"{name}: {mount.source} from the host, writable"
+                assert mount.host_path().is_relative_to(DOCKER), mount.source
+                assert mount.host_path().is_file(), mount.source
+    for name in our_services(SCALE_OUT):
+        mounts = {m.target: m for m in mounts_of(compose_services(SCALE_OUT)[name])}
+        assert mounts["/etc/xrelayer/config.toml"].host_path() == SCALE_OUT_CONFIG
