@@ -10,7 +10,7 @@ demo: setup
 	$(PY) -m relayer.cli devnet -c config.toml --messages 100
 
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 lint: setup
 	$(PY) -m ruff check .

@@ -141,7 +141,12 @@ def test_garbage_rpc_answers_are_an_outage_not_a_crash(
         devnet.start_attesters()
         devnet.start_daemon(extra_env={"CHAIN_A_RPC": proxy.url})
         sent = asyncio.run(devnet.send("chain-a", "chain-b", 5))
-        time.sleep(6)
+        # Until the daemon has met garbage (its start takes longer on a loaded machine), then
+        # a few seconds more of it.
+        deadline = time.monotonic() + 60
+        while proxy.rewritten == 0 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(4)
         devnet.check_alive()  # every process still up
         assert proxy.rewritten > 0
         assert devnet.ledger_counts() == {}
