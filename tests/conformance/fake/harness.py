@@ -28,7 +28,7 @@ from relayer.config import ChainConfig
 from relayer.keys import KeyRef
 from relayer.message import Message
 from relayer.plugin import Delivery
-from tests.conformance.fake import register
+from tests.conformance.fake import register, unregister
 from tests.conformance.fake.blocks import TxKind, sha256
 from tests.conformance.fake.config import FakeChainConfig
 from tests.conformance.fake.keys import FakeSigner
@@ -240,7 +240,9 @@ class FakeHarness:
         return [int(count) for count in answer["counts"]]
 
     def close(self) -> None:
-        """Idempotent; stops the proxy and the node's whole process group."""
+        """Idempotent; stops the proxy and the node's whole process group, and unregisters the
+        family (``start`` registered it): later tests in the process see the installed ones."""
+        unregister()
         proxy, self.proxy = self.proxy, None
         if proxy is not None:
             proxy.close()
