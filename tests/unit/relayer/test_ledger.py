@@ -1558,14 +1558,20 @@ def test_the_finality_mode_is_recorded_with_the_message_and_kept_on_reobservatio
     assert record is not None and record.finality == "committee"
 
 
+def _ledger_as_released(path: Path, version: int) -> sqlite3.Connection:
+    """A SQLite ledger file at schema ``version``, as that release made it."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in (m for migration in MIGRATIONS[:version] for m in migration):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
 def test_a_v4_ledger_gains_the_retention_indexes_and_drops_orphaned_block_evidence(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "ledger.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for statement in (m for migration in MIGRATIONS[:4] for m in migration):  # V4 as released
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 4")
+    conn = _ledger_as_released(path, 4)
     conn.execute(
         "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
         " block_number, block_hash, evidence, state, next_attempt_at, created_at, updated_at)"
@@ -1623,10 +1629,7 @@ def test_a_v5_ledger_keeps_its_pending_transactions_with_an_unknown_signer(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "ledger.db"
-    conn = sqlite3.connect(path, isolation_level=None)
-    for statement in (m for migration in MIGRATIONS[:5] for m in migration):  # V5 as released
-        conn.execute(statement)
-    conn.execute("PRAGMA user_version = 5")
+    conn = _ledger_as_released(path, 5)
     conn.execute(
         "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce, message,"
         " block_number, block_hash, evidence, state, next_attempt_at, created_at, updated_at,"
