@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from chains.substrate.chopsticks import (
     SHARED_SPEC,
     SHIPPED_SPEC,
+    ChopsticksNode,
     chopsticks_binary,
     find_kusama_spec,
+    start_chopsticks,
 )
 
-__all__ = ["require_chopsticks"]
+__all__ = ["require_chopsticks", "running_chopsticks"]
 
 
 def require_chopsticks() -> None:
@@ -29,3 +33,15 @@ def require_chopsticks() -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(reason)
     pytest.skip(reason)
+
+
+@contextlib.contextmanager
+def running_chopsticks(chain_name: str) -> Iterator[ChopsticksNode]:
+    """A chopsticks chain named ``chain_name`` for the block (``require_chopsticks`` first),
+    stopped after it."""
+    require_chopsticks()
+    node = start_chopsticks(chain_name=chain_name)
+    try:
+        yield node
+    finally:
+        node.stop()

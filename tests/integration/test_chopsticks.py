@@ -18,7 +18,7 @@ from chains.substrate.remark import Dispatch, decode_remark, encode_dispatch
 from chains.substrate.rpc import SubstrateRpc
 from proofs.hashing import blake2_256
 from relayer.message import Message
-from tests.integration.chopsticks import require_chopsticks
+from tests.integration.chopsticks import require_chopsticks, running_chopsticks
 
 pytestmark = pytest.mark.slow
 
@@ -27,12 +27,8 @@ CHAIN = "xrly-substrate-a"
 
 @pytest.fixture(scope="session")
 def chopsticks() -> Iterator[ChopsticksNode]:
-    require_chopsticks()
-    node = start_chopsticks(chain_name=CHAIN)
-    try:
+    with running_chopsticks(CHAIN) as node:
         yield node
-    finally:
-        node.stop()
 
 
 async def test_tagged_remark_is_found_verified_and_decoded(chopsticks: ChopsticksNode) -> None:

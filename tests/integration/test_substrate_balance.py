@@ -7,11 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from chains.substrate.chopsticks import ChopsticksNode, start_chopsticks
+from chains.substrate.chopsticks import ChopsticksNode
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.keys import Sr25519Keypair
 from chains.substrate.submitter import SubstrateSubmitter
-from tests.integration.chopsticks import require_chopsticks
+from tests.integration.chopsticks import running_chopsticks
 
 pytestmark = pytest.mark.slow
 
@@ -20,12 +20,8 @@ CHAIN = "xrly-substrate-balance"
 
 @pytest.fixture(scope="module")
 def chopsticks() -> Iterator[ChopsticksNode]:
-    require_chopsticks()
-    node = start_chopsticks(chain_name=CHAIN)
-    try:
+    with running_chopsticks(CHAIN) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def _submitter(node: ChopsticksNode, uri: str) -> SubstrateSubmitter:

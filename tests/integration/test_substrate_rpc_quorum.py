@@ -10,11 +10,11 @@ import pytest
 import structlog
 
 from chains.endpoints import Endpoints, QuorumError
-from chains.substrate.chopsticks import ChopsticksNode, start_chopsticks
+from chains.substrate.chopsticks import ChopsticksNode
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.reader import SubstrateReader
 from chains.substrate.rpc import SubstrateRpc
-from tests.integration.chopsticks import require_chopsticks
+from tests.integration.chopsticks import running_chopsticks
 from tests.integration.substrate_proxy import WsRpcProxy
 
 pytestmark = pytest.mark.slow
@@ -24,12 +24,8 @@ CHAIN = "xrly-substrate-quorum"
 
 @pytest.fixture(scope="module")
 def chopsticks() -> Iterator[ChopsticksNode]:
-    require_chopsticks()
-    node = start_chopsticks(chain_name=CHAIN)
-    try:
+    with running_chopsticks(CHAIN) as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture

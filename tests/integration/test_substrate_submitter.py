@@ -15,7 +15,6 @@ import pytest
 
 from chains.substrate.chopsticks import (
     ChopsticksNode,
-    start_chopsticks,
 )
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.evidence import RemarkCalls, decode_remark_extrinsic
@@ -32,7 +31,7 @@ from relayer.errors import PermanentChainError, TransientChainError
 from relayer.message import Message
 from relayer.plugin import BroadcastResult, Delivery, DeliverySettings
 from relayer.store import Ledger, ObservedRow, State
-from tests.integration.chopsticks import require_chopsticks
+from tests.integration.chopsticks import running_chopsticks
 from tests.integration.substrate_proxy import WsRpcProxy
 
 pytestmark = pytest.mark.slow
@@ -44,12 +43,8 @@ T = TypeVar("T")
 
 @pytest.fixture(scope="module")
 def chopsticks() -> Iterator[ChopsticksNode]:
-    require_chopsticks()
-    node = start_chopsticks(chain_name=CHAIN)
-    try:
+    with running_chopsticks(CHAIN) as node:
         yield node
-    finally:
-        node.stop()
 
 
 def config(url: str) -> SubstrateChainConfig:
