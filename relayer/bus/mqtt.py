@@ -51,6 +51,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import logging
 import math
 import os
 import re
@@ -59,7 +60,7 @@ import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import aiomqtt
 import structlog
@@ -78,6 +79,10 @@ from relayer.bus.topics import Topics
 from relayer.errors import ConfigError
 from relayer.keys import Secret
 from relayer.retry import backoff_delay, describe_error
+
+if TYPE_CHECKING:
+    from paho.mqtt.client import Client as PahoClient
+    from paho.mqtt.client import SocketLike
 
 __all__ = ["MqttBus", "MqttSettings", "MqttTls"]
 
@@ -376,7 +381,7 @@ class MqttBus:
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = 0
         properties.MaximumPacketSize = self.settings.max_payload_bytes + _PACKET_OVERHEAD
-        client = aiomqtt.Client(
+        client = _Client(
             self.settings.host,
             self.settings.port,
             username=self.settings.username,
@@ -388,6 +393,7 @@ class MqttBus:
             timeout=self.settings.connect_timeout,
             properties=properties,
             tls_context=self._tls,
+            logger=_LIBRARY_LOG,
         )
         # aiomqtt warns past 10 publishes awaiting their acknowledgement; a watcher announcing a
         # block's messages has more in flight than that, as it should.
@@ -453,6 +459,63 @@ class MqttBus:
                 f"({context.verify_message}); check [bus.mqtt.tls] ca_file and the host name"
             )
         return None
+
+
+class _LibraryLog(logging.Handler):
+    """What aiomqtt and paho log, as debug lines of ours. Without a handler Python prints
+    their warnings and errors to stderr as plain text, outside the JSON log; and each says
+    again what ``bus.unavailable`` and ``bus.recovered`` say once per outage ("failed to receive
+    on socket: Broken pipe" at every lost connection)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        structlog.get_logger().debug(
+            "bus.client_logged", level_name=record.levelname, detail=record.getMessage()
+        )
+
+
+_LIBRARY_LOG = logging.getLogger("relayer.bus.mqtt.client")
+_LIBRARY_LOG.propagate = False
+# paho logs every packet at debug level: those records are not even made.
+_LIBRARY_LOG.setLevel(logging.WARNING)
+_LIBRARY_LOG.addHandler(_LibraryLog())
+
+
+class _Client(aiomqtt.Client):
+    """aiomqtt 2.5.1's client with a race closed. When paho wants to write, aiomqtt asks the
+    loop to run ``add_writer(sock.fileno(), ...)`` later, the descriptor's number read now.
+    If the connection breaks before the loop gets to it (a process thawed after the broker
+    dropped it: measured in tests/e2e/test_scale_out.py), paho has closed the socket and
+    unregistered its writer meanwhile, and the late registration either fails (asyncio prints
+    an ``OSError: Bad file descriptor`` traceback to stderr) or, had the number gone to a new
+    socket of this process in between, installs the dead client's writer on that socket for
+    good (tests/integration/test_scale_out_mqtt_client.py): the new socket's own writer
+    replaced, and the dead client called at every turn of the loop while the socket is
+    writable (its ``loop_write`` returns "no connection" and unregisters nothing). Here the
+    registration reads the number when it runs, and registers nothing for a socket paho no
+    longer uses."""
+
+    def _on_socket_register_write(
+        self,
+        client: PahoClient,
+        userdata: Any,
+        sock: SocketLike,
+    ) -> None:
+        def write() -> None:
+            # As aiomqtt's: a failed write is a broken connection, ended at once.
+            try:
+                client.loop_write()
+            except Exception as exc:  # noqa: BLE001
+                if not self._disconnected.done():
+                    self._disconnected.set_exception(exc)
+
+        def register() -> None:
+            fileno = sock.fileno()
+            if fileno < 0 or client.socket() is not sock:
+                return
+            self._loop.add_writer(fileno, write)
+
+        # paho may call this from the thread that connects (aiomqtt's executor).
+        self._loop.call_soon_threadsafe(register)
 
 
 class _Connection:
