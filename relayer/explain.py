@@ -29,6 +29,11 @@ def why(state: State) -> str:
         State.DELIVERED: "delivered on the destination chain",
         State.REJECTED: "its evidence failed verification; it will never be submitted",
         State.FAILED: "the retry budget ran out; `relayer clear` re-queues it",
+        State.ORPHANED: (
+            "a reorg deeper than the origin chain's finality removed its block and the canonical"
+            " chain does not hold it; it will never be submitted unless the origin chain includes"
+            " it again (then it is observed anew)"
+        ),
     }[state]
 
 

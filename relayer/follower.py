@@ -6,14 +6,16 @@ restart backfills from where it stopped and no message is missed while the proce
 Each pass re-reads the cursor block first: if the node's hash for it changed, a reorg went
 deeper than the chain's configured finality, which is an alarm (``chain.reorg_beyond_finality``),
 and the scan rewinds to the fork point so that re-included messages are observed in their new
-blocks. The cursor advances only after the sink returned, so nothing is skipped.
+blocks; before it does, an ``on_reorg`` hook (the relayer's: ``Ledger.orphan_above``) hears of
+the fork, so that what the rescan does not find again stays marked as gone. The cursor advances
+only after the sink returned, so nothing is skipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -29,10 +31,15 @@ from relayer.store import Cursor, Ledger
 if TYPE_CHECKING:
     from relayer.config import ChainConfig
 
-__all__ = ["Follower", "LedgerCursor", "follow"]
+__all__ = ["Follower", "LedgerCursor", "ReorgHook", "follow", "orphan_on_reorg"]
 
 # Blocks whose hashes are kept for finding the fork point after a deep reorg.
 _REMEMBERED_BLOCKS = 256
+
+#: Told of a reorg deeper than finality before the follower rewinds: (chain, fork block: the
+#: highest block both chains share, the cursor block's old hash, the node's hash for that block
+#: now or None if the node no longer has a block at that height).
+ReorgHook = Callable[[str, int, bytes, bytes | None], Awaitable[None]]
 
 
 class LedgerLightClient:
@@ -93,7 +100,10 @@ class Follower:
     reader's head subscription once it has said nothing for ``stall_after_blocks`` block times:
     a node can stop sending on a socket that stays open, and then the watcher would fall back
     to polling for as long as the socket lives. With ``metrics``, the node's newest head is
-    read every block time (or poll interval) for the head metric and ``/readyz``."""
+    read every block time (or poll interval) for the head metric and ``/readyz``. With
+    ``on_reorg``, a reorg deeper than finality is told to it, awaited, before the cursor
+    rewinds to the fork point: should it fail, nothing rewinds, and the next pass finds the
+    reorg again."""
 
     def __init__(
         self,
@@ -105,6 +115,7 @@ class Follower:
         metrics: RelayerMetrics | None = None,
         block_time: float | None = None,
         stall_after_blocks: int = 10,
+        on_reorg: ReorgHook | None = None,
     ) -> None:
         self.chain = chain
         self.reader = reader
@@ -113,6 +124,7 @@ class Follower:
         self.metrics = metrics
         self.block_time = block_time
         self.stall_after_blocks = stall_after_blocks
+        self.on_reorg = on_reorg
         self._reconnects = (metrics or RelayerMetrics()).stream_reconnects.labels(chain)
 
     async def run(self, sink: ObservationSink) -> None:
@@ -254,6 +266,10 @@ class Follower:
             rescan_from=fork + 1,
             depth=self.reader.depth,
         )
+        # Before the rewind: the rescan that follows it observes the re-included messages
+        # again, after the hook has marked everything above the fork as gone.
+        if self.on_reorg is not None:
+            await self.on_reorg(self.chain, fork, old_hash, new_hash)
         start = self.reader.start_block
         if fork < start:
             self.cursor.rewind(fork, start - 1, b"")
@@ -268,6 +284,37 @@ class Follower:
         return self.reader.start_block - 1
 
 
+def orphan_on_reorg(ledger: Ledger, log: Any) -> ReorgHook:
+    """The relayer's ``on_reorg``: the messages of the chain above the fork that nothing was
+    sent for yet become ORPHANED (``Ledger.orphan_above``; in a worker thread on a shared
+    ledger, where it is a network round trip), logged as ``message.orphaned`` with how many
+    (and the first 20 ids).
+    The rescan that follows observes again those the canonical chain holds. Only the relayer's
+    own followers take it: an attester keeps no messages to orphan."""
+
+    async def orphan(chain: str, fork: int, old_hash: bytes, new_hash: bytes | None) -> None:
+        now = "gone" if new_hash is None else "0x" + new_hash.hex()
+        reason = (
+            f"a reorg deeper than the finality of {chain} replaced its blocks above {fork}"
+            f" (chain.reorg_beyond_finality: the block at the follower's cursor was"
+            f" 0x{old_hash.hex()}, is {now} now)"
+        )
+        if ledger.shared:
+            ids = await asyncio.to_thread(ledger.orphan_above, chain, fork, reason=reason)
+        else:
+            ids = ledger.orphan_above(chain, fork, reason=reason)
+        if ids:
+            log.warning(
+                "message.orphaned",
+                chain=chain,
+                block=fork,
+                count=len(ids),
+                message_ids=["0x" + message_id.hex() for message_id in ids[:20]],
+            )
+
+    return orphan
+
+
 def follow(
     chain: ChainConfig,
     *,
@@ -277,10 +324,12 @@ def follow(
     log: Any,
     prepared: Callable[[Sequence[Observation]], None] | None = None,
     metrics: RelayerMetrics | None = None,
+    on_reorg: ReorgHook | None = None,
 ) -> Follower:
     """A follower of ``chain`` whose cursor is kept in ``ledger`` under
     ``owner`` ("relayer", "attester:<name>"), reading through its plugin's ``reader``; with
-    its head watchdog when the chain has a ``block_time``."""
+    its head watchdog when the chain has a ``block_time``, and ``on_reorg`` told of reorgs
+    deeper than finality (``Follower``)."""
     mode = chain.light_client_mode
     reader = load_plugin(chain.type).reader(
         chain,
@@ -298,4 +347,5 @@ def follow(
         metrics=metrics,
         block_time=chain.block_time,
         stall_after_blocks=chain.stall_after_blocks,
+        on_reorg=on_reorg,
     )

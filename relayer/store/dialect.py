@@ -28,6 +28,10 @@ class Dialect:
     # Which index prune must walk. SQLite without statistics may prefer messages_due (every
     # final message, young ones included); Postgres plans from statistics and has no hint.
     final_by_age: str
+    # Which index finds the unfinished messages by state (``orphan_above``). SQLite without
+    # statistics prefers messages_by_block for "origin_chain = ?", which walks the chain's
+    # whole history, delivered messages included, to find its few unfinished ones.
+    unfinished_by_state: str
     # The column that orders pending_txs rows by when they were stored.
     insertion_order: str
 
@@ -35,9 +39,15 @@ class Dialect:
 SQLITE = Dialect(
     name="sqlite",
     final_by_age="messages INDEXED BY messages_final_by_age",
+    unfinished_by_state="messages INDEXED BY messages_due",
     insertion_order="rowid",
 )
-POSTGRES = Dialect(name="postgres", final_by_age="messages", insertion_order="seq")
+POSTGRES = Dialect(
+    name="postgres",
+    final_by_age="messages",
+    unfinished_by_state="messages",
+    insertion_order="seq",
+)
 
 
 @lru_cache(maxsize=1024)

@@ -45,6 +45,7 @@ __all__ = [
     "MessageRecord",
     "ObservedRow",
     "PruneReport",
+    "RoutePause",
     "SignedTx",
     "SignerHold",
     "SignerTakenError",
@@ -131,27 +132,40 @@ class State(StrEnum):
     DELIVERED = "delivered"
     REJECTED = "rejected"
     FAILED = "failed"
+    # Its origin block was made non-canonical by a reorg deeper than the chain's finality, and
+    # the message was not (yet) seen in the canonical chain again (``Ledger.orphan_above``).
+    ORPHANED = "orphaned"
 
 
 ALLOWED_TRANSITIONS: Mapping[State, frozenset[State]] = MappingProxyType(
     {
-        State.OBSERVED: frozenset({State.VERIFIED, State.REJECTED}),
-        State.VERIFIED: frozenset({State.ATTESTED, State.REJECTED}),
-        State.ATTESTED: frozenset({State.SUBMITTED, State.DELIVERED, State.FAILED}),
-        # back to attested: the transaction was dropped or reverted and must be re-submitted
+        State.OBSERVED: frozenset({State.VERIFIED, State.REJECTED, State.ORPHANED}),
+        State.VERIFIED: frozenset({State.ATTESTED, State.REJECTED, State.ORPHANED}),
+        State.ATTESTED: frozenset({State.SUBMITTED, State.DELIVERED, State.FAILED, State.ORPHANED}),
+        # back to attested: the transaction was dropped or reverted and must be re-submitted.
+        # Never orphaned (nor is a delivered one): a transaction may be in flight or mined,
+        # and the destination refuses replays; an origin reorg is only noted in its history.
         State.SUBMITTED: frozenset({State.DELIVERED, State.ATTESTED, State.FAILED}),
         # back to attested: the operator's `relayer clear`
-        State.FAILED: frozenset({State.ATTESTED}),
+        State.FAILED: frozenset({State.ATTESTED, State.ORPHANED}),
         # back to attested: a destination reorg dropped the delivery (rare)
         State.DELIVERED: frozenset({State.ATTESTED}),
         State.REJECTED: frozenset(),
+        # Terminal, but for the reobservation of the message in a canonical block (REOBSERVABLE)
+        State.ORPHANED: frozenset(),
     }
 )
 
 #: States from which an origin reorg sends a message back to OBSERVED (``Ledger.reobserve``).
 #: Not SUBMITTED/DELIVERED: a transaction may be in flight or mined; the destination contract
 #: refuses replays, so such a message is kept and the new block only noted.
-REOBSERVABLE = frozenset({State.OBSERVED, State.VERIFIED, State.ATTESTED, State.FAILED})
+REOBSERVABLE = frozenset(
+    {State.OBSERVED, State.VERIFIED, State.ATTESTED, State.FAILED, State.ORPHANED}
+)
+
+# States from which ``Ledger.orphan_above`` orphans a message: those with nothing on the
+# destination yet (as REOBSERVABLE, for the same reason).
+_ORPHANABLE = frozenset({State.OBSERVED, State.VERIFIED, State.ATTESTED, State.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,6 +273,17 @@ class LightClientRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RoutePause:
+    """A route on which nothing is claimed for delivery until it is resumed
+    (``Ledger.pause_route``): kept in the ledger, so every process sharing it sees the pause."""
+
+    route: str
+    reason: str
+    paused_at: float  # the ledger clock's seconds
+    paused_by: str  # who paused it: a worker's owner id, or the operator
+
+
+@dataclass(frozen=True, slots=True)
 class Cursor:
     block_number: int
     block_hash: bytes
@@ -307,8 +332,9 @@ PRUNE_BATCH = 500
 # Final, and final since before the bound time: what prune deletes. The states are literals, not
 # bound, so that SQLite can prove a query matches the partial index messages_final_by_age (named
 # with INDEXED BY where it must be used: without statistics the planner may prefer messages_due,
-# which would walk every final message, young ones included).
-_FINAL_BEFORE = "state IN ('delivered', 'rejected') AND updated_at < ?"
+# which would walk every final message, young ones included). The list is the index's own
+# (SQLite V7, Postgres V3), word for word.
+_FINAL_BEFORE = "state IN ('delivered', 'rejected', 'orphaned') AND updated_at < ?"
 # What prune would delete, per table, in one statement; ``{}`` takes ``Dialect.final_by_age``.
 _COUNT_PRUNABLE = (
     "WITH gone (id) AS (SELECT id FROM {}"  # noqa: S608 -- constant
@@ -385,6 +411,12 @@ def _as_row(row: ObservedRow | Mapping[str, Any]) -> ObservedRow:
     if unknown:
         raise StoreError(f"observed row has unknown fields {sorted(unknown)}")
     return ObservedRow(**row)
+
+
+def _route_pause(row: Sequence[Any]) -> RoutePause:
+    return RoutePause(
+        route=str(row[0]), reason=str(row[1]), paused_at=float(row[2]), paused_by=str(row[3])
+    )
 
 
 def _light_client_row(row: Sequence[Any]) -> LightClientRow:
@@ -888,10 +920,18 @@ class Ledger:
         if existing is None:
             self._insert_observed(conn, [(row, _UNJUDGED)], now)
             return True
-        state, old_number, old_hash = State(existing[0]), existing[1], existing[2]
-        if old_hash == row.block_hash:
+        state, old_number, old_hash = State(existing[0]), existing[1], bytes(existing[2])
+        # An orphaned message seen in its very block again is news too: the chain reorged back
+        # to the block that an earlier reorg had made non-canonical.
+        if old_hash == row.block_hash and state is not State.ORPHANED:
             return False
         if state in REOBSERVABLE:
+            detail = (
+                f"reobserved after reorg: {_short(old_hash)} -> {_short(row.block_hash)}"
+                f" (block {old_number} -> {row.block_number})"
+            )
+            if state is State.ORPHANED:
+                detail += "; the canonical chain holds it again"
             self._reobserve(
                 conn,
                 row.id,
@@ -902,10 +942,7 @@ class Ledger:
                 evidence=row.evidence,
                 block_evidence=row.block_evidence,
                 finality=row.finality,
-                detail=(
-                    f"reobserved after reorg: {_short(old_hash)} -> {_short(row.block_hash)}"
-                    f" (block {old_number} -> {row.block_number})"
-                ),
+                detail=detail,
             )
             return True
         # Submitted or delivered (a transaction may be in flight or mined, and the destination
@@ -929,8 +966,9 @@ class Ledger:
         finality: str | None = None,
         detail: str | None = None,
     ) -> MessageRecord:
-        """Send a message in observed/verified/attested/failed back to OBSERVED with new block
-        fields and evidence (its signatures no longer apply: they bind the old block hash)."""
+        """Send a message in observed/verified/attested/failed/orphaned back to OBSERVED with
+        new block fields and evidence (its signatures no longer apply: they bind the old block
+        hash)."""
         with self._write() as conn:
             record = self._fetch(conn, id)
             if record.state not in REOBSERVABLE:
@@ -966,9 +1004,12 @@ class Ledger:
         finality: str,
         detail: str,
     ) -> None:
+        # What orphaned the message no longer holds: its last_error said why it was orphaned.
+        clear_error = ", last_error = NULL" if state is State.ORPHANED else ""
         conn.execute(
-            "UPDATE messages SET block_number = ?, block_hash = ?, state = ?, signatures = ?,"
-            " attempts = 0, next_attempt_at = ?, updated_at = ?, finality = ? WHERE id = ?",
+            "UPDATE messages SET block_number = ?, block_hash = ?, state = ?, signatures = ?,"  # noqa: S608 -- constant
+            f" attempts = 0, next_attempt_at = ?, updated_at = ?, finality = ?{clear_error}"
+            " WHERE id = ?",
             (block_number, block_hash, State.OBSERVED, b"", now, now, finality, message_id),
         )
         digest = _store_block_evidence(conn, [block_evidence]).get(block_evidence)
@@ -1337,6 +1378,87 @@ class Ledger:
                 )
             return len(chosen)
 
+    def orphan_above(self, chain: str, block_number: int, *, reason: str) -> list[bytes]:
+        """After a reorg of ``chain`` deeper than its finality, forked at ``block_number``:
+        every message of ``chain`` from a block above it that is observed, verified, attested
+        or failed moves to ORPHANED, in one transaction, with ``reason`` (what the reorg was)
+        and the block it was recorded from in its history and ``last_error``; returns their
+        ids, by block and nonce. Submitted and delivered messages are left alone (a
+        transaction may be in flight or mined; the destination refuses replays), as are those
+        already orphaned: a second call for the same reorg moves nothing.
+
+        Call it before rescanning from the fork point: a message the canonical chain includes
+        again is then observed again (back to OBSERVED, whatever its block), and what stays
+        ORPHANED is what the canonical chain does not hold. Where workers share the ledger,
+        an attested message's claim ends with it (the lease ends with the state), so a worker
+        about to submit it finds its lease lost."""
+        orphanable = sorted(_ORPHANABLE)
+        marks = ", ".join("?" * len(orphanable))
+        with self._write() as conn:
+            now = self._clock()
+            # By state first: the orphanable messages are the ledger's few unfinished ones, far
+            # fewer than the chain's whole history.
+            rows = conn.execute(
+                "SELECT id, state, block_number, block_hash"  # noqa: S608 -- constants, placeholders
+                f" FROM {self._dialect.unfinished_by_state}"
+                f" WHERE state IN ({marks}) AND origin_chain = ? AND block_number > ?"
+                " ORDER BY block_number, nonce",
+                (*orphanable, chain, block_number),
+            ).fetchall()
+            moves: list[tuple[bytes, State | None, State, str | None]] = [
+                (
+                    bytes(message_id),
+                    State(state),
+                    State.ORPHANED,
+                    f"origin block {number} ({_short(bytes(block_hash))}) is no longer"
+                    f" canonical: {reason}",
+                )
+                for message_id, state, number, block_hash in rows
+            ]
+            conn.executemany(
+                "UPDATE messages SET state = ?, last_error = ?, updated_at = ?,"
+                " next_attempt_at = ? WHERE id = ?",
+                [(State.ORPHANED, detail, now, now, mid) for mid, _, _, detail in moves],
+            )
+            self._histories(conn, now, moves)
+            return [message_id for message_id, *_ in moves]
+
+    # --- route pauses ----------------------------------------------------------------------------
+
+    def pause_route(self, route: str, *, reason: str, by: str) -> bool:
+        """Pause ``route`` (``origin->destination``): ``claim`` with the paused routes in its
+        ``skip_routes`` passes its messages over until ``resume_route``. True if it was not
+        paused before; a route paused already keeps its first reason, time and author."""
+        if not route:
+            raise StoreError("pause_route needs a route, got an empty name")
+        with self._write() as conn:
+            inserted = conn.execute(
+                "INSERT INTO route_pauses (route, reason, paused_at, paused_by)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (route) DO NOTHING",
+                (route, reason, self._clock(), by),
+            ).rowcount
+        return inserted == 1
+
+    def resume_route(self, route: str) -> RoutePause | None:
+        """Lift the pause of ``route``; returns it, or None if the route was not paused."""
+        with self._write() as conn:
+            row = conn.execute(
+                "SELECT route, reason, paused_at, paused_by FROM route_pauses WHERE route = ?",
+                (route,),
+            ).fetchone()
+            if row is None:
+                return None
+            conn.execute("DELETE FROM route_pauses WHERE route = ?", (route,))
+        return _route_pause(row)
+
+    def paused_routes(self) -> dict[str, RoutePause]:
+        """Every paused route and its pause."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT route, reason, paused_at, paused_by FROM route_pauses ORDER BY route"
+            ).fetchall()
+        return {pause.route: pause for pause in map(_route_pause, rows)}
+
     # --- queries ---------------------------------------------------------------------------------
 
     def states(self, ids: Iterable[bytes]) -> dict[bytes, State]:
@@ -1473,15 +1595,22 @@ class Ledger:
         destination_chain: str | None = None,
         origin_chain: str | None = None,
         limit: int = 500,
+        skip_routes: Collection[str] = (),
     ) -> list[MessageRecord]:
         """``due`` for one worker among several: the due messages in ``state`` that no other
         worker holds a live lease on, each now leased to ``owner`` for ``lease`` seconds, in
         ``due`` order. Concurrent claims never return the same message; a message ``owner``
-        holds already is returned again (its lease extended), as ``due`` would."""
+        holds already is returned again (its lease extended), as ``due`` would. Messages of
+        ``skip_routes`` (paused routes, say) are neither returned nor leased."""
         if lease <= 0:
             raise StoreError(f"a lease must last more than 0 seconds, got {lease}")
         now = self._clock()
         where, args = _due_filter(state, now, destination_chain, origin_chain)
+        # Only when there is something to skip: the hot query stays as it always was.
+        skipped = [skip_routes] if isinstance(skip_routes, str) else sorted(set(skip_routes))
+        if skipped:
+            where += f" AND route NOT IN ({', '.join('?' * len(skipped))})"
+            args.extend(skipped)
         return self._claim(where, args, owner=owner, now=now, until=now + lease, limit=limit)
 
     def renew(self, ids: Iterable[bytes], *, owner: str, lease: float) -> set[bytes]:
@@ -1623,13 +1752,13 @@ class Ledger:
     def prune(
         self, older_than: float, *, batch: int = PRUNE_BATCH, max_batches: int | None = None
     ) -> PruneReport:
-        """Delete the messages that became final (delivered or rejected) before ``older_than``
-        (a ``time.time()`` value), oldest first, with their history and evidence, and the block
-        evidence that no message references any more. A message in any other state is never
-        touched, however old: failed ones wait for `relayer clear`.
+        """Delete the messages that became final (delivered, rejected or orphaned) before
+        ``older_than`` (a ``time.time()`` value), oldest first, with their history and evidence,
+        and the block evidence that no message references any more. A message in any other
+        state is never touched, however old: failed ones wait for `relayer clear`.
 
-        "Became final" is the message's ``updated_at``: when it was delivered or rejected, or
-        later if an origin reorg showed it again (which only keeps it longer).
+        "Became final" is the message's ``updated_at``: when it was delivered, rejected or
+        orphaned, or later if an origin reorg showed it again (which only keeps it longer).
 
         One write transaction per ``batch`` messages, so the daemon's writers wait for one batch
         at most, never for the whole prune, and a crash leaves whole messages deleted or kept.
@@ -1727,9 +1856,9 @@ class Ledger:
         self, origin_chain: str, block_hashes: Sequence[bytes], *, older_than: float
     ) -> set[bytes]:
         """Of ``block_hashes`` (origin blocks of ``origin_chain``), those holding a message
-        that ``prune(older_than)`` keeps: one in any state but delivered and rejected, or one
-        that became final at or after ``older_than``. A block the ledger holds no message of
-        is not among them: which is what its attestation files' pruning needs to know
+        that ``prune(older_than)`` keeps: one in any state but delivered, rejected and orphaned,
+        or one that became final at or after ``older_than``. A block the ledger holds no message
+        of is not among them: which is what its attestation files' pruning needs to know
         (``DirectoryCheckpointStore.prune``)."""
         unique = list(dict.fromkeys(block_hashes))
         kept: set[bytes] = set()

@@ -176,8 +176,33 @@ _V1 = (
 # broadcasts the signed bytes once more and re-queues what is not mined in time.
 _V2 = ("ALTER TABLE pending_txs ADD COLUMN signer BYTEA",)
 
+# V3 (SQLite's V7). A message whose origin block a reorg deeper than finality made
+# non-canonical, and that the canonical chain does not hold, ends 'orphaned'
+# (``Ledger.orphan_above``): the state's CHECK admits it (V1 declared it on the column, so
+# Postgres named it messages_state_check), and retention prunes it as a final message. The
+# lease trigger needs nothing: a move to orphaned ends the claim as any state change does.
+_V3 = (
+    "ALTER TABLE messages DROP CONSTRAINT messages_state_check",
+    """ALTER TABLE messages ADD CONSTRAINT messages_state_check CHECK (state IN (
+        'observed', 'verified', 'attested', 'submitted', 'delivered', 'rejected', 'failed',
+        'orphaned'))""",
+    "DROP INDEX messages_final_by_age",
+    """CREATE INDEX messages_final_by_age ON messages (updated_at)
+       WHERE state IN ('delivered', 'rejected', 'orphaned')""",
+    # Routes on which nothing is delivered until an operator resumes them (``pause_route``),
+    # seen by every process sharing the ledger.
+    """
+    CREATE TABLE route_pauses (
+        route     TEXT COLLATE "C" PRIMARY KEY,
+        reason    TEXT             NOT NULL,
+        paused_at DOUBLE PRECISION NOT NULL,
+        paused_by TEXT             NOT NULL
+    )
+    """,
+)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = """

@@ -195,9 +195,82 @@ _V5 = (
 # chain plugin's decoding, which the ledger does not know.
 _V6 = ("ALTER TABLE pending_txs ADD COLUMN signer BLOB",)
 
+# V7. A message whose origin block a reorg deeper than finality made non-canonical, and that the
+# canonical chain does not hold, ends 'orphaned' (``Ledger.orphan_above``). SQLite cannot alter
+# the CHECK on messages.state, so the table is rebuilt as sqlite.org prescribes ("Making Other
+# Kinds Of Table Schema Changes"): a new table, the rows copied, the old one dropped, the new
+# one renamed, every index made again. ``migrate`` runs this step with foreign keys off (history
+# and evidence reference messages ON DELETE CASCADE: dropping the old table with them on would
+# delete every message's history and evidence) and checks them before it commits. The columns
+# are V6's, in V6's order (raw_tx, unused since V2, included: the copy is what it was).
+_V7 = (
+    """
+    CREATE TABLE messages_v7 (
+        id                BLOB    PRIMARY KEY CHECK (length(id) = 32),
+        origin_chain      TEXT    NOT NULL,
+        destination_chain TEXT    NOT NULL,
+        route             TEXT    NOT NULL,
+        nonce             INTEGER NOT NULL,
+        message           BLOB    NOT NULL,
+        block_number      INTEGER NOT NULL,
+        block_hash        BLOB    NOT NULL,
+        evidence          BLOB    NOT NULL,
+        state             TEXT    NOT NULL CHECK (state IN (
+            'observed', 'verified', 'attested', 'submitted', 'delivered', 'rejected', 'failed',
+            'orphaned')),
+        attempts          INTEGER NOT NULL DEFAULT 0,
+        last_error        TEXT,
+        next_attempt_at   REAL    NOT NULL,
+        -- the committee signatures, 65 bytes each, concatenated in order
+        signatures        BLOB    NOT NULL DEFAULT x'' CHECK (length(signatures) % 65 = 0),
+        tx_hash           BLOB,
+        tx_nonce          INTEGER,
+        raw_tx            BLOB,
+        created_at        REAL    NOT NULL,
+        updated_at        REAL    NOT NULL,
+        finality          TEXT    NOT NULL DEFAULT ''
+    )
+    """,
+    """
+    INSERT INTO messages_v7 (id, origin_chain, destination_chain, route, nonce, message,
+        block_number, block_hash, evidence, state, attempts, last_error, next_attempt_at,
+        signatures, tx_hash, tx_nonce, raw_tx, created_at, updated_at, finality)
+    SELECT id, origin_chain, destination_chain, route, nonce, message, block_number,
+        block_hash, evidence, state, attempts, last_error, next_attempt_at, signatures,
+        tx_hash, tx_nonce, raw_tx, created_at, updated_at, finality
+    FROM messages
+    """,
+    # The old table's indexes go with it.
+    "DROP TABLE messages",
+    "ALTER TABLE messages_v7 RENAME TO messages",
+    # The indexes again, each as its migration made it (the same text) ...
+    _V1[1],  # messages_due
+    _V1[2],  # messages_due_by_destination
+    _V1[3],  # messages_by_route_state
+    _V2[2],  # messages_submitted_by_tx
+    _V5[1],  # messages_by_block
+    # ... but for this one: an orphaned message is final, and retention prunes it as it does a
+    # rejected one (``Ledger.prune`` spells the same list).
+    """CREATE INDEX messages_final_by_age ON messages (updated_at)
+       WHERE state IN ('delivered', 'rejected', 'orphaned')""",
+    # Routes on which nothing is delivered until an operator resumes them (``pause_route``):
+    # in the ledger, so that every process sharing it sees a pause.
+    """
+    CREATE TABLE route_pauses (
+        route     TEXT PRIMARY KEY,
+        reason    TEXT NOT NULL,
+        paused_at REAL NOT NULL,
+        paused_by TEXT NOT NULL
+    )
+    """,
+)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
+# The versions whose migration rebuilds a table that others reference: run with foreign keys
+# off (``PRAGMA foreign_keys`` is a no-op inside a transaction, so it is set around it).
+_REBUILDS = frozenset({7})
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -206,7 +279,9 @@ def migrate(conn: sqlite3.Connection) -> int:
     Each step runs in its own ``BEGIN IMMEDIATE`` transaction together with the ``user_version``
     bump (both live in the same file and commit together), so a crash mid-migration leaves the
     previous version intact. ``conn`` must be in autocommit mode (``isolation_level=None``).
-    Raises ``StoreError`` for a ledger written by a newer relayer."""
+    A step that rebuilds a table runs with foreign keys off, checks them before its commit and
+    restores the connection's setting after it. Raises ``StoreError`` for a ledger written by a
+    newer relayer, or one whose rebuilt table would break a foreign key."""
     found = int(conn.execute("PRAGMA user_version").fetchone()[0])
     if found > SCHEMA_VERSION:
         raise StoreError(
@@ -214,17 +289,39 @@ def migrate(conn: sqlite3.Connection) -> int:
             f"{SCHEMA_VERSION}; upgrade the relayer (a downgrade cannot read a newer ledger)"
         )
     for version in range(found, SCHEMA_VERSION):
-        conn.execute("BEGIN IMMEDIATE")
+        rebuild = version + 1 in _REBUILDS
+        foreign_keys = int(conn.execute("PRAGMA foreign_keys").fetchone()[0])
+        if rebuild:
+            conn.execute("PRAGMA foreign_keys = OFF")
         try:
-            # Another process may have migrated between our read and our lock.
-            current = int(conn.execute("PRAGMA user_version").fetchone()[0])
-            if current == version:
-                for statement in MIGRATIONS[version]:
-                    conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {version + 1}")
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            _step(conn, version, check_foreign_keys=rebuild)
+        finally:
+            if rebuild:
+                conn.execute(f"PRAGMA foreign_keys = {foreign_keys}")
     return found
+
+
+def _step(conn: sqlite3.Connection, version: int, *, check_foreign_keys: bool) -> None:
+    """``MIGRATIONS[version]`` and the version bump, in one transaction."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        # Another process may have migrated between our read and our lock.
+        current = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if current == version:
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            if check_foreign_keys:
+                broken = conn.execute("PRAGMA foreign_key_check").fetchall()
+                if broken:
+                    raise StoreError(
+                        f"migrating the ledger to schema version {version + 1} would leave"
+                        f" {len(broken)} rows whose foreign keys point nowhere (the first in"
+                        f" table {broken[0][0]}); nothing was changed: restore the ledger from"
+                        " a backup or report it"
+                    )
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

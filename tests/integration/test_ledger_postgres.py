@@ -30,7 +30,7 @@ from relayer.store import (
 )
 from relayer.store.pg_schema import MIGRATIONS, SCHEMA_VERSION, migrate
 from relayer.store.postgres import PostgresLedger, new_owner
-from tests.unit.relayer.test_ledger import SIG, FakeClock, mid, row
+from tests.unit.relayer.test_ledger import SIG, FakeClock, bhash, mid, row
 
 # The fixtures postgres_url, postgres_cluster.
 pytest_plugins = ["tests.integration.postgres"]
@@ -339,6 +339,7 @@ def test_migrations_run_from_empty_and_again_change_nothing(postgres_url: str) -
         "evidence",
         "block_evidence",
         "light_clients",
+        "route_pauses",
         "ledger_schema",
     }
     with Ledger.open(postgres_url) as led:
@@ -531,3 +532,177 @@ def test_a_v1_ledger_gains_the_signer_column_with_its_rows_unknown(postgres_url:
     assert schema_version(postgres_url) == SCHEMA_VERSION
     with psycopg.connect(postgres_url) as conn:
         assert conn.execute("SELECT tx_nonce, signer FROM pending_txs").fetchall() == [(4, None)]
+
+
+# --- orphaned messages (SQLite's own are in tests/unit/relayer/test_ledger_orphans.py) ------------
+
+REORG = "a reorg beyond finality on chain-a replaced the blocks above 9"
+
+
+def test_orphaning_an_attested_message_ends_its_claim(
+    workers: tuple[PostgresLedger, PostgresLedger],
+) -> None:
+    a, b = workers
+    ids = verified(a, 4)  # all in block 10
+    a.mark_attested([(i, [SIG], None) for i in ids])
+    assert len(a.claim(State.ATTESTED, owner="a", lease=LEASE)) == 4
+    a.mark_submitted(ids[:1], tx_hash=b"\x01" * 32, tx_nonce=1, raw_tx=b"one", owner="a")
+
+    # Another process (the watcher) finds the reorg while worker a is signing the rest.
+    assert b.orphan_above("chain-a", 9, reason=REORG) == ids[1:]
+
+    assert all(a.lease(i) is None for i in ids[1:])
+    with pytest.raises(LeaseLostError, match="held by nobody"):
+        a.mark_submitted(ids[1:], tx_hash=b"\x02" * 32, tx_nonce=2, raw_tx=b"two", owner="a")
+    assert a.pending_txs("chain-b")[0].tx_hash == b"\x01" * 32
+    # The one in a transaction keeps its state and its submitter.
+    lease = a.lease(ids[0])
+    assert lease is not None and lease.owner == "a"
+    assert a.states(ids) == {ids[0]: State.SUBMITTED} | {i: State.ORPHANED for i in ids[1:]}
+    assert b.claim(State.ATTESTED, owner="b", lease=LEASE) == []
+
+
+def test_a_watcher_orphaning_while_workers_claim_leaves_each_message_in_one_place(
+    workers: tuple[PostgresLedger, PostgresLedger],
+) -> None:
+    a, b = workers
+    count = 200
+    a.record_observed_many([row(n, block=10 + n % 2) for n in range(count)], [None] * count)
+    ids = [mid(n) for n in range(count)]
+    start = threading.Barrier(2)
+    claimed: list[bytes] = []
+    orphaned: list[bytes] = []
+    errors: list[BaseException] = []
+
+    def claim() -> None:
+        try:
+            start.wait()
+            while batch := a.claim(State.VERIFIED, owner="a", lease=LEASE, limit=5):
+                try:
+                    a.mark_attested([(r.id, [SIG], None) for r in batch])
+                except StoreError as exc:  # orphaned meanwhile
+                    assert "expected verified" in str(exc)
+                    a.release([r.id for r in batch], owner="a")
+                    continue
+                claimed.extend(r.id for r in batch)
+        except BaseException as exc:  # noqa: BLE001 -- reported to the main thread
+            errors.append(exc)
+
+    def orphan() -> None:
+        try:
+            start.wait()
+            time.sleep(0.02)
+            orphaned.extend(b.orphan_above("chain-a", 10, reason=REORG))
+        except BaseException as exc:  # noqa: BLE001 -- reported to the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=claim), threading.Thread(target=orphan)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    states = a.states(ids)
+    above = {mid(n) for n in range(count) if n % 2}
+    # Above the fork everything is orphaned, attested before the reorg was found or not; below
+    # it everything was claimed and attested, once.
+    assert set(orphaned) == above
+    assert {i for i, s in states.items() if s is State.ORPHANED} == above
+    assert {i for i, s in states.items() if s is State.ATTESTED} == set(ids) - above
+    assert set(ids) - above <= set(claimed)
+    assert len(claimed) == len(set(claimed))
+    for message_id in ids:
+        steps = [h.to_state for h in a.history(message_id)]
+        assert steps.count(State.ATTESTED) <= 1
+        assert steps[-1] is states[message_id]
+
+
+def test_a_v2_ledger_admits_orphaned_messages_and_keeps_everything(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "CREATE TABLE ledger_schema (only_row BOOLEAN PRIMARY KEY DEFAULT TRUE"
+            " CHECK (only_row), version INTEGER NOT NULL)"
+        )
+        for statement in (s for migration in MIGRATIONS[:2] for s in migration):
+            conn.execute(statement)  # V1 and V2 exactly as released
+        conn.execute("INSERT INTO ledger_schema (version) VALUES (2)")
+        for n, state in enumerate(["verified", "delivered", "rejected", "attested"]):
+            conn.execute(
+                "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce,"
+                " message, block_number, block_hash, state, next_attempt_at, created_at,"
+                " updated_at, lease_owner, lease_until) VALUES (%s, 'chain-a', 'chain-b',"
+                " 'chain-a->chain-b', %s, %s, 12, %s, %s, 0, 0, 5, %s, %s)",
+                (
+                    mid(n),
+                    n,
+                    b"m",
+                    bhash(12),
+                    state,
+                    "w" if state == "attested" else None,
+                    9e9 if state == "attested" else None,
+                ),
+            )
+            conn.execute(
+                "INSERT INTO history (message_id, at, from_state, to_state)"
+                " VALUES (%s, 0, NULL, 'observed')",
+                (mid(n),),
+            )
+            conn.execute(
+                "INSERT INTO evidence (message_id, evidence) VALUES (%s, %s)", (mid(n), b"ev")
+            )
+
+    with Ledger.open(postgres_url, clock=FakeClock()) as led:
+        assert schema_version(postgres_url) == SCHEMA_VERSION == 3
+        assert {m: len(led.history(m)) for m in map(mid, range(4))} == dict.fromkeys(
+            map(mid, range(4)), 1
+        )
+        assert all(led.evidence(m) == b"ev" for m in map(mid, range(4)))
+        assert led.orphan_above("chain-a", 11, reason=REORG) == [mid(0), mid(3)]
+        assert led.lease(mid(3)) is None, "the claim went with the step"
+        assert led.prune(2_000.0).messages == 4, "delivered, rejected and orphaned are final"
+        assert led.pause_route("chain-a->chain-b", reason="r", by="b")
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        (check,) = conn.execute(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = 'messages'::regclass AND conname = 'messages_state_check'"
+        ).fetchone() or ("",)
+        assert "'orphaned'" in check
+        (index,) = conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = 'messages_final_by_age'"
+        ).fetchone() or ("",)
+        assert "'delivered'" in index and "'rejected'" in index and "'orphaned'" in index
+        with pytest.raises(psycopg.errors.CheckViolation, match="messages_state_check"):
+            conn.execute(
+                "INSERT INTO messages (id, origin_chain, destination_chain, route, nonce,"
+                " message, block_number, block_hash, state, next_attempt_at, created_at,"
+                " updated_at) VALUES (%s, 'a', 'b', 'a->b', 1, '', 1, '', 'lost', 0, 0, 0)",
+                (mid(9),),
+            )
+
+
+# --- route pauses between processes (both engines: tests/unit/relayer/test_route_pauses.py) -------
+
+
+def test_a_route_paused_by_one_process_is_skipped_by_every_other(
+    workers: tuple[PostgresLedger, PostgresLedger], clock: FakeClock
+) -> None:
+    a, b = workers
+    a.record_observed_many(
+        [row(0), row(1, destination="chain-d"), row(2), row(3, destination="chain-d")],
+        [None] * 4,
+    )
+    assert a.pause_route("chain-a->chain-b", reason="breaker: 5 reverts", by="worker-a")
+    assert not b.pause_route("chain-a->chain-b", reason="breaker: 6 reverts", by="worker-b")
+
+    paused = b.paused_routes()
+    assert paused["chain-a->chain-b"].paused_by == "worker-a"
+    got = b.claim(State.VERIFIED, owner="b", lease=LEASE, skip_routes=paused.keys())
+    assert [r.id for r in got] == [mid(1), mid(3)]
+    # What b passed over it did not lease: anyone who does not skip the route may take it.
+    assert b.lease(mid(0)) is None
+    assert [r.id for r in a.claim(State.VERIFIED, owner="a", lease=LEASE)] == [mid(0), mid(2)]
+
+    resumed = b.resume_route("chain-a->chain-b")
+    assert resumed is not None and resumed.reason == "breaker: 5 reverts"
+    assert a.paused_routes() == {}

@@ -126,6 +126,7 @@ PATH_TO: dict[State, list[State]] = {
     State.DELIVERED: [State.VERIFIED, State.ATTESTED, State.DELIVERED],
     State.REJECTED: [State.REJECTED],
     State.FAILED: [State.VERIFIED, State.ATTESTED, State.FAILED],
+    State.ORPHANED: [State.VERIFIED, State.ORPHANED],
 }
 
 
@@ -146,15 +147,19 @@ def test_allowed_transitions_are_exactly_the_designed_ones() -> None:
     assert set(ALLOWED) == {
         (State.OBSERVED, State.VERIFIED),
         (State.OBSERVED, State.REJECTED),
+        (State.OBSERVED, State.ORPHANED),
         (State.VERIFIED, State.ATTESTED),
         (State.VERIFIED, State.REJECTED),
+        (State.VERIFIED, State.ORPHANED),
         (State.ATTESTED, State.SUBMITTED),
         (State.ATTESTED, State.DELIVERED),
         (State.ATTESTED, State.FAILED),
+        (State.ATTESTED, State.ORPHANED),
         (State.SUBMITTED, State.DELIVERED),
         (State.SUBMITTED, State.ATTESTED),
         (State.SUBMITTED, State.FAILED),
         (State.FAILED, State.ATTESTED),
+        (State.FAILED, State.ORPHANED),
         (State.DELIVERED, State.ATTESTED),
     }
 
@@ -168,6 +173,7 @@ def test_state_values_are_the_stored_spellings() -> None:
         "delivered",
         "rejected",
         "failed",
+        "orphaned",
     ]
 
 

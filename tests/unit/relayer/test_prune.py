@@ -1,6 +1,6 @@
 """Retention: ``Ledger.prune``, the attestation files it lets go, `relayer prune` and the
-daemon's pass. Final messages (delivered, rejected) older than the window go with everything
-that is theirs alone; nothing else does, however old.
+daemon's pass. Final messages (delivered, rejected, orphaned) older than the window go with
+everything that is theirs alone; nothing else does, however old.
 
 The tests that take ``ledger`` run on both engines, SQLite and Postgres; those that watch SQLite's
 own statements and plans, and the CLI and daemon ones (their config names a file), on SQLite."""
@@ -94,6 +94,7 @@ PATH_TO: dict[State, list[State]] = {
     State.DELIVERED: [State.VERIFIED, State.ATTESTED, State.DELIVERED],
     State.REJECTED: [State.REJECTED],
     State.FAILED: [State.VERIFIED, State.ATTESTED, State.FAILED],
+    State.ORPHANED: [State.VERIFIED, State.ORPHANED],
 }
 
 
@@ -133,8 +134,8 @@ def test_only_final_messages_older_than_the_window_are_pruned(
 
     report = ledger.prune(NOW - WINDOW)
 
-    gone = {old[State.DELIVERED], old[State.REJECTED]}
-    assert report.messages == 2
+    gone = {old[State.DELIVERED], old[State.REJECTED], old[State.ORPHANED]}
+    assert report.messages == 3
     assert report.complete
     for message_id in [*old.values(), *young.values()]:
         assert (ledger.get(message_id) is None) == (message_id in gone)
@@ -145,7 +146,7 @@ def test_a_message_that_is_not_final_is_kept_however_old(ledger: Ledger, clock: 
     kept = [
         put(ledger, i, state)
         for i, state in enumerate(State)
-        if state not in (State.DELIVERED, State.REJECTED)
+        if state not in (State.DELIVERED, State.REJECTED, State.ORPHANED)
     ]
     clock.now = NOW + 1000 * DAY
     assert ledger.prune(clock.now).messages == 0
