@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sys
 import time
 from collections.abc import Coroutine
@@ -710,6 +711,117 @@ def clear(config_path: Path, route: str | None, from_block: int | None) -> None:
     click.echo(f"re-queued {count} failed message(s)")
 
 
+@main.group("route")
+def route_group() -> None:
+    """Routes (origin->destination): pause, resume, and their state and limits.
+
+    A paused route's messages are still observed, verified and attested; none is delivered
+    until the route is resumed. The daemon pauses a route itself when its circuit breaker
+    trips (verification failures in a row, or a transaction from our key that it did not
+    send); every running daemon sees a pause or resume within a second."""
+
+
+def _route(config: Config, route: str) -> str:
+    try:
+        config.check_route(route)
+    except RelayerError as exc:
+        raise click.BadParameter(str(exc), param_hint="ROUTE") from None
+    return route
+
+
+def _pauser() -> str:
+    try:
+        user = os.getlogin()
+    except OSError:
+        user = os.environ.get("USER", "unknown")
+    return f"cli:{user}@{socket.gethostname()}"
+
+
+@route_group.command("pause")
+@_config_option
+@click.argument("route")
+@click.option("--reason", required=True, help="Why: shown by `route list`, /readyz and logs.")
+def route_pause(config_path: Path, route: str, reason: str) -> None:
+    """Stop delivering ROUTE's messages (e.g. chain-a->chain-b) until `relayer route resume`."""
+    config = _load(config_path)
+    _route(config, route)
+    with Ledger.open(config.relayer.database) as ledger:
+        if not ledger.pause_route(route, reason=reason, by=_pauser()):
+            pause = ledger.paused_routes()[route]
+            click.echo(
+                f"{route} was paused already, since {_fmt_time(pause.paused_at)} by "
+                f"{pause.paused_by}: {pause.reason}"
+            )
+            return
+    click.echo(f"paused {route}; resume with: relayer route resume {route}")
+
+
+@route_group.command("resume")
+@_config_option
+@click.argument("route")
+def route_resume(config_path: Path, route: str) -> None:
+    """Deliver ROUTE's messages again: those that waited go out, each once."""
+    config = _load(config_path)
+    with Ledger.open(config.relayer.database) as ledger:
+        if route not in ledger.paused_routes():
+            # A pause of a route no longer configured can still be lifted; anything else
+            # is a typo or a route that was never paused.
+            _route(config, route)
+            click.echo(f"{route} is not paused")
+            return
+        pause = ledger.resume_route(route)
+    if pause is None:
+        click.echo(f"{route} is not paused")  # resumed by someone else meanwhile
+        return
+    click.echo(
+        f"resumed {route} (paused {_fmt_time(pause.paused_at)} by {pause.paused_by}: "
+        f"{pause.reason})"
+    )
+
+
+@route_group.command("list")
+@_config_option
+def route_list(config_path: Path) -> None:
+    """Every route of the config: active or paused (why, when, by whom), and its limits."""
+    config = _load(config_path)
+    with Ledger.open(config.relayer.database) as ledger:
+        paused = ledger.paused_routes()
+    names = config.route_names
+    for route in [*names, *sorted(set(paused) - set(names))]:
+        pause = paused.get(route)
+        if pause is None:
+            state = "active"
+        else:
+            since = _fmt_time(pause.paused_at)
+            state = f"PAUSED since {since} by {pause.paused_by}: {pause.reason}"
+        click.echo(f"{route}  {state}")
+        if route not in names:
+            click.echo("  (no longer configured)")
+            continue
+        limits = config.route(route)
+        rate = (
+            f"{limits.rate_limit:g} msg/s, burst {limits.bucket_size}"
+            if limits.rate_limit is not None
+            else "none"
+        )
+        breaker = (
+            f"pauses after {limits.pause_after_rejections} verification failures in a row"
+            if limits.pause_after_rejections
+            else "off"
+        )
+        click.echo(f"  senders     {_allowlist(limits.senders)}")
+        click.echo(f"  recipients  {_allowlist(limits.recipients)}")
+        click.echo(f"  rate limit  {rate}")
+        click.echo(f"  breaker     {breaker}")
+        budget = config.chain(route.partition("->")[2]).fee_budget_per_hour
+        if budget is not None:
+            click.echo(f"  fee budget  {budget} per hour (destination key, all its routes)")
+
+
+def _allowlist(entries: tuple[str, ...]) -> str:
+    return "anyone" if not entries else ", ".join(entries)
+
+
 @main.command()
 @_config_option
 @click.option(
@@ -720,9 +832,9 @@ def clear(config_path: Path, route: str | None, from_block: int | None) -> None:
 )
 @click.option("--dry-run", is_flag=True, help="Count what would be removed; remove nothing.")
 def prune(config_path: Path, older_than_days: int | None, dry_run: bool) -> None:
-    """Delete delivered and rejected messages past the retention window, with their history and
-    evidence, and the attestation files no kept message needs (what the daemon does every
-    prune_interval). Messages in any other state are never deleted."""
+    """Delete delivered, rejected and orphaned messages past the retention window, with their
+    history and evidence, and the attestation files no kept message needs (what the daemon does
+    every prune_interval). Messages in any other state are never deleted."""
     from relayer.checkpoints import DirectoryCheckpointStore  # noqa: PLC0415
     from relayer.daemon import prune_expired  # noqa: PLC0415
 
@@ -744,7 +856,7 @@ def prune(config_path: Path, older_than_days: int | None, dry_run: bool) -> None
     verb = "would remove" if dry_run else "removed"
     click.echo(f"{verb} what became final before {_fmt_time(older_than)} ({days} days):")
     for label, value in (
-        ("messages (delivered or rejected)", report.messages),
+        ("messages (delivered, rejected or orphaned)", report.messages),
         ("history rows", report.history),
         ("evidence rows", report.evidence),
         ("block evidence rows", report.block_evidence),

@@ -20,6 +20,7 @@ import datetime
 import difflib
 import ipaddress
 import json
+import math
 import os
 import re
 import textwrap
@@ -65,6 +66,7 @@ __all__ = [
     "EthAddress",
     "HttpEndpoint",
     "RelayerSettings",
+    "RouteSettings",
     "WsEndpoint",
     "check_config",
     "config_schema",
@@ -199,10 +201,10 @@ class RelayerSettings(_Table):
     """Listen address of /healthz, /readyz, /metrics and /explain; loopback only unless you
     mean to expose them."""
     retention_days: int = Field(default=30, ge=0)
-    """Days a delivered or rejected message, its history and its evidence are kept after it
-    became final; messages in any other state are kept for ever. Attestation files go with the
-    last kept message of their block, or, for a block the ledger holds no message of, once
-    they are this old: keep it above any delay the relayer may fall behind its attesters.
+    """Days a delivered, rejected or orphaned message, its history and its evidence are kept
+    after it became final; messages in any other state are kept for ever. Attestation files go
+    with the last kept message of their block, or, for a block the ledger holds no message of,
+    once they are this old: keep it above any delay the relayer may fall behind its attesters.
     0 keeps everything."""
     prune_interval: float = Field(default=3600.0, gt=0)
     """Seconds between the daemon's retention passes (`relayer prune` runs one on demand)."""
@@ -351,6 +353,12 @@ class ChainConfig(_Table):
     min_balance: int | None = Field(default=None, ge=0)
     """/readyz reports not ready while the key that delivers to this chain holds less than
     this, in the chain's smallest unit (wei, planck); a TOML integer, so at most 2**63 - 1."""
+    fee_budget_per_hour: int | None = Field(default=None, gt=0)
+    """Fees the key that delivers to this chain may pay in any hour, in the chain's smallest
+    unit (wei, planck), counted by each delivering process from what its mined transactions
+    cost: once the last hour's fees reach it, no new delivery transaction is sent (those in
+    flight still confirm) until the hour has room again, and /readyz reports not ready. A TOML
+    integer, so at most 2**63 - 1. Default: no budget."""
     reconcile_interval: float | None = Field(default=None, ge=0)
     """Seconds between reconciler passes over this chain as an origin; 0 turns them off for
     this chain. Default: relayer.reconcile_interval."""
@@ -436,6 +444,56 @@ class AttesterConfig(_Table):
         return value
 
 
+def _parse_account(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"0x(?:[0-9a-fA-F]{2}){1,32}", value):
+        # pydantic turns only ValueError into a validation error, so no TypeError here.
+        raise ValueError("must be 0x and an even number of hex digits, at most 64 (32 bytes)")
+    return "0x" + value[2:].lower().rjust(64, "0")
+
+
+#: a message's sender or recipient as the route tables name it: 0x-hex of at most 32 bytes,
+#: left-padded to the message's bytes32 field (a 20-byte EVM address as written, a 32-byte
+#: public key as it is), normalized to lowercase 0x and 64 hex digits
+AccountId = Annotated[str, PlainValidator(_parse_account, json_schema_input_type=str)]
+
+#: what a route is called in the config and on the command line: ``origin->destination``
+ROUTE_NAME = re.compile(r"([a-z0-9-]+)->([a-z0-9-]+)")
+
+
+class RouteSettings(_Table):
+    """``[routes."origin->destination"]``: the safety limits of one route. A route without a
+    table has these defaults (no allowlist, no rate limit, the breaker on)."""
+
+    senders: tuple[AccountId, ...] = ()
+    """Senders whose messages this route delivers, each 0x-hex of at most 32 bytes (compared
+    with the message's bytes32 sender, left-padded with zeros: a 20-byte address as written).
+    A message from anyone else is recorded rejected, naming this allowlist. Empty: any
+    sender."""
+    recipients: tuple[AccountId, ...] = ()
+    """Recipients this route delivers to, written as senders are. Empty: any recipient."""
+    rate_limit: float | None = Field(default=None, gt=0)
+    """Messages per second each delivering process sends on this route at most (a token
+    bucket): the rest wait their turn in the ledger, nothing is dropped. Per process: N
+    workers delivering to one chain from a shared ledger send up to N times this. Default: no
+    limit."""
+    burst: int | None = Field(default=None, gt=0)
+    """Messages the rate limit lets through at once after a quiet spell (the bucket's size).
+    Default: rate_limit rounded up, at least 1."""
+    pause_after_rejections: int = Field(default=10, ge=0)
+    """Verification failures in a row (none more than an hour after the last, no verified
+    message in between) that pause the route: evidence that fails verification for a message
+    of this route, or an origin endpoint whose answers do not hash together (which pauses
+    every route out of that chain). Resume with `relayer route resume origin->destination`.
+    0 turns the breaker off."""
+
+    @property
+    def bucket_size(self) -> int:
+        """``burst``, or its default."""
+        if self.burst is not None:
+            return self.burst
+        return max(1, math.ceil(self.rate_limit or 1.0))
+
+
 class BusSettings(_Table):
     """``[bus]``: how watchers, workers and attesters tell each other about work."""
 
@@ -454,8 +512,34 @@ class Config(_Table):
     chains: tuple[ChainConfig, ...]
     attesters: tuple[AttesterConfig, ...] = ()
     bus: BusSettings = Field(default_factory=BusSettings)
+    #: each ``[routes."a->b"]`` table, by route; a route without one has the defaults
+    routes: dict[str, RouteSettings] = Field(default_factory=dict)
     #: the config file's folder; relative paths in the file are relative to it
     base_dir: Path
+
+    def route(self, name: str) -> RouteSettings:
+        """The limits of route ``name`` (its table's, or the defaults)."""
+        return self.routes.get(name) or _DEFAULT_ROUTE
+
+    @property
+    def route_names(self) -> list[str]:
+        """Every route between the configured chains (``origin->destination``), in config
+        order: what a message can travel, whether or not it has a table."""
+        return [
+            f"{origin.name}->{destination.name}"
+            for origin in self.chains
+            for destination in self.chains
+            if origin.name != destination.name
+        ]
+
+    def check_route(self, name: str) -> tuple[str, str]:
+        """``(origin, destination)`` of route ``name``. Raises ``ConfigError`` saying what is
+        wrong with it (the form, or a chain that is not configured)."""
+        problem = _route_problem(name, {chain.name for chain in self.chains})
+        if problem is not None:
+            raise ConfigError(f"route {name!r}: {problem}")
+        origin, _, destination = name.partition("->")
+        return origin, destination
 
     def chain(self, name: str) -> ChainConfig:
         """Raises ``UnknownChainError`` listing the configured chains."""
@@ -495,9 +579,27 @@ class Config(_Table):
         return rpc
 
 
+_DEFAULT_ROUTE = RouteSettings()
+
+
+def _route_problem(name: str, chain_names: Iterable[str]) -> str | None:
+    """What is wrong with a route's name, or None."""
+    match = ROUTE_NAME.fullmatch(name)
+    if match is None:
+        return 'a route is written "origin->destination" (e.g. "chain-a->chain-b")'
+    if match.group(1) == match.group(2):
+        return "origin and destination are the same chain"
+    known = sorted(chain_names)
+    unknown = [chain for chain in match.groups() if chain not in known]
+    if unknown:
+        listed = ", ".join(known) or "none"
+        return f"unknown chain {unknown[0]!r} (configured chains: {listed})"
+    return None
+
+
 # --- loading -------------------------------------------------------------------------------------
 
-_TOP_LEVEL = ("relayer", "chains", "attesters", "bus")
+_TOP_LEVEL = ("relayer", "chains", "attesters", "bus", "routes")
 # What makes [relayer] database a PostgreSQL server rather than a SQLite file.
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 _VARIABLE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-((?:(?!\$\{)[^}])*))?\}")
@@ -671,8 +773,10 @@ def _renderer(doc: Mapping[str, Any]) -> Callable[[Loc], str]:
         for part in rest:
             if isinstance(part, int) and parts:
                 parts[-1] += f"[{part}]"
-            else:
+            elif re.fullmatch(r"[A-Za-z0-9_-]*", str(part)):
                 parts.append(str(part))
+            else:  # as TOML writes such a key: routes."chain-a->chain-b"
+                parts.append(json.dumps(str(part)))
         return ".".join(parts) or "(top level)"
 
     return render
@@ -770,6 +874,7 @@ def _decode(
 
     named = {name for _, t in chain_tables if isinstance(name := t.get("name"), str)}
     _cross_check(chains, attesters, named, problems, render)
+    routes = _decode_routes(doc, named, context, problems, variables)
     if problems or relayer is None or bus is None:
         return None
     return Config(
@@ -777,8 +882,36 @@ def _decode(
         chains=tuple(chain for _, chain in chains),
         attesters=tuple(attester for _, attester in attesters),
         bus=bus,
+        routes=routes,
         base_dir=base_dir,
     )
+
+
+def _decode_routes(
+    doc: dict[str, Any],
+    chain_names: set[str],
+    context: dict[str, Any],
+    problems: _Problems,
+    variables: frozenset[Loc],
+) -> dict[str, RouteSettings]:
+    section = doc.get("routes", {})
+    if not isinstance(section, dict):
+        problems.add(("routes",), 'expected [routes."origin->destination"] tables')
+        return {}
+    routes: dict[str, RouteSettings] = {}
+    for name, table in section.items():
+        loc: Loc = ("routes", name)
+        problem = _route_problem(name, chain_names)
+        if problem is not None:
+            problems.add(loc, problem)
+            continue
+        if not isinstance(table, dict):
+            problems.add(loc, "expected a table")
+            continue
+        settings = _validate(RouteSettings, table, context, loc, problems, variables=variables)
+        if settings is not None:
+            routes[name] = settings
+    return routes
 
 
 def _tables(
@@ -1307,6 +1440,10 @@ def config_schema(plugin_models: Mapping[str, type[BaseModel]]) -> dict[str, Any
             Field(default_factory=list, description=AttesterConfig.__doc__),
         ),
         bus=(BusSettings, Field(default_factory=BusSettings, description=BusSettings.__doc__)),
+        routes=(
+            dict[str, RouteSettings],
+            Field(default_factory=dict, description=RouteSettings.__doc__),
+        ),
     )
     schema = document.model_json_schema()
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema}
@@ -1355,6 +1492,16 @@ def config_skeleton(plugin_models: Mapping[str, type[BaseModel]]) -> str:
     lines += ["", "", "[bus]", *_skeleton_key("type", BusSettings.model_fields["type"])]
     lines += ["", *_comment(BusSettings.model_fields["mqtt"].description, ""), "[bus.mqtt]"]
     lines += _skeleton_keys(MqttSettings, "bus.mqtt")
+    # Commented out whole: a route names two chains of the file, which a skeleton cannot know.
+    about = (
+        "The safety limits of a route (origin->destination): a route without a table has the "
+        "defaults shown (no allowlist, no rate limit, the breaker on)."
+    )
+    lines += ["", "", *_comment(about, ""), '# [routes."chain-a->chain-b"]']
+    lines += [
+        line if line.lstrip().startswith("#") else "# " + line.replace("   # [", " # [", 1)
+        for line in _skeleton_keys(RouteSettings, "routes")
+    ]
     return "\n".join(lines) + "\n"
 
 

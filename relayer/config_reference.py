@@ -154,6 +154,10 @@ def config_reference(schema: Schema) -> str:
             if name in defs:
                 out += [f"### `{title}`", "", _one_line(defs[name].get("description", "")), ""]
                 out += [*_keys(defs[name], tables), ""]
+    if "RouteSettings" in defs:
+        out += ['## `[routes."origin->destination"]`', ""]
+        out += [_one_line(defs["RouteSettings"].get("description", "")), ""]
+        out += [*_keys(defs["RouteSettings"], tables), ""]
     if "KeyRef" in defs:
         out += ["## Key references", "", _one_line(defs["KeyRef"].get("description", "")), ""]
         out += [*_keys(defs["KeyRef"], tables), ""]

@@ -22,6 +22,7 @@ from relayer.errors import EvidenceRejectedError, UnknownChainError
 from relayer.message import Message, MessageFormatError
 from relayer.metrics import RelayerMetrics
 from relayer.plugin import ChainPlugin, Observation, load_plugin
+from relayer.safety import Safety
 from relayer.store import Ledger, MessageRecord, ObservedRow, State, new_owner
 
 __all__ = ["Core"]
@@ -70,9 +71,12 @@ class Core:
         log: Any,
         *,
         metrics: RelayerMetrics | None = None,
+        safety: Safety | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics or RelayerMetrics()
+        # Allowlists and the circuit breaker (None: neither, as in tools and tests).
+        self.safety = safety
         self.ledger = ledger
         self.checkpoints = checkpoints
         self.log = log
@@ -122,6 +126,11 @@ class Core:
         """Verify and persist a batch of observations (one block range of one chain)."""
         rows: list[ObservedRow] = []
         verdicts: list[tuple[bytes, str | None]] = []
+        # Refused by a route's allowlist, with the rule: not a verification failure, so it
+        # neither counts towards the breaker nor shows as one.
+        refused: dict[bytes, str] = {}
+        # Failed verification: what the breaker counts.
+        failed: set[bytes] = set()
         for obs in observations:
             origin = self.config.chain(obs.origin_chain)
             try:
@@ -141,15 +150,21 @@ class Core:
                 self.plugins[origin.name].verify(origin, obs)
             except EvidenceRejectedError as exc:
                 reason = str(exc)
+                failed.add(message_id)
             if reason is None and destination is None:
                 reason = f"destination domain {message.destination} is not configured"
             dest_name = destination.name if destination else f"domain-{message.destination}"
+            route = f"{origin.name}->{dest_name}"
+            if reason is None and self.safety is not None:
+                refusal = self.safety.refusal(route, message)
+                if refusal is not None:
+                    refused[message_id], reason = refusal
             rows.append(
                 ObservedRow(
                     id=message_id,
                     origin_chain=origin.name,
                     destination_chain=dest_name,
-                    route=f"{origin.name}->{dest_name}",
+                    route=route,
                     nonce=message.nonce,
                     message=obs.message,
                     block_number=obs.block_number,
@@ -170,11 +185,36 @@ class Core:
         changed = self.ledger.record_observed_many(rows, [reason for _, reason in verdicts])
         if changed and verified_ok:
             self.verified_event.set()
+        await self._verdicts(rows, verdicts, refused, failed)
+
+    async def _verdicts(
+        self,
+        rows: Sequence[ObservedRow],
+        verdicts: Sequence[tuple[bytes, str | None]],
+        refused: Mapping[bytes, str],
+        failed: set[bytes],
+    ) -> None:
+        """Log, count and tell the breaker what became of each recorded observation."""
         for row, (mid, reason) in zip(rows, verdicts, strict=True):
+            if mid in refused:
+                assert reason is not None
+                self.log.warning(
+                    "message.refused",
+                    route=row.route,
+                    message_id="0x" + mid.hex(),
+                    rule=refused[mid],
+                    reason=reason,
+                )
+                self.metrics.policy_refused.labels(row.route, refused[mid]).inc()
+                continue
             if reason is not None:
                 self.log.error("proof.rejected", message_id="0x" + mid.hex(), reason=reason)
                 self.metrics.proof_rejected(row.origin_chain, "verify", reason)
+                if self.safety is not None and mid in failed:
+                    await self.safety.rejected(row.route, reason)
                 continue
+            if self.safety is not None:
+                self.safety.verified(row.route)
             self.log.info(
                 "message.verified",
                 chain=row.origin_chain,

@@ -16,6 +16,7 @@ that no two workers submit the same message. ``all`` runs both halves in one pro
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -33,13 +34,14 @@ from relayer.config import Config
 from relayer.core import Core
 from relayer.delivery import DeliveryWorker
 from relayer.errors import ConfigError, StoreError
-from relayer.follower import follow
+from relayer.follower import follow, orphan_on_reorg
 from relayer.keys import KeyUnavailableError
 from relayer.metrics import RelayerMetrics, serve_metrics
 from relayer.plugin import Submitter, load_plugin, observing_rpc
 from relayer.reconciler import Reconciler, origin_lister, origin_reader, reconcile_settings
 from relayer.retry import describe_error
 from relayer.roles import ObservationAnnouncer, ObservationIntake, Role
+from relayer.safety import Safety
 from relayer.store import Ledger, PruneReport
 
 __all__ = ["prune_expired", "run_daemon", "watch_balance"]
@@ -78,6 +80,7 @@ async def _run(
 ) -> None:
     owner = OWNER if instance is None else f"{OWNER}:{instance}"
     ledger = Ledger.open(config.relayer.database)
+    safety = Safety(config, ledger, metrics=metrics, log=log, by=f"{owner}@{socket.gethostname()}")
     ledger.start_checkpointer(log=log)
     runner = None
     try:
@@ -88,7 +91,9 @@ async def _run(
             # Another relayer (or anything) on the port: keep relaying, just without metrics.
             log.error("metrics.unavailable", endpoint=f"{host}:{port}", error=str(exc))
         checkpoints = DirectoryCheckpointStore(config.relayer.checkpoints)
-        core = Core(config, ledger, checkpoints, log, metrics=metrics)
+        core = Core(config, ledger, checkpoints, log, metrics=metrics, safety=safety)
+        # Before any work: a route paused before this start must not be claimed once.
+        await safety.refresh()
         for chain in config.chains:
             if chain.finality == "confirmations":
                 log.warning(
@@ -97,19 +102,37 @@ async def _run(
                     detail="finality = confirmations trusts block depth alone; development only",
                 )
         async with asyncio.TaskGroup() as group:
+            # Pauses and resumes of other processes (`relayer route`) take effect within 1 s.
+            group.create_task(safety.watch(interval=1.0), name="safety:pauses")
             if role.watches:
+                # The watchers' answers that do not verify count towards the breaker.
+                metrics.add_proof_listener(
+                    lambda chain, stage, reason: (
+                        safety.read_failed(chain, reason) if stage == "read" else None
+                    )
+                )
                 # A watcher of a split deployment announces what it recorded to the workers.
                 sink: Any = core.accept
                 if bus is not None:
                     sink = ObservationAnnouncer(bus, config, log).sink(core.accept)
+                # A reorg beyond finality orphans what the rescan does not find again.
+                orphan = orphan_on_reorg(ledger, log)
                 for chain in config.chains:
                     watcher = follow(
-                        chain, ledger=ledger, owner=owner, rpc_url=None, log=log, metrics=metrics
+                        chain,
+                        ledger=ledger,
+                        owner=owner,
+                        rpc_url=None,
+                        log=log,
+                        metrics=metrics,
+                        on_reorg=orphan,
                     )
                     group.create_task(watcher.run(sink), name=f"watch:{chain.name}")
             submitters: dict[str, Submitter] = {}
             if role.works:
-                _start_work(group, config, ledger, core, checkpoints, submitters, metrics, log)
+                _start_work(
+                    group, config, ledger, core, checkpoints, submitters, metrics, safety, log
+                )
                 if bus is not None:
                     _start_bus_intake(group, config, ledger, core, checkpoints, bus, log)
             for chain in config.chains if role.watches else ():
@@ -149,6 +172,7 @@ def _start_work(
     checkpoints: DirectoryCheckpointStore,
     submitters: dict[str, Submitter],
     metrics: RelayerMetrics,
+    safety: Safety,
     log: Any,
 ) -> None:
     """A worker's tasks: attestations, retention, a delivery worker and a balance watch per
@@ -180,6 +204,10 @@ def _start_work(
             wake=core.listen_attested(),
             metrics=metrics,
             lease=config.relayer.lease,
+            safety=safety,
+            fees=safety.fee_window(
+                chain.name, signer=signer.printable_address, unit=submitter.unit
+            ),
         )
         group.create_task(worker.run(), name=f"deliver:{chain.name}")
         group.create_task(

@@ -44,9 +44,11 @@ from relayer.plugin import (
     DeliveryOutcome,
     DeliverySettings,
     PendingTx,
+    ReadsAccountNonce,
     Submitter,
 )
 from relayer.retry import backoff_delay
+from relayer.safety import FeeWindow, Safety
 from relayer.store import (
     LeaseLostError,
     Ledger,
@@ -74,6 +76,11 @@ DEFAULT_LEASE = 30.0
 _RESEND_AFTER = 1.5
 _RESEND_AFTER_MAX = 30.0
 
+# Seconds between reads of our key's nonce on the chain, for a transaction we did not send.
+_OWN_KEY_CHECK = 2.0
+# Longest sleep while the fee budget is spent: the window is looked at again after it.
+_BUDGET_RECHECK = 5.0
+
 
 @dataclass(frozen=True, slots=True)
 class _TakenOver:
@@ -98,8 +105,19 @@ class DeliveryWorker:
         wake: asyncio.Event | None = None,
         metrics: RelayerMetrics | None = None,
         lease: float = DEFAULT_LEASE,
+        safety: Safety | None = None,
+        fees: FeeWindow | None = None,
     ) -> None:
         self.chain = chain
+        # Paused routes and rate limits (what is claimed), and the alarm on our key; ``fees``:
+        # this key's spending against the chain's fee_budget_per_hour (None: no budget).
+        self.safety = safety
+        self._fees = fees
+        self._over_budget_since: float | None = None
+        # One above the highest nonce this worker signed (or found on chain at its start):
+        # the chain counting more transactions from our key than that is an alarm.
+        self._signed_upto: int | None = None
+        self._key_checked = 0.0
         metrics = metrics or RelayerMetrics()
         # Bound once: a labelled child is a dictionary lookup per use otherwise.
         self._submission_latency = metrics.submission_latency.labels(chain)
@@ -253,7 +271,7 @@ class DeliveryWorker:
             )
             await self._adopt([r for r in records if r.tx_hash in foreign])
         top = max(by_nonce, default=-1)
-        await self.submitter.resync_nonce(at_least=top + 1)
+        self._signed_upto = await self.submitter.resync_nonce(at_least=top + 1)
         for nonce in sorted(by_nonce):
             pending = by_nonce[nonce]
             self.in_flight[nonce] = pending
@@ -283,19 +301,27 @@ class DeliveryWorker:
             if free <= 0:
                 await asyncio.sleep(self.poll_interval / 2)
                 continue
+            if self._fees is not None and await self._budget_spent(self._fees):
+                continue
+            # Paused routes, and rate-limited ones without a token, are not claimed at all:
+            # their messages wait in the ledger, and other routes' are not held up by them.
+            skip = self.safety.skip_routes(self.chain) if self.safety is not None else set()
             records = await self._db(
-                self.ledger.claim,
-                State.ATTESTED,
-                owner=self.owner,
-                lease=self.lease,
-                destination_chain=self.chain,
+                self._claim_attested,
                 # Shared: one transaction's worth per pass (the loop comes straight back for
                 # more), so that the other workers get their share of a large backlog.
                 limit=self.batch_size * (1 if self.ledger.shared else free),
+                skip=skip,
             )
+            if self.safety is not None and records:
+                records = await self._refuse(records, self.safety)
+                records, held = self.safety.admit(records)
+                if held and self._shared:
+                    # Due, untouched and unleased: the next pass with tokens claims them.
+                    await self._db(self.ledger.release, [r.id for r in held], owner=self.owner)
             self._claimed = {r.id for r in records}
             if not records:
-                await self._idle()
+                await self._idle(self._next_token())
                 continue
             try:
                 await self._submit_batches(
@@ -316,17 +342,93 @@ class DeliveryWorker:
                 continue
             self._recovered()
 
-    async def _idle(self) -> None:
-        """Until the core attests something (``wake``) or the poll interval passed."""
+    async def _refuse(
+        self, records: Sequence[MessageRecord], safety: Safety
+    ) -> list[MessageRecord]:
+        """``records`` without those their route's allowlists refuse, which go to FAILED
+        naming the allowlist (verified before it was tightened: `relayer clear` re-queues
+        them once it lets them through)."""
+        refused = safety.refused_records(records)
+        for record, rule, reason in refused:
+            try:
+                await self._db(
+                    self.ledger.transition,
+                    record.id,
+                    State.FAILED,
+                    expect=State.ATTESTED,
+                    error=reason,
+                )
+            except StoreError as exc:
+                self.log.info(
+                    "submit.settled_elsewhere", message_id="0x" + record.id.hex(), error=str(exc)
+                )
+                continue
+            safety.metrics.policy_refused.labels(record.route, rule).inc()
+            self.log.warning(
+                "message.refused",
+                route=record.route,
+                message_id="0x" + record.id.hex(),
+                rule=rule,
+                reason=reason,
+            )
+        gone = {record.id for record, _, _ in refused}
+        return [record for record in records if record.id not in gone]
+
+    def _claim_attested(self, *, limit: int, skip: set[str]) -> list[MessageRecord]:
+        return self.ledger.claim(
+            State.ATTESTED,
+            owner=self.owner,
+            lease=self.lease,
+            destination_chain=self.chain,
+            limit=limit,
+            skip_routes=skip,
+        )
+
+    def _next_token(self) -> float | None:
+        if self.safety is None:
+            return None
+        return self.safety.next_token(self.chain)
+
+    async def _idle(self, at_most: float | None = None) -> None:
+        """Until the core attests something (``wake``) or the poll interval passed (or
+        ``at_most`` seconds, when a rate limit has a token sooner)."""
+        wait = self.poll_interval if at_most is None else min(self.poll_interval, at_most)
         if self.wake is None:
-            await asyncio.sleep(self.poll_interval)
+            await asyncio.sleep(wait)
             return
         try:
-            async with asyncio.timeout(self.poll_interval):
+            async with asyncio.timeout(wait):
                 await self.wake.wait()
         except TimeoutError:
             pass
         self.wake.clear()
+
+    async def _budget_spent(self, fees: FeeWindow) -> bool:
+        """Whether the fee budget is spent (then after a pause, the first time logged): no
+        new transaction goes out while it is. Those in flight still confirm, and are fee-bumped
+        when stuck: their messages are committed to them, the bump replaces rather than adds a
+        transaction, and its fee is counted when it is mined."""
+        if not fees.exhausted():
+            if self._over_budget_since is not None:
+                self._over_budget_since = None
+                self.log.info("fee_budget.recovered", spent=fees.spent(), budget=fees.budget)
+            return False
+        room_in = fees.room_in()
+        if self._over_budget_since is None:
+            self._over_budget_since = time.monotonic()
+            self.log.error(
+                "fee_budget.exhausted",
+                signer=fees.signer,
+                spent=fees.spent(),
+                budget=fees.budget,
+                unit=fees.unit,
+                resumes_in_s=round(room_in),
+                resumes_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + room_in)),
+                hint=f'no new delivery until then; to pay more, raise chains[name="{self.chain}"]'
+                ".fee_budget_per_hour and restart",
+            )
+        await asyncio.sleep(min(max(room_in, 0.05), _BUDGET_RECHECK))
+        return True
 
     async def _submit_batches(self, batches: Sequence[Sequence[MessageRecord]]) -> None:
         """Check every batch at once (simulations are reads, independent of each other), and
@@ -409,12 +511,16 @@ class DeliveryWorker:
         failure: BaseException | None = None
         for deliveries in groups:
             try:
-                signed.append(await self.submitter.prepare(deliveries))
+                pending = await self.submitter.prepare(deliveries)
             except BaseException as exc:  # noqa: BLE001  (re-raised below, after the record)
                 # Those signed already hold their nonces: record and send them regardless, or
                 # the next transaction would wait behind a nonce gap.
                 failure = exc
                 break
+            signed.append(pending)
+            # Before it can reach the chain: the alarm's check must never count it foreign.
+            if self._signed_upto is not None:
+                self._signed_upto = max(self._signed_upto, pending.nonce + 1)
         if signed:
             failpoint("after_sign")
             recording = {mid for pending in signed for mid in pending.message_ids}
@@ -626,6 +732,13 @@ class DeliveryWorker:
                 self.log.warning("submit.takeover_failed", error=str(exc))
                 if isinstance(exc, ChainError) and exc.retryable:
                     await self._outage(exc)
+        if self.safety is not None and time.monotonic() - self._key_checked > _OWN_KEY_CHECK:
+            self._key_checked = time.monotonic()
+            try:
+                await self._check_own_key(self.safety)
+            except (ChainError, KeyError, TypeError, ValueError) as exc:
+                # Checked again at the next interval; the outage is the other loops' to report.
+                self.log.debug("signer.check_failed", error=str(exc))
         if time.monotonic() - self._watch_checked > 1.0 and self.watching:
             self._watch_checked = time.monotonic()
             try:
@@ -634,6 +747,34 @@ class DeliveryWorker:
                 if not exc.retryable:
                     raise
                 await self._outage(exc)
+
+    async def _check_own_key(self, safety: Safety) -> None:
+        """Pause every route into this chain when the chain counts more transactions from our
+        key than this worker signed: someone else holds the key (or runs a second relayer with
+        it). What is in flight still confirms; nothing new goes out until a resume."""
+        if self._signed_upto is None or not isinstance(self.submitter, ReadsAccountNonce):
+            return
+        on_chain = await self.submitter.account_nonce()
+        expected = self._signed_upto
+        if on_chain <= expected:
+            return
+        # Counted from now on: the same transactions raise the alarm once.
+        self._signed_upto = on_chain
+        await self.submitter.resync_nonce(at_least=max(self.in_flight, default=-1) + 1)
+        signer = "0x" + self.submitter.signer_address.hex()
+        detail = (
+            f"our key {signer} on {self.chain} has {on_chain - expected} transaction(s) this "
+            f"daemon did not send (nonces {expected} to {on_chain - 1}): is the key in use "
+            "elsewhere, or stolen? Rotate it if so"
+        )
+        self.log.error(
+            "signer.foreign_transaction",
+            signer=signer,
+            expected_nonce=expected,
+            chain_nonce=on_chain,
+            detail=detail,
+        )
+        await safety.foreign_transaction(self.chain, detail)
 
     async def _send_again(self, pending: PendingTx) -> None:
         """Send a recorded transaction whose broadcast failed. Refused for good (the node will
@@ -756,6 +897,8 @@ class DeliveryWorker:
         fee = next((o.fee for o in outcomes if o.fee is not None), None)
         if fee:
             self._fee_paid.labels(self.chain, self.submitter.unit).inc(fee)
+            if self._fees is not None:
+                self._fees.add(fee)
         if self._lost:
             # Leases that ran out: the worker that took these over settles them.
             outcomes = [o for o in outcomes if o.message_id not in self._lost]

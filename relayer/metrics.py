@@ -18,7 +18,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -37,7 +37,15 @@ from prometheus_client.registry import Collector
 
 from relayer.explain import ExplainError, explanation, resolve
 from relayer.health import HEALTH
-from relayer.readiness import Backlog, Balances, ChainHeads, ChainLimits, problems
+from relayer.readiness import (
+    Backlog,
+    Balances,
+    ChainHeads,
+    ChainLimits,
+    Paused,
+    Spending,
+    problems,
+)
 from relayer.store import Ledger, State
 
 if TYPE_CHECKING:
@@ -195,6 +203,41 @@ class RelayerMetrics:
             ["chain", "kind"],
             registry=registry,
         )
+        self.policy_refused = Counter(
+            "relayer_policy_refused",
+            "Messages recorded rejected by a route's allowlist (the rule label: 'sender' or "
+            "'recipient'); they never count towards the circuit breaker.",
+            ["route", "rule"],
+            registry=registry,
+        )
+        self.rate_limited = Counter(
+            "relayer_rate_limited",
+            "Claimed messages a route's rate_limit held back for a later pass (a message "
+            "counts at every pass it waits; nothing is dropped).",
+            ["route"],
+            registry=registry,
+        )
+        self.breaker_trips = Counter(
+            "relayer_breaker_trips",
+            "Routes paused by the circuit breaker, by reason: 'rejections' (verification "
+            "failures of the route's messages), 'read_failures' (its origin endpoint's answers "
+            "did not verify), 'foreign_transaction' (a transaction from our key that the "
+            "daemon did not send).",
+            ["route", "reason"],
+            registry=registry,
+        )
+        self.route_paused = Gauge(
+            "relayer_route_paused",
+            "1 while a route is paused (by the breaker or `relayer route pause`): its messages "
+            "are verified and kept, not delivered, until `relayer route resume`.",
+            ["route"],
+            registry=registry,
+        )
+        #: each destination chain's fee window (``relayer.safety``), for the scrape and /readyz
+        self.spending: dict[str, Spending] = {}
+        #: the paused routes as last read from the ledger (``relayer.safety``), for /readyz
+        self.paused: Mapping[str, Paused] = {}
+        self._proof_listeners: list[Callable[[str, str, str], None]] = []
         self._scrape = _ScrapeCollector(self)
         registry.register(self._scrape)
 
@@ -222,6 +265,13 @@ class RelayerMetrics:
 
     def proof_rejected(self, chain: str, stage: str, reason: str) -> None:
         self.proof_failures.labels(chain, stage, reason_label(reason)).inc()
+        for listener in self._proof_listeners:
+            listener(chain, stage, reason)
+
+    def add_proof_listener(self, listener: Callable[[str, str, str], None]) -> None:
+        """Call ``listener(chain, stage, reason)`` at every ``proof_rejected`` (the circuit
+        breaker counts the watchers' "read" failures through it)."""
+        self._proof_listeners.append(listener)
 
     def head_seen(self, chain: str, number: int) -> None:
         if self.heads.seen(chain, number):
@@ -251,6 +301,8 @@ class RelayerMetrics:
             backlog=snapshot.backlog,
             backlog_slo=self.backlog_slo,
             now=time.time(),
+            spending=self.spending,
+            paused=self.paused,
         )
         return [p.as_json() for p in found]
 
@@ -321,6 +373,24 @@ class _ScrapeCollector(Collector):
         for chain in self.metrics.limits:
             still.add_metric([chain], self.metrics.heads.still_for(chain))
         yield still
+        spent = GaugeMetricFamily(
+            "relayer_fee_spent_last_hour",
+            "Fees the delivering key paid over the last hour, in the chain's smallest unit, "
+            "for chains with a fee_budget_per_hour.",
+            labels=["chain", "signer", "unit"],
+        )
+        exhausted = GaugeMetricFamily(
+            "relayer_fee_budget_exhausted",
+            "1 while a chain's delivering key has spent its fee_budget_per_hour: no new "
+            "delivery transaction is sent until the hour has room.",
+            labels=["chain"],
+        )
+        for chain, window in sorted(self.metrics.spending.items()):
+            paid = window.spent()
+            spent.add_metric([chain, window.signer, window.unit], paid)
+            exhausted.add_metric([chain], int(paid >= window.budget))
+        yield spent
+        yield exhausted
 
 
 def metrics_text(ledger: Ledger, metrics: RelayerMetrics | None = None) -> str:

@@ -45,6 +45,7 @@ __all__ = [
     "Observation",
     "ObservationSink",
     "PendingTx",
+    "ReadsAccountNonce",
     "RpcObserver",
     "Signer",
     "Span",
@@ -341,6 +342,19 @@ class Submitter(Protocol):
 
     def decode_pending(self, raw: bytes) -> PendingTx:
         """A pending transaction from its ``encode()`` bytes (after a restart)."""
+        ...
+
+
+@runtime_checkable
+class ReadsAccountNonce(Protocol):
+    """Optional for a ``Submitter``: what lets the delivery worker notice a transaction from
+    its key that it did not send (``relayer.safety``). A submitter without it gets no such
+    alarm."""
+
+    async def account_nonce(self) -> int:
+        """The signer's next nonce as the chain sees it now, its transaction pool included
+        (what ``resync_nonce`` reads), without changing the nonce the next ``prepare``
+        takes. Raises ``TransientChainError``."""
         ...
 
 

@@ -5,7 +5,9 @@ Three checks, each configured and each naming the chain or route it failed for:
 - a chain's head has not advanced for ``stall_after_blocks`` times its ``block_time`` (the node
   stopped, or its answers stopped reaching us);
 - the balance of the key that delivers to a chain is below its ``min_balance``;
-- a route's oldest undelivered message waits longer than ``[relayer] backlog_slo``.
+- a route's oldest undelivered message waits longer than ``[relayer] backlog_slo``;
+- a route is paused (``relayer route list`` says why; ``relayer.safety``);
+- a delivering key spent its ``fee_budget_per_hour``.
 
 The state here is fed by the daemon's tasks (heads by the followers, balances by the balance
 watchers) and read by the HTTP handler; ``problems`` itself is a pure function of it.
@@ -16,8 +18,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
-__all__ = ["Backlog", "Balances", "ChainHeads", "ChainLimits", "Problem", "problems"]
+__all__ = [
+    "Backlog",
+    "Balances",
+    "ChainHeads",
+    "ChainLimits",
+    "Paused",
+    "Problem",
+    "Spending",
+    "problems",
+]
 
 Clock = Callable[[], float]
 
@@ -84,6 +96,30 @@ class Balances:
         return self._known.get(chain)
 
 
+class Spending(Protocol):
+    """A delivering key's fees over the last hour against its budget
+    (``relayer.safety.FeeWindow``)."""
+
+    budget: int
+    signer: str
+    unit: str
+
+    def spent(self) -> int: ...
+
+    def room_in(self) -> float:
+        """Seconds until spending falls below the budget (0: it is below now)."""
+        ...
+
+
+class Paused(Protocol):
+    """A paused route (``relayer.store.RoutePause``)."""
+
+    @property
+    def reason(self) -> str: ...
+    @property
+    def paused_by(self) -> str: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ChainLimits:
     """One chain's readiness settings, as the config gives them."""
@@ -101,9 +137,11 @@ def problems(
     backlog: Mapping[str, Backlog],
     backlog_slo: float,
     now: float,
+    spending: Mapping[str, Spending] | None = None,
+    paused: Mapping[str, Paused] | None = None,
 ) -> list[Problem]:
-    """Every failed check, chains first (in ``limits`` order), then routes by name.
-    ``now`` is wall-clock time, for the backlog's ages."""
+    """Every failed check, chains first (in ``limits`` order), then fee budgets, then routes
+    by name (backlogs, then pauses). ``now`` is wall-clock time, for the backlog's ages."""
     found: list[Problem] = []
     for chain, limit in limits.items():
         if limit.block_time is not None:
@@ -133,6 +171,19 @@ def problems(
                         f"({limit.min_balance} {unit}): fund it, or deliveries will stop",
                     )
                 )
+    for chain, window in (spending or {}).items():
+        spent = window.spent()
+        if spent >= window.budget:
+            found.append(
+                Problem(
+                    "fee_budget",
+                    chain,
+                    f"signer {window.signer} paid {spent} {window.unit} in fees in the last "
+                    f"hour, its fee_budget_per_hour ({window.budget} {window.unit}): no new "
+                    f"delivery before {window.room_in():.0f} s from now, unless "
+                    f'chains[name="{chain}"].fee_budget_per_hour is raised',
+                )
+            )
     if backlog_slo > 0:
         for route, entry in sorted(backlog.items()):
             if entry.oldest_at is None:
@@ -148,4 +199,13 @@ def problems(
                         "`relayer status` and `relayer explain` say where they wait",
                     )
                 )
+    for route, pause in sorted((paused or {}).items()):
+        found.append(
+            Problem(
+                "paused",
+                route,
+                f"paused by {pause.paused_by}: {pause.reason}; after fixing the cause, "
+                f"relayer route resume {route}",
+            )
+        )
     return found

@@ -202,6 +202,11 @@ class EvmSubmitter:
         pending = await self.rpc.nonce(self.sender, "pending")
         return self._nonces.resynced(pending, at_least)
 
+    async def account_nonce(self) -> int:
+        """The node's pending nonce for our account, leaving the local count alone
+        (``relayer.plugin.ReadsAccountNonce``)."""
+        return int(await self.rpc.nonce(self.sender, "pending"))
+
     async def _take_nonce(self) -> int:
         return await self._nonces.take(self.resync_nonce)
 

@@ -1,10 +1,13 @@
 """Origin reorgs: below the confirmation depth nothing from orphaned blocks is relayed; deeper
 than the depth the daemon raises ``chain.reorg_beyond_finality``, rescans, and relays a message
-re-included in the new chain exactly once, attested over its new block."""
+re-included in the new chain exactly once, attested over its new block, while a message the new
+chain does not hold ends orphaned and is never delivered."""
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -17,6 +20,7 @@ from chains.evm.rpc import EvmRpc
 from proofs.hashing import keccak256
 from tests.e2e.conftest import example_config
 from tests.e2e.test_relay import _assert_exactly_once, _events
+from tests.integration.anvil import REPO_ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -110,6 +114,52 @@ def test_reorg_deeper_than_the_depth_alarms_and_relays_the_reincluded_message_on
         assert record is not None
         assert "0x" + record.block_hash.hex() == new_receipt["blockHash"]
         assert record.signatures  # attested over the new block
+
+
+def test_a_message_whose_block_a_deep_reorg_removes_for_good_ends_orphaned_and_undelivered(
+    devnet_factory: Callable[..., Devnet],
+) -> None:
+    devnet = devnet_factory()
+    devnet.start_attesters(["att-1"])  # below threshold: the message waits, verified
+    devnet.start_daemon()
+    message_id, receipt = _send_one(devnet)
+    _wait_for(lambda: devnet.ledger_counts() == {"verified": 1}, 20, "the message to be verified")
+    mined_in = int(receipt["blockNumber"], 16)
+    head = int(devnet.chain_a.rpc("eth_blockNumber"), 16)
+    # Replace everything from the message's block on, and include the transaction nowhere.
+    devnet.chain_a.rpc("anvil_reorg", [head - mined_in + 1, []])
+    assert devnet.chain_a.rpc("eth_getTransactionReceipt", [receipt["transactionHash"]]) is None
+    _wait_for(lambda: devnet.ledger_counts() == {"orphaned": 1}, 30, "the message to be orphaned")
+    relayer_events = _events(devnet, "relayer")
+    (alarm,) = [e for e in relayer_events if e["event"] == "chain.reorg_beyond_finality"]
+    (orphaned,) = [e for e in relayer_events if e["event"] == "message.orphaned"]
+    assert (orphaned["chain"], orphaned["count"]) == ("chain-a", 1)
+    assert orphaned["block"] == alarm["rescan_from"] - 1 < mined_in
+    assert orphaned["message_ids"] == ["0x" + message_id.hex()]
+
+    explained = subprocess.run(
+        [
+            *(sys.executable, "-m", "relayer.cli", "explain"),
+            *("-c", str(devnet.config_path), message_id.hex()[:16]),
+        ],
+        env=devnet.env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    assert "state      orphaned" in explained
+    assert f"origin block {mined_in} ({receipt['blockHash']}) is no longer canonical" in explained
+    assert "a reorg deeper than the finality of chain-a replaced its blocks above" in explained
+    assert "verified -> orphaned" in explained
+    assert "why: a reorg deeper than the origin chain's finality removed its block" in explained
+
+    # A quorum from now on: had the message stayed verified, it would be delivered now.
+    devnet.start_attesters(["att-2"])
+    time.sleep(10)
+    assert asyncio.run(devnet.delivered_events("chain-b")) == {}
+    assert devnet.ledger_counts() == {"orphaned": 1}
 
 
 def test_destination_reorg_that_drops_a_delivery_is_noticed_and_delivered_again(
