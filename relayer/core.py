@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from functools import cache
+from functools import cache, partial
 from typing import Any, Protocol, TypeVar
 
 from proofs import QuorumError
@@ -182,7 +182,13 @@ class Core:
         # One transaction: the rows go in with their verdicts (VERIFIED or REJECTED) at once. A
         # refused observation of a message the ledger already holds is only logged: evidence
         # that fails to verify must never overwrite evidence that did (a forged "reorg").
-        changed = self.ledger.record_observed_many(rows, [reason for _, reason in verdicts])
+        reasons = [reason for _, reason in verdicts]
+        if self.ledger.shared:
+            # A round trip to the database server: off the loop, so that the other chains'
+            # watchers and the bus keep running meanwhile (SQLite's local commit stays inline).
+            changed = await asyncio.to_thread(self.ledger.record_observed_many, rows, reasons)
+        else:
+            changed = self.ledger.record_observed_many(rows, reasons)
         if changed and verified_ok:
             self.verified_event.set()
         await self._verdicts(rows, verdicts, refused, failed)
@@ -277,7 +283,7 @@ class Core:
                     attested += self._persist_attested(ready)
             short.clear()
             short.update(fell_short)
-            self._postpone_stalled(due, fell_short)
+            await self._postpone_stalled(due, fell_short)
             if not due or attested == 0:
                 self.verified_event.clear()
                 wait = _poll_wait(
@@ -294,7 +300,7 @@ class Core:
             else:
                 await asyncio.sleep(0)
 
-    def _postpone_stalled(
+    async def _postpone_stalled(
         self, due: Sequence[MessageRecord], fell_short: Mapping[_Attesting, object]
     ) -> None:
         """Postpone the messages still short of a quorum ``_STALLED_AFTER`` seconds after they
@@ -309,12 +315,14 @@ class Core:
         ]
         if not candidates:
             return
-        postponed = self.ledger.postpone(
+        postpone = partial(
+            self.ledger.postpone,
             [record.id for record in candidates],
             delay=_STALLED_RECHECK,
             state=State.VERIFIED,
             unchanged_for=_STALLED_AFTER,
         )
+        postponed = await asyncio.to_thread(postpone) if self.ledger.shared else postpone()
         if postponed:
             self.log.warning(
                 "attestations.stalled",

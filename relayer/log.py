@@ -49,6 +49,31 @@ def configure_logging(level: str = "info", *, json: bool | None = None) -> None:
         logger_factory=logger_factory,
         cache_logger_on_first_use=True,
     )
+    # What libraries report through the standard logging module (asyncio's "exception was
+    # never retrieved", psycopg's pool, paho) would otherwise reach stderr as plain text
+    # beside the JSON lines, where log shippers and the tests' line parsers cannot read it.
+    # Warnings and above, as Python's own last-resort handler would print them; handlers
+    # others installed (a test runner's) stay.
+    root = logging.getLogger()
+    for handler in [h for h in root.handlers if isinstance(h, _LibraryLog)]:
+        root.removeHandler(handler)
+    root.addHandler(_LibraryLog(logging.WARNING))
+
+
+class _LibraryLog(logging.Handler):
+    """Hands standard-logging records to structlog as ``library.logged`` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            structlog.get_logger().log(
+                record.levelno,
+                "library.logged",
+                library=record.name,
+                detail=record.getMessage(),
+                exc_info=record.exc_info or False,
+            )
+        except Exception:  # noqa: BLE001  (a log line must never take the caller down)
+            self.handleError(record)
 
 
 def get_logger(**bound: Any) -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import io
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ def _restore_structlog() -> Iterator[None]:
     # in test_retry) rely on what was there before.
     was_configured = structlog.is_configured()
     saved = structlog.get_config()
+    handlers = list(logging.getLogger().handlers)
     yield
+    logging.getLogger().handlers[:] = handlers
     if was_configured:
         structlog.configure(**saved)
     else:
@@ -263,3 +266,28 @@ _values = st.recursive(
 def test_the_json_is_the_object_structlogs_json_renderer_writes(fields: dict[str, Any]) -> None:
     expected = json.loads(structlog.processors.JSONRenderer()(None, "info", dict(fields)))
     assert json.loads(relayer_log._render_json(None, "info", dict(fields))) == expected
+
+
+def test_library_warnings_become_json_lines_and_their_debug_chatter_stays_out(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("info", json=True)
+    configure_logging("info", json=True)  # again: still one line per record
+    try:
+        raise ValueError("socket gone")
+    except ValueError:
+        logging.getLogger("asyncio").exception("Task exception was never retrieved")
+    logging.getLogger("paho").warning("failed to receive on socket: %s", "Broken pipe")
+    logging.getLogger("psycopg.pool").info("connection returned")
+
+    first, second = lines(capsys)
+    assert first["event"] == "library.logged"
+    assert first["level"] == "error"
+    assert first["library"] == "asyncio"
+    assert first["detail"] == "Task exception was never retrieved"
+    assert "ValueError: socket gone" in first["exception"]
+    assert (second["library"], second["level"], second["detail"]) == (
+        "paho",
+        "warning",
+        "failed to receive on socket: Broken pipe",
+    )
