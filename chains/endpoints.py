@@ -30,7 +30,9 @@ from relayer.retry import backoff_delay, describe_error
 
 __all__ = [
     "EndpointPool",
+    "EndpointStatus",
     "Endpoints",
+    "EndpointsFailedError",
     "Member",
     "QuorumError",
     "as_config",
@@ -122,6 +124,25 @@ class QuorumError(TransientChainError):
     read is tried again later."""
 
 
+class EndpointsFailedError(TransientChainError):
+    """Every endpoint of the chain was tried and failed (``EndpointPool.first`` with several):
+    the chain is out of reach for now. The message names each endpoint and its failure."""
+
+
+@dataclass(frozen=True, slots=True)
+class EndpointStatus:
+    """One endpoint's health as the pool judges it (for metrics and readiness)."""
+
+    endpoint: str  # redacted for logs
+    healthy: bool
+    #: why it is unhealthy (as logged with ``endpoint.unhealthy``); None while healthy
+    reason: str | None
+    #: failures in a row (0 while healthy)
+    failures: int
+    #: seconds until it is preferred again (its backoff or cooldown); 0 when it already may be
+    retry_in: float
+
+
 @dataclass(slots=True)
 class _State:
     down_until: float = 0.0  # monotonic; 0 while healthy
@@ -169,6 +190,20 @@ class EndpointPool(Generic[M]):
 
     def healthy(self, member: M) -> bool:
         return self._state[id(member)].reason is None
+
+    def health(self) -> list[EndpointStatus]:
+        """Every endpoint's health, in configured order."""
+        now = time.monotonic()
+        return [
+            EndpointStatus(
+                endpoint=member.endpoint,
+                healthy=state.reason is None,
+                reason=state.reason,
+                failures=state.failures if state.reason is not None else 0,
+                retry_in=max(0.0, state.down_until - now) if state.reason is not None else 0.0,
+            )
+            for member, state in ((m, self._state[id(m)]) for m in self.members)
+        ]
 
     def unhealthy(self, member: M, reason: str, *, judged: bool = False) -> None:
         """Mark ``member`` unhealthy: logged when it becomes so, not again while it stays.
@@ -221,11 +256,14 @@ class EndpointPool(Generic[M]):
     # --- reads -------------------------------------------------------------------------------
 
     async def first(self, call: Callable[[M], Awaitable[T]], *, failover: bool = True) -> T:
-        """``call`` on the preferred endpoint; on an endpoint failure, on the next one."""
+        """``call`` on the preferred endpoint; on an endpoint failure, on the next one. When
+        every endpoint tried failed: with one tried, its error; with several,
+        ``EndpointsFailedError`` naming each (if any of their failures is worth retrying; if
+        none is, the last one's error)."""
         candidates = self.ordered()
         if not failover:
             candidates = candidates[:1]
-        last: Exception | None = None
+        failures: list[tuple[M, Exception]] = []
         for member in candidates:
             try:
                 answer = await call(member)
@@ -233,14 +271,24 @@ class EndpointPool(Generic[M]):
                 if not self._fails_over(exc):
                     raise  # an answer (a revert, a nonce taken): another endpoint says the same
                 self.unhealthy(member, describe_error(exc))
-                last = exc
+                failures.append((member, exc))
                 continue
             if self._is_failure(member) or self.healthy(member):
                 # One that disagreed or lagged is cleared by agreeing, not by answering.
                 self.answered_well(member)
             return answer
-        assert last is not None
-        raise last
+        last = failures[-1][1]
+        if len(failures) == 1 or not any(getattr(exc, "retryable", False) for _, exc in failures):
+            raise last
+        # The endpoints first: a log line cuts a long error text, and which endpoints are out
+        # is what the operator needs (each one's reason was logged with endpoint.unhealthy).
+        prefix = f"chain `{self.chain}`: " if self.chain else ""
+        names = ", ".join(m.endpoint for m, _ in failures)
+        said = "; ".join(f"{m.endpoint}: {describe_error(exc)}" for m, exc in failures)
+        raise EndpointsFailedError(
+            f"{prefix}all {len(failures)} endpoints failed ({names}); check that they are up "
+            f"and reachable, will retry. {said}"
+        ) from last
 
     async def _ask_all(self, call: Callable[[M], Awaitable[T]]) -> list[tuple[M, T]]:
         """``call`` on every endpoint at once (but those still in a failure backoff); the

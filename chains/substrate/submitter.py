@@ -9,6 +9,13 @@ only replay protection is this submitter's index of such events (``delivered_fla
 from the finalized blocks it has scanned. Deliveries are idempotent per message id only as far
 back as that index reaches.
 
+With several endpoints (``rpc = [...]``) every call goes to the preferred healthy one and, when
+it fails (a refused connection, a timeout, a node serving another chain), to the next
+(``chains.endpoints``): reads and broadcasts alike. Sending the same signed extrinsic through a
+second endpoint is safe: it has the same hash and nonce, so the pools take it once and the
+chain includes it at most once. An answer (a pool refusal) is not failed over: another node of
+the same chain would say the same.
+
 The core drives the steps and commits each to the ledger before the next side effect:
 ``prepare`` signs (nothing leaves the process), the core records the signed extrinsic,
 ``broadcast`` sends it, ``outcome`` looks for it in finalized blocks. An extrinsic is immortal
@@ -28,7 +35,8 @@ from typing import Any, TypeVar
 import msgspec
 import structlog
 
-from chains.substrate.compatibility import check_node
+from chains.endpoints import EndpointPool, EndpointStatus, urls_of
+from chains.substrate.compatibility import IncompatibleNodeError, check_node
 from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.connection import NodeConnection
 from chains.substrate.evidence import RemarkCalls, decode_remark_extrinsic
@@ -137,6 +145,38 @@ def _signer_of(extrinsic: bytes) -> bytes | None:
         return None
 
 
+def _fails_over(exc: Exception) -> bool:
+    """Whether ``exc`` is the endpoint being unwell (try another) rather than an answer: a
+    transport failure or timeout, or a node that is not the configured chain."""
+    if isinstance(exc, RpcError):
+        return False  # the endpoint answered: another node of the chain would say the same
+    return isinstance(exc, TransientChainError | IncompatibleNodeError)
+
+
+class _Node:
+    """One endpoint of the chain with its own connection (checked on every connect)."""
+
+    def __init__(
+        self, url: str, *, chain: str, on_connect: Callable[[SubstrateRpc], Awaitable[None]]
+    ) -> None:
+        self.endpoint = redact_url(url)
+        self.connection = NodeConnection(
+            url, chain=chain, timeout=_CONNECT_TIMEOUT_S, on_connect=on_connect
+        )
+
+    async def call(self, operation: Callable[[SubstrateRpc], Awaitable[T]]) -> T:
+        """``operation`` on a connected client; a transport failure drops the client, so that
+        the next call connects again (a dropped websocket does not come back by itself)."""
+        rpc = await self.connection.client()
+        try:
+            return await operation(rpc)
+        except RpcError:
+            raise  # the endpoint answered: the connection is fine
+        except TransientChainError:
+            await self.connection.drop(rpc)
+            raise
+
+
 def _delivery_remark(delivery: Delivery) -> bytes:
     """The delivery remark of one message; ValueError when the bytes are not the message the
     id names (nothing a retry fixes)."""
@@ -163,15 +203,21 @@ class SubstrateSubmitter:
         self.config = config
         self.signer = signer
         self.signer_address = signer.address
-        self.endpoint = redact_url(config.rpc)
+        urls = urls_of(config.rpc)
+        self.endpoint = redact_url(urls[0]) + (f" (+{len(urls) - 1} more)" if len(urls) > 1 else "")
         self.unit = "planck"
         self.log = (log or structlog.get_logger()).bind(chain=chain_name)
         self._scan_window = scan_window
         # What the decoder expects, from the config (checked against the node at connect).
         self._layout = tuple(ExtraField(name) for name in config.signed_extra)
         self._calls = RemarkCalls(config.remark_with_event_call, config.batch_all_call)
-        self._connection = NodeConnection(
-            config.rpc, chain=chain_name, timeout=_CONNECT_TIMEOUT_S, on_connect=self._check
+        # Quorum is the reader's business (what is final); a submitter needs one endpoint that
+        # takes its extrinsics and answers its reads, so any healthy one will do.
+        self._nodes = EndpointPool(
+            [_Node(url, chain=chain_name, on_connect=self._check) for url in urls],
+            fails_over=_fails_over,
+            chain=chain_name,
+            log=self.log,
         )
         # The runtime's signing facts as of the latest connect or prepare: ``bump`` signs
         # without I/O, so it signs with these.
@@ -190,25 +236,32 @@ class SubstrateSubmitter:
     # --- the connection ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect and check the endpoint serves the configured chain and runtime."""
-        await self._connection.client()
+        """Connect (to the first endpoint that answers) and check it serves the configured
+        chain and runtime."""
+        await self._nodes.first(lambda node: node.connection.client())
 
     async def close(self) -> None:
-        await self._connection.close()
+        for node in self._nodes.members:
+            await node.connection.close()
+
+    def endpoint_health(self) -> list[EndpointStatus]:
+        """Each configured endpoint's health, as this submitter has found it."""
+        return self._nodes.health()
 
     async def _check(self, rpc: SubstrateRpc) -> None:
         _, self._context = await check_node(
-            rpc, chain=self.chain, endpoint=self.endpoint, config=self.config
+            rpc, chain=self.chain, endpoint=rpc.endpoint, config=self.config
         )
 
     async def _call(
         self, operation: Callable[[SubstrateRpc], Awaitable[T]], *, in_place: bool = True
     ) -> T:
-        """``operation`` on a connected client. A transport failure drops the client; reads
-        (``in_place``) are then tried again on a new connection a few times within about a
-        second (a dropped websocket, a node restarting), so that only a real outage reaches
-        the delivery worker, whose retry schedule and logs take it from there. A broadcast is
-        tried once: the worker decides what a failed send means."""
+        """``operation`` on the preferred endpoint's connection, on the next endpoint when that
+        one fails. A transport failure drops the client; reads (``in_place``) are then tried
+        again on a new connection a few times within about a second (a dropped websocket, a
+        node restarting), so that only a real outage reaches the delivery worker, whose retry
+        schedule and logs take it from there. A broadcast goes through the endpoints once: the
+        worker decides what a failed send means."""
         if not in_place:
             return await self._call_once(operation)
         async for attempt in retrying_transient(
@@ -219,14 +272,7 @@ class SubstrateSubmitter:
         raise AssertionError("unreachable: tenacity re-raises the last error")
 
     async def _call_once(self, operation: Callable[[SubstrateRpc], Awaitable[T]]) -> T:
-        rpc = await self._connection.client()
-        try:
-            return await operation(rpc)
-        except RpcError:
-            raise  # the endpoint answered: the connection is fine
-        except TransientChainError:
-            await self._connection.drop(rpc)
-            raise
+        return await self._nodes.first(lambda node: node.call(operation))
 
     # --- nonces --------------------------------------------------------------------------------
 
@@ -234,6 +280,11 @@ class SubstrateSubmitter:
         """Take the node's next nonce for our account (it counts extrinsics in its pool)."""
         nonce = await self._call(lambda rpc: rpc.account_nonce(self.signer.address))
         return self._nonces.resynced(nonce, at_least)
+
+    async def account_nonce(self) -> int:
+        """The node's next nonce for our account (its pool counted), leaving the local count
+        alone (``relayer.plugin.ReadsAccountNonce``)."""
+        return int(await self._call(lambda rpc: rpc.account_nonce(self.signer.address)))
 
     async def _take_nonce(self) -> int:
         return await self._nonces.take(self.resync_nonce)
@@ -258,7 +309,7 @@ class SubstrateSubmitter:
         header = await rpc.header(await rpc.finalized_head())
         if header is None:
             raise TransientChainError(
-                f"chain `{self.chain}`: {self.endpoint} has no header for its own finalized head"
+                f"chain `{self.chain}`: {rpc.endpoint} has no header for its own finalized head"
             )
         return header.number
 
@@ -311,7 +362,7 @@ class SubstrateSubmitter:
         block = None if block_hash is None else await rpc.block(block_hash)
         if block_hash is None or block is None:
             raise TransientChainError(
-                f"chain `{self.chain}`: {self.endpoint} has no block #{number} below its "
+                f"chain `{self.chain}`: {rpc.endpoint} has no block #{number} below its "
                 "finalized head; will retry"
             )
         ours: dict[int, bytes] = {}

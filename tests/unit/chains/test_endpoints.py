@@ -152,3 +152,55 @@ def test_endpoints_are_a_string_of_the_first_and_survive_a_copy() -> None:
     assert value == "http://a"
     assert pickle.loads(pickle.dumps(value)).urls == ("http://a", "http://b")
     assert copy.deepcopy(value).urls == value.urls
+
+
+async def test_every_endpoint_failing_is_one_retryable_error_naming_each() -> None:
+    pool = _pool(_Fake("http://a", down=True), _Fake("http://b", down=True))
+    with pytest.raises(endpoints.EndpointsFailedError) as raised:
+        await pool.first(_Fake.head)
+    assert raised.value.retryable
+    assert str(raised.value).startswith(
+        "chain `chain-a`: all 2 endpoints failed (http://a, http://b); check that they are up"
+    )
+    assert "http://b: TransientChainError: http://b: connection refused" in str(raised.value)
+
+
+async def test_one_endpoint_failing_keeps_its_own_error() -> None:
+    pool = _pool(_Fake("http://a", down=True))
+    with pytest.raises(TransientChainError) as raised:
+        await pool.first(_Fake.head)
+    assert type(raised.value) is TransientChainError
+
+
+async def test_endpoints_that_all_fail_for_good_keep_the_permanent_error() -> None:
+    async def wrong_chain(member: _Fake) -> int:
+        raise PermanentChainError(f"{member.endpoint} serves another chain")
+
+    pool = EndpointPool(
+        [_Fake("http://a"), _Fake("http://b")],
+        fails_over=lambda exc: isinstance(exc, TransientChainError | PermanentChainError),
+        chain="chain-a",
+    )
+    with pytest.raises(PermanentChainError, match="http://b serves another chain"):
+        await pool.first(wrong_chain)
+
+
+async def test_health_lists_each_endpoint_with_its_reason_until_it_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dead, alive = _Fake("http://a", down=True), _Fake("http://b")
+    pool = _pool(dead, alive)
+    assert [(h.endpoint, h.healthy) for h in pool.health()] == [
+        ("http://a", True),
+        ("http://b", True),
+    ]
+    await pool.first(_Fake.head)
+    down, up = pool.health()
+    assert not down.healthy and down.failures == 1 and 0 < down.retry_in <= 30
+    assert down.reason is not None and "connection refused" in down.reason
+    assert up.healthy and up.reason is None and up.retry_in == 0
+    dead.down = False
+    now = endpoints.time.monotonic()
+    monkeypatch.setattr(endpoints.time, "monotonic", lambda: now + 60)
+    await pool.first(_Fake.head)
+    assert all(h.healthy and h.failures == 0 for h in pool.health())

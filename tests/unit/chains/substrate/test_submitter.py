@@ -54,6 +54,7 @@ class FakeRpc:
     """The few SubstrateRpc methods the tested paths call."""
 
     chain: str = "dst"
+    endpoint: str = "ws://127.0.0.1:9944"
     refusal: RpcError | None = None
     submitted: list[bytes] = field(default_factory=list)
     nonce: int = 5
@@ -76,9 +77,14 @@ def submitter(rpc: Any = None, **overrides: Any) -> SubstrateSubmitter:
         rpc="ws://user:secret@127.0.0.1:9944/key?token=x", system_chain="dst", **overrides
     )
     sub = SubstrateSubmitter(chain_name="dst", config=config, signer=ALICE)
-    sub._connection.current = rpc
+    sub._nodes.members[0].connection.current = rpc
     sub._context = CONTEXT
     return sub
+
+
+def connected(sub: SubstrateSubmitter, index: int = 0) -> Any:
+    """The client endpoint ``index`` of ``sub`` holds (a FakeRpc here), or None."""
+    return sub._nodes.members[index].connection.current
 
 
 def deliveries(count: int) -> list[Delivery]:
@@ -153,7 +159,7 @@ async def test_broadcast_maps_pool_answers_the_worker_acts_on(
     pending = signed(sub)
     assert await sub.broadcast(pending) is answer
     assert rpc.submitted == [pending.extrinsic]
-    assert sub._connection.current is rpc  # type: ignore[comparison-overlap]  # a refusal is an answer: the connection stays
+    assert connected(sub) is rpc  # a refusal is an answer: the connection stays
 
 
 async def test_broadcast_raises_for_invalid_and_for_a_pool_that_cannot_judge() -> None:
@@ -224,7 +230,7 @@ async def test_nonces_are_taken_in_order_and_the_latest_can_be_given_back() -> N
 async def test_start_refuses_an_endpoint_serving_another_chain() -> None:
     sub = submitter(FakeRpc(chain="other"))
     with pytest.raises(PermanentChainError, match="system_chain 'other', the config says 'dst'"):
-        await sub._check(sub._connection.current)  # type: ignore[arg-type]
+        await sub._check(connected(sub))
 
 
 def test_a_batch_needs_batch_all_in_the_runtime() -> None:
