@@ -26,6 +26,7 @@ import structlog
 from pydantic import TypeAdapter, ValidationError
 
 from relayer.errors import TransientChainError
+from relayer.plugin import observe_endpoint_health
 from relayer.retry import backoff_delay, describe_error
 
 __all__ = [
@@ -185,6 +186,16 @@ class EndpointPool(Generic[M]):
         self.quorum, self.max_lag, self.chain = quorum, max_lag, chain
         if log is not None:
             self._log = log
+        for member in self.members:  # the daemon's gauge shows every endpoint from the start
+            self._report(member)
+
+    def _report(self, member: M) -> None:
+        """Tell the daemon's metrics (if any) how ``member`` stands."""
+        if self.chain:
+            reason = self._state[id(member)].reason
+            observe_endpoint_health(
+                self.chain, member.endpoint, judge=id(self), healthy=reason is None, reason=reason
+            )
 
     # --- health ------------------------------------------------------------------------------
 
@@ -216,11 +227,13 @@ class EndpointPool(Generic[M]):
             _COOLDOWN_S if judged else backoff_delay(state.failures, base=1.0, cap=_BACKOFF_CAP_S)
         )
         state.down_until = max(state.down_until, time.monotonic() + cooldown)
-        if state.reason is None:
+        was_healthy = state.reason is None
+        state.reason = reason
+        if was_healthy:
             self._log.warning(
                 "endpoint.unhealthy", chain=self.chain, endpoint=member.endpoint, reason=reason
             )
-        state.reason = reason
+            self._report(member)
 
     def answered_well(self, member: M) -> None:
         """``member`` answered, and the answer agrees: it recovers once its cooldown is over."""
@@ -234,6 +247,7 @@ class EndpointPool(Generic[M]):
             "endpoint.recovered", chain=self.chain, endpoint=member.endpoint, was=state.reason
         )
         state.reason, state.failures, state.down_until, state.judged = None, 0, 0.0, False
+        self._report(member)
 
     def ordered(self) -> list[M]:
         """Healthy endpoints in configured order, with those whose failure backoff is over (one

@@ -42,6 +42,7 @@ from relayer.readiness import (
     Balances,
     ChainHeads,
     ChainLimits,
+    EndpointVerdicts,
     Paused,
     Spending,
     problems,
@@ -175,6 +176,15 @@ class RelayerMetrics:
             buckets=_RPC_BUCKETS,
             registry=registry,
         )
+        self.endpoints = EndpointVerdicts()
+        self.endpoint_healthy = Gauge(
+            "relayer_rpc_endpoint_healthy",
+            "1 while a chain endpoint is healthy, 0 while an endpoint pool has it marked "
+            "unhealthy (failing, disagreeing with the quorum, or lagging; endpoint.unhealthy "
+            "logs why). Reads and submissions go to the healthy ones.",
+            ["chain", "endpoint"],
+            registry=registry,
+        )
         self.rpc_errors = Counter(
             "relayer_rpc_errors",
             "RPC calls that failed, by endpoint, method and error class.",
@@ -263,6 +273,13 @@ class RelayerMetrics:
         if error is not None:
             self.rpc_errors.labels(endpoint, method, error).inc()
 
+    def endpoint_health(
+        self, chain: str, endpoint: str, *, judge: int, healthy: bool, reason: str | None
+    ) -> None:
+        """``relayer.plugin.RpcObserver``."""
+        now = self.endpoints.judged(chain, endpoint, judge=judge, healthy=healthy, reason=reason)
+        self.endpoint_healthy.labels(chain, endpoint).set(int(now))
+
     def proof_rejected(self, chain: str, stage: str, reason: str) -> None:
         self.proof_failures.labels(chain, stage, reason_label(reason)).inc()
         for listener in self._proof_listeners:
@@ -303,6 +320,7 @@ class RelayerMetrics:
             now=time.time(),
             spending=self.spending,
             paused=self.paused,
+            endpoints=self.endpoints,
         )
         return [p.as_json() for p in found]
 

@@ -52,6 +52,7 @@ __all__ = [
     "Submitter",
     "VerifiedMessage",
     "load_plugin",
+    "observe_endpoint_health",
     "observe_rpc",
     "observing_rpc",
     "reload_plugins",
@@ -471,6 +472,13 @@ class RpcObserver(Protocol):
         the failure's class name, None for an answer."""
         ...
 
+    def endpoint_health(
+        self, chain: str, endpoint: str, *, judge: int, healthy: bool, reason: str | None
+    ) -> None:
+        """An endpoint pool (``judge``: which one; a chain may have several, a reader's and a
+        submitter's) found ``endpoint`` of ``chain`` healthy again, or not (``reason``)."""
+        ...
+
 
 # Per daemon, not per process: tests run several daemons in one process, each with metrics of
 # its own. Tasks (and asyncio.to_thread) copy the context they were created in, so every call
@@ -493,6 +501,16 @@ def observe_rpc(endpoint: str, method: str, seconds: float, error: str | None = 
     observer = _RPC_OBSERVER.get()
     if observer is not None:
         observer.rpc_call(endpoint, method, seconds, error)
+
+
+def observe_endpoint_health(
+    chain: str, endpoint: str, *, judge: int, healthy: bool, reason: str | None = None
+) -> None:
+    """For a plugin's endpoint pool: report a change of an endpoint's health (see
+    ``RpcObserver.endpoint_health``)."""
+    observer = _RPC_OBSERVER.get()
+    if observer is not None:
+        observer.endpoint_health(chain, endpoint, judge=judge, healthy=healthy, reason=reason)
 
 
 @contextmanager

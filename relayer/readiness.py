@@ -25,6 +25,7 @@ __all__ = [
     "Balances",
     "ChainHeads",
     "ChainLimits",
+    "EndpointVerdicts",
     "Paused",
     "Problem",
     "Spending",
@@ -36,8 +37,9 @@ Clock = Callable[[], float]
 
 @dataclass(frozen=True, slots=True)
 class Problem:
-    """One failed check: ``check`` is "head", "balance" or "backlog"; ``subject`` the chain or
-    route it failed for; ``reason`` a sentence for the operator."""
+    """One failed check: ``check`` is "head", "balance", "endpoints", "fee_budget", "backlog"
+    or "paused"; ``subject`` the chain or route it failed for; ``reason`` a sentence for the
+    operator."""
 
     check: str
     subject: str
@@ -96,6 +98,44 @@ class Balances:
         return self._known.get(chain)
 
 
+class EndpointVerdicts:
+    """Each chain endpoint's health as the plugins' endpoint pools judge it. An endpoint is
+    unhealthy while any pool (a chain's reader, its submitter) has it marked so."""
+
+    def __init__(self) -> None:
+        # (chain, endpoint) -> {pool: why it marked the endpoint unhealthy}
+        self._marks: dict[tuple[str, str], dict[int, str]] = {}
+
+    def judged(
+        self, chain: str, endpoint: str, *, judge: int, healthy: bool, reason: str | None
+    ) -> bool:
+        """Record a pool's verdict; whether the endpoint counts as healthy now."""
+        marks = self._marks.setdefault((chain, endpoint), {})
+        if healthy:
+            marks.pop(judge, None)
+        else:
+            marks[judge] = reason or "marked unhealthy"
+        return not marks
+
+    def endpoints(self) -> list[tuple[str, str, str | None]]:
+        """``(chain, endpoint, reason)`` of every endpoint seen, reason None when healthy."""
+        return [
+            (chain, endpoint, next(iter(marks.values()), None))
+            for (chain, endpoint), marks in sorted(self._marks.items())
+        ]
+
+    def all_down(self) -> dict[str, list[tuple[str, str]]]:
+        """The chains none of whose endpoints is healthy: ``(endpoint, reason)`` of each."""
+        by_chain: dict[str, list[tuple[str, str | None]]] = {}
+        for chain, endpoint, reason in self.endpoints():
+            by_chain.setdefault(chain, []).append((endpoint, reason))
+        return {
+            chain: [(endpoint, reason) for endpoint, reason in found if reason is not None]
+            for chain, found in by_chain.items()
+            if all(reason is not None for _, reason in found)
+        }
+
+
 class Spending(Protocol):
     """A delivering key's fees over the last hour against its budget
     (``relayer.safety.FeeWindow``)."""
@@ -139,6 +179,7 @@ def problems(
     now: float,
     spending: Mapping[str, Spending] | None = None,
     paused: Mapping[str, Paused] | None = None,
+    endpoints: EndpointVerdicts | None = None,
 ) -> list[Problem]:
     """Every failed check, chains first (in ``limits`` order), then fee budgets, then routes
     by name (backlogs, then pauses). ``now`` is wall-clock time, for the backlog's ages."""
@@ -171,6 +212,17 @@ def problems(
                         f"({limit.min_balance} {unit}): fund it, or deliveries will stop",
                     )
                 )
+    down = endpoints.all_down() if endpoints is not None else {}
+    for chain, why in sorted(down.items()):
+        found.append(
+            Problem(
+                "endpoints",
+                chain,
+                f"every endpoint of {chain} is unhealthy: "
+                + "; ".join(f"{endpoint} ({reason})" for endpoint, reason in why)
+                + ": check that they are up, synced and reachable, or add one to rpc",
+            )
+        )
     for chain, window in (spending or {}).items():
         spent = window.spent()
         if spent >= window.budget:

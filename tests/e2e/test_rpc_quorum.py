@@ -12,6 +12,7 @@ import pytest
 from chains.evm.devnet import Devnet
 from tests.e2e.conftest import example_config
 from tests.e2e.proxy import JsonRpcProxy, TcpProxy
+from tests.e2e.test_operator_surface import _get, _samples
 from tests.e2e.test_relay import _assert_exactly_once, _events
 from tests.integration.test_rpc_quorum import _forge_hash
 
@@ -51,6 +52,19 @@ def test_quorum_outvotes_a_lying_endpoint_and_reads_fail_over_past_a_dead_one(
         _assert_exactly_once(devnet, {"chain-b": {i for i, _ in sent}})
         assert liar.rewritten > 0
         assert dead.dropped_connections > 0
+        # The gauge shows each endpoint's verdict (redacted), and losing two of four endpoints
+        # is no reason for /readyz to fail: failover and the quorum cover it.
+        healthy = {
+            labels["endpoint"]: value
+            for labels, value in _samples(devnet)["relayer_rpc_endpoint_healthy"]
+            if labels["chain"] == "chain-a"
+        }
+        assert healthy[liar.url] == 0.0, healthy
+        assert healthy[dead.url] == 0.0, healthy
+        assert healthy[devnet.chain_a.url] == 1.0, healthy
+        assert not any(_SECRET in endpoint for endpoint in healthy)
+        _, ready = _get(devnet, "/readyz")
+        assert '"endpoints"' not in ready, ready
     finally:
         liar.close()
         honest.close()

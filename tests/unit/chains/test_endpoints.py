@@ -9,10 +9,13 @@ from typing import Any
 
 import pytest
 import structlog
+from prometheus_client.parser import text_string_to_metric_families
 
 from chains import endpoints
 from chains.endpoints import EndpointPool, Endpoints, QuorumError
 from relayer.errors import PermanentChainError, TransientChainError
+from relayer.metrics import LedgerSnapshot, RelayerMetrics
+from relayer.plugin import observing_rpc
 
 
 @dataclass
@@ -204,3 +207,47 @@ async def test_health_lists_each_endpoint_with_its_reason_until_it_recovers(
     monkeypatch.setattr(endpoints.time, "monotonic", lambda: now + 60)
     await pool.first(_Fake.head)
     assert all(h.healthy and h.failures == 0 for h in pool.health())
+
+
+async def test_the_daemons_gauge_and_readyz_follow_each_endpoints_health() -> None:
+    metrics = RelayerMetrics()
+    with observing_rpc(metrics):
+        dead, alive = _Fake("http://a", down=True), _Fake("http://b")
+        pool = _pool(dead, alive)
+
+        def gauge() -> dict[str, float]:
+            text = metrics.exposition(LedgerSnapshot()).decode()
+            return {
+                sample.labels["endpoint"]: sample.value
+                for family in text_string_to_metric_families(text)
+                if family.name == "relayer_rpc_endpoint_healthy"
+                for sample in family.samples
+                if sample.labels["chain"] == "chain-a"
+            }
+
+        assert gauge() == {"http://a": 1.0, "http://b": 1.0}  # shown from the start
+        assert await pool.first(_Fake.head) == 100
+        assert gauge() == {"http://a": 0.0, "http://b": 1.0}
+        assert metrics.ready(LedgerSnapshot()) == []  # failover covers a partial loss
+
+        alive.down = True
+        with pytest.raises(TransientChainError):
+            await pool.first(_Fake.head)
+        assert gauge() == {"http://a": 0.0, "http://b": 0.0}
+        [problem] = metrics.ready(LedgerSnapshot())
+        assert problem["check"] == "endpoints"
+        assert "every endpoint of chain-a is unhealthy" in problem["reason"]
+        assert "http://a (" in problem["reason"] and "http://b (" in problem["reason"]
+
+        # Another pool of the chain (a submitter's) finding b fine does not hide the reader's
+        # verdict: b is healthy only once no pool has it marked.
+        other = _pool(_Fake("http://b"))
+        assert gauge()["http://b"] == 0.0
+        del other
+
+        alive.down = dead.down = False
+        for state in pool._state.values():
+            state.down_until = 0.0
+        assert await pool.first(_Fake.head) == 100
+        assert gauge()["http://a"] == 1.0
+        assert metrics.ready(LedgerSnapshot()) == []
