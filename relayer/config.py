@@ -355,8 +355,9 @@ class ChainConfig(_Table):
     this, in the chain's smallest unit (wei, planck); a TOML integer, so at most 2**63 - 1."""
     fee_budget_per_hour: int | None = Field(default=None, gt=0)
     """Fees the key that delivers to this chain may pay in any hour, in the chain's smallest
-    unit (wei, planck), counted by each delivering process from what its mined transactions
-    cost: once the last hour's fees reach it, no new delivery transaction is sent (those in
+    unit (wei, planck), counted from what the key's mined transactions cost and kept in the
+    ledger, so that a restarted worker, or the next to hold the key, goes on from it: once the
+    last hour's fees reach it, no new delivery transaction is sent (those in
     flight still confirm) until the hour has room again, and /readyz reports not ready. A TOML
     integer, so at most 2**63 - 1. Default: no budget."""
     reconcile_interval: float | None = Field(default=None, ge=0)

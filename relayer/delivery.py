@@ -89,6 +89,7 @@ class _TakenOver:
     pending: PendingTx
     ids: tuple[bytes, ...]
     until: float  # monotonic
+    signer: bytes | None  # the key that signed it (None: stored before the ledger kept it)
 
 
 class DeliveryWorker:
@@ -186,6 +187,10 @@ class DeliveryWorker:
                 self.submitter.signer_address,
                 owner=self.owner,
             )
+            if self._fees is not None:
+                # Before anything is sent: what this key paid in the last hour, before a restart
+                # or on another host, counts against the budget from the first transaction.
+                await self._restore_fees(self._fees)
             await self._until_up(self.submitter.start)
             await self._until_up(self._recover)
             async with asyncio.TaskGroup() as group:
@@ -199,6 +204,38 @@ class DeliveryWorker:
                 self._hold.release()
                 self._hold = None
             await self.submitter.close()
+
+    async def _restore_fees(self, fees: FeeWindow) -> None:
+        now = time.time()
+        paid = await self._db(
+            self.ledger.fees_since, self.chain, self.submitter.signer_address, now - fees.window
+        )
+        fees.restore(paid, now=now)
+        if paid:
+            self.log.info(
+                "fee_budget.restored",
+                signer=fees.signer,
+                spent=fees.spent(),
+                budget=fees.budget,
+                unit=fees.unit,
+                transactions=len(paid),
+            )
+
+    async def _record_fee(self, signer: bytes, fee: int, tx_hash: bytes) -> bool:
+        """Record in the ledger that ``signer`` paid ``fee`` for ``tx_hash``; whether it is
+        new (False: recorded before, by a settle that a crash made this process replay). Should
+        the ledger refuse, the fee is taken as new: counting it in memory at least keeps this
+        process within the budget, and the settle that follows meets the same ledger."""
+        try:
+            # In a worker thread whatever the engine, as the settle's own commit: on SQLite the
+            # fsync releases the GIL, and the next batches are signed meanwhile. Stamped with
+            # the wall clock, which is what the restore reads across a restart.
+            return await asyncio.to_thread(
+                self.ledger.record_fee, self.chain, signer, fee, tx_hash=tx_hash, at=time.time()
+            )
+        except StoreError as exc:
+            self.log.warning("fee.record_failed", tx="0x" + tx_hash.hex(), fee=fee, error=str(exc))
+            return True
 
     def _release_claims(self) -> None:
         """At shutdown: give up the leases of work not sent (claimed attested messages, and
@@ -895,7 +932,13 @@ class DeliveryWorker:
         if pending.signed_at > 0:  # 0: signed by a version that did not say when
             self._confirmation_latency.observe(max(0.0, time.time() - pending.signed_at))
         fee = next((o.fee for o in outcomes if o.fee is not None), None)
-        if fee:
+        # Recorded before the messages settle, keyed by the transaction: a crash between the
+        # two commits replays the settle after the restart, and the fee still counts once.
+        if fee and await self._record_fee(
+            self.submitter.signer_address,
+            fee,
+            next((o.tx_hash for o in outcomes if o.tx_hash), pending.tx_hash),
+        ):
             self._fee_paid.labels(self.chain, self.submitter.unit).inc(fee)
             if self._fees is not None:
                 self._fees.add(fee)
@@ -1112,7 +1155,10 @@ class DeliveryWorker:
                     "submit.resend_failed", tx="0x" + pending.tx_hash.hex(), error=str(exc)
                 )
             self.taken_over[pending.tx_hash] = _TakenOver(
-                pending=pending, ids=tuple(ids), until=time.monotonic() + self.submit_timeout
+                pending=pending,
+                ids=tuple(ids),
+                until=time.monotonic() + self.submit_timeout,
+                signer=signed.signer,
             )
 
     async def _check_taken_over(self) -> None:
@@ -1121,6 +1167,15 @@ class DeliveryWorker:
             if outcomes is None and time.monotonic() < taken.until:
                 continue
             del self.taken_over[tx_hash]
+            fee = next((o.fee for o in outcomes or () if o.fee is not None), None)
+            if fee and taken.signer is not None:
+                # Paid by the stopped worker's key: recorded for whichever worker holds that
+                # key next (its budget counts it), not counted against this worker's.
+                mined = next((o.tx_hash for o in outcomes or () if o.tx_hash), tx_hash)
+                if await self._record_fee(taken.signer, fee, mined):
+                    self._fee_paid.labels(self.chain, self.submitter.unit).inc(fee)
+                    if taken.signer == self.submitter.signer_address and self._fees is not None:
+                        self._fees.add(fee)
             mine = set(taken.ids)
             delivered = [
                 o.message_id for o in outcomes or () if o.delivered and o.message_id in mine

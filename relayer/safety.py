@@ -8,9 +8,11 @@ so that a pause survives restarts and a `relayer route resume` from another proc
 effect here within a second (``watch``): while it lasts, watchers keep observing and the core
 keeps verifying (nothing is lost), and delivery claims none of the route's messages.
 
-Rate limits and fee windows are kept in memory, per process: N workers delivering to one
-chain from a shared ledger send up to N times a route's rate, and a restarted worker counts
-its fees from zero (docs/operators.md says so).
+Rate limits are kept in memory, per process: N workers delivering to one chain from a shared
+ledger send up to N times a route's rate (docs/operators.md says so). Fee windows are counted in
+memory too, but each fee paid is also a row of the ledger (``Ledger.record_fee``) and a worker's
+window starts from the last hour's rows of its key (``FeeWindow.restore``): a restarted worker,
+or one that took the key over on another host, goes on from what the key spent.
 """
 
 from __future__ import annotations
@@ -102,7 +104,11 @@ class TokenBucket:
 
 
 class FeeWindow:
-    """Fees paid by one signer over the last ``window`` seconds, against a ``budget``."""
+    """Fees paid by one signer over the last ``window`` seconds, against a ``budget``.
+
+    Times are ``clock``'s, the monotonic clock: a step of the wall clock (NTP, an operator)
+    neither expires fees early nor keeps them for ever. The wall clock is read only to carry
+    fees across a restart (``restore``), where the monotonic clock means nothing."""
 
     def __init__(
         self,
@@ -120,6 +126,19 @@ class FeeWindow:
         self._clock = clock
         self._paid: deque[tuple[float, int]] = deque()
         self._total = 0
+
+    def restore(self, paid: Iterable[tuple[float, int]], *, now: float) -> None:
+        """Count fees paid before this window was made (at a worker's start, before ``add``):
+        ``paid`` as ``(paid_at, fee)`` on the wall clock (``Ledger.fees_since``), ``now`` that
+        clock's time. Each is placed as long before this clock's now as it was paid before
+        ``now``; one stamped after ``now`` (the previous holder's clock ran ahead) counts as
+        paid now, so that it expires within the window rather than later."""
+        offset = self._clock() - now
+        restored = [(min(at, now) + offset, fee) for at, fee in paid if fee > 0]
+        merged = sorted([*self._paid, *restored], key=lambda entry: entry[0])
+        self._paid = deque(merged)
+        self._total = sum(fee for _, fee in merged)
+        self._expire()
 
     def _expire(self) -> None:
         horizon = self._clock() - self.window
@@ -410,7 +429,8 @@ class Safety:
 
     def fee_window(self, chain: str, *, signer: str, unit: str) -> FeeWindow | None:
         """The fee window of the key ``signer`` delivering to ``chain`` (None: no budget),
-        registered with the metrics (the spent gauge and /readyz)."""
+        registered with the metrics (the spent gauge and /readyz). Empty: the worker fills it
+        from the ledger when it starts (``DeliveryWorker.run``)."""
         budget = self.config.chain(chain).fee_budget_per_hour
         if budget is None:
             return None

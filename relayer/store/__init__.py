@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from relayer.store.ledger import (
     ALLOWED_TRANSITIONS,
+    FEE_KEEP,
     PRUNE_BATCH,
     REOBSERVABLE,
     Cursor,
@@ -30,6 +31,7 @@ from relayer.store.ledger import (
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "FEE_KEEP",
     "PRUNE_BATCH",
     "REOBSERVABLE",
     "Cursor",

@@ -35,6 +35,7 @@ from relayer.store.schema import migrate
 
 __all__ = [
     "ALLOWED_TRANSITIONS",
+    "FEE_KEEP",
     "PRUNE_BATCH",
     "REOBSERVABLE",
     "Cursor",
@@ -326,6 +327,9 @@ _PENDING_TX_IS_USED = (
 )
 # SQLite's default limit on host parameters is 32766 since 3.32, 999 before: stay below both.
 _CHUNK = 500
+#: Seconds the ledger keeps a fee paid (``Ledger.record_fee``): a day, well past the hour a fee
+#: budget counts, so that an operator can still ask what a key spent overnight.
+FEE_KEEP = 86_400.0
 #: Messages ``Ledger.prune`` deletes per write transaction: a few milliseconds of holding the
 #: write lock, which the daemon's other writers wait out.
 PRUNE_BATCH = 500
@@ -1458,6 +1462,43 @@ class Ledger:
                 "SELECT route, reason, paused_at, paused_by FROM route_pauses ORDER BY route"
             ).fetchall()
         return {pause.route: pause for pause in map(_route_pause, rows)}
+
+    # --- fees paid -------------------------------------------------------------------------------
+
+    def record_fee(
+        self, chain: str, signer: bytes, fee: int, *, tx_hash: bytes, at: float | None = None
+    ) -> bool:
+        """Record that the key ``signer`` paid ``fee`` (the chain's smallest unit, above 0) for
+        its transaction ``tx_hash``, mined on ``chain``, at ``at`` (the ledger clock's seconds;
+        default now): what a worker holding that key later counts against its hourly budget
+        (``fees_since``). True if recorded now, False if that transaction's fee was already:
+        a settle replayed after a restart counts it once. Rows older than ``FEE_KEEP`` go in the
+        same transaction."""
+        if fee <= 0:
+            raise StoreError(f"a fee paid is above 0, got {fee} for tx {_short(tx_hash)}")
+        with self._write() as conn:
+            now = self._clock()
+            inserted = conn.execute(
+                "INSERT INTO fees_paid (chain, tx_hash, signer, paid_at, fee)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (chain, tx_hash) DO NOTHING",
+                # Decimal digits: exact on both engines, whatever the size (the column is TEXT
+                # on SQLite, NUMERIC on Postgres, which casts them).
+                (chain, tx_hash, signer, now if at is None else at, str(fee)),
+            ).rowcount
+            conn.execute("DELETE FROM fees_paid WHERE paid_at < ?", (now - FEE_KEEP,))
+        return inserted == 1
+
+    def fees_since(self, chain: str, signer: bytes, since: float) -> list[tuple[float, int]]:
+        """``(paid_at, fee)`` of each fee the key ``signer`` paid on ``chain`` after ``since``
+        (the ledger clock's seconds), oldest first."""
+        with self._read() as conn:
+            rows = conn.execute(
+                "SELECT paid_at, fee FROM fees_paid"
+                " WHERE chain = ? AND signer = ? AND paid_at > ? ORDER BY paid_at",
+                (chain, signer, since),
+            ).fetchall()
+        # int() of the TEXT (SQLite) or of the Decimal (Postgres): exact either way.
+        return [(float(at), int(fee)) for at, fee in rows]
 
     # --- queries ---------------------------------------------------------------------------------
 

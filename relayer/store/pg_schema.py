@@ -201,8 +201,27 @@ _V3 = (
     """,
 )
 
+# V4 (SQLite's V8). The fees each delivering key paid (``Ledger.record_fee``): a worker that
+# takes over a key, after a restart or on another host, counts its hourly budget on from what the
+# key paid before it. NUMERIC: a fee in wei can pass what BIGINT holds; 78 digits hold any
+# 256-bit amount.
+_V4 = (
+    """
+    CREATE TABLE fees_paid (
+        chain   TEXT COLLATE "C" NOT NULL,
+        tx_hash BYTEA            NOT NULL,
+        signer  BYTEA            NOT NULL,
+        paid_at DOUBLE PRECISION NOT NULL,
+        fee     NUMERIC(78, 0)   NOT NULL CHECK (fee > 0),
+        PRIMARY KEY (chain, tx_hash)
+    )
+    """,
+    "CREATE INDEX fees_paid_by_signer ON fees_paid (chain, signer, paid_at)",
+    "CREATE INDEX fees_paid_by_age ON fees_paid (paid_at)",
+)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 _VERSION_TABLE = """

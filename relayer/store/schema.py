@@ -265,8 +265,29 @@ _V7 = (
     """,
 )
 
+# V8. The fees each delivering key paid (``Ledger.record_fee``), so that its hourly budget
+# (``fee_budget_per_hour``) counts what was paid before a restart, or by the worker that held the
+# key before this one. One row per mined transaction (the key: a settle replayed after a crash
+# counts it once). The fee is decimal digits as TEXT: in wei it can pass 2**63, where INTEGER
+# ends and REAL rounds. Kept a day (``record_fee`` deletes older rows).
+_V8 = (
+    """
+    CREATE TABLE fees_paid (
+        chain   TEXT NOT NULL,
+        tx_hash BLOB NOT NULL,
+        signer  BLOB NOT NULL,
+        paid_at REAL NOT NULL,
+        fee     TEXT NOT NULL CHECK (fee GLOB '[1-9]*' AND fee NOT GLOB '*[^0-9]*'),
+        PRIMARY KEY (chain, tx_hash)
+    )
+    """,
+    # A key's spending since a time (``fees_since``), and the rows past keeping, oldest first.
+    "CREATE INDEX fees_paid_by_signer ON fees_paid (chain, signer, paid_at)",
+    "CREATE INDEX fees_paid_by_age ON fees_paid (paid_at)",
+)
+
 #: ``MIGRATIONS[n]`` takes a ledger from version ``n`` to ``n + 1``.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
+MIGRATIONS: tuple[tuple[str, ...], ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7, _V8)
 SCHEMA_VERSION = len(MIGRATIONS)
 # The versions whose migration rebuilds a table that others reference: run with foreign keys
 # off (``PRAGMA foreign_keys`` is a no-op inside a transaction, so it is set around it).

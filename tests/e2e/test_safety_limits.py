@@ -2,11 +2,12 @@
 deliveries (each still delivered once); the circuit breaker pauses a route when its origin
 endpoint lies, and when a transaction from the relayer's own key appears that the daemon did
 not send; messages observed while paused wait, and `relayer route resume` lets them through
-exactly once."""
+exactly once. A spent fee budget stays spent when the daemon is killed and started again."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import time
@@ -186,3 +187,46 @@ def test_a_transaction_the_daemon_did_not_send_from_its_key_pauses_routes_into_t
     # The other direction was never paused.
     back = asyncio.run(devnet.send("chain-b", "chain-a", 2))
     assert len(asyncio.run(devnet.await_delivery({"chain-a": back}, timeout=90))) == 2
+
+
+def test_a_spent_fee_budget_stays_spent_when_the_daemon_is_killed_and_started_again(
+    devnet_factory: Callable[..., Devnet],
+) -> None:
+    # Chain-b's key may pay 1 wei an hour: its first delivery spends the budget.
+    budget = "# fee_budget_per_hour = 50000000000000000   # [Default: none: no budget]\n"
+    devnet = devnet_factory(config_text=example_config(**{budget: "fee_budget_per_hour = 1\n"}))
+    devnet.start_attesters()
+    devnet.start_daemon()
+    first = asyncio.run(devnet.send("chain-a", "chain-b", 1))
+    assert len(asyncio.run(devnet.await_delivery({"chain-b": first}, timeout=90))) == 1
+    _until(
+        "the budget spent",
+        lambda: any(e.get("event") == "fee_budget.exhausted" for e in _events(devnet, "relayer")),
+        devnet,
+    )
+
+    devnet.kill("relayer", signal.SIGKILL)  # a crash: nothing is said on the way out
+    devnet.start_daemon()
+    restored = _until(
+        "the restarted daemon counting what its key paid",
+        lambda: [e for e in _events(devnet, "relayer") if e.get("event") == "fee_budget.restored"],
+        devnet,
+    )
+    assert restored[0]["chain"] == "chain-b"
+    assert restored[0]["spent"] >= 1 and restored[0]["transactions"] == 1
+    during = asyncio.run(devnet.send("chain-a", "chain-b", 2))
+    _until(
+        "the new messages attested and waiting",
+        lambda: devnet.ledger_counts().get("attested") == 2,
+        devnet,
+    )
+    time.sleep(4)
+    assert _delivered_now(devnet, "chain-b", [mid for mid, _ in during]) == 0
+    exhausted = [e for e in _events(devnet, "relayer") if e.get("event") == "fee_budget.exhausted"]
+    assert len(exhausted) == 2, "once before the restart, once after"
+    assert exhausted[-1]["resumes_in_s"] > 3000, "the hour counts from the first payment"
+    status, body = _readyz(devnet)
+    assert status == 503 and "chain-b" in str(body)
+    # The other direction has no budget and is not held up.
+    back = asyncio.run(devnet.send("chain-b", "chain-a", 1))
+    assert len(asyncio.run(devnet.await_delivery({"chain-a": back}, timeout=90))) == 1

@@ -340,6 +340,7 @@ def test_migrations_run_from_empty_and_again_change_nothing(postgres_url: str) -
         "block_evidence",
         "light_clients",
         "route_pauses",
+        "fees_paid",
         "ledger_schema",
     }
     with Ledger.open(postgres_url) as led:
@@ -652,7 +653,7 @@ def test_a_v2_ledger_admits_orphaned_messages_and_keeps_everything(postgres_url:
             )
 
     with Ledger.open(postgres_url, clock=FakeClock()) as led:
-        assert schema_version(postgres_url) == SCHEMA_VERSION == 3
+        assert schema_version(postgres_url) == SCHEMA_VERSION >= 3
         assert {m: len(led.history(m)) for m in map(mid, range(4))} == dict.fromkeys(
             map(mid, range(4)), 1
         )
@@ -706,3 +707,62 @@ def test_a_route_paused_by_one_process_is_skipped_by_every_other(
     resumed = b.resume_route("chain-a->chain-b")
     assert resumed is not None and resumed.reason == "breaker: 5 reverts"
     assert a.paused_routes() == {}
+
+
+# --- fees paid, shared (both engines: tests/unit/relayer/test_ledger_fees.py) --------------------
+
+
+def test_a_fee_one_process_recorded_is_what_the_next_holder_of_the_key_counts(
+    workers: tuple[PostgresLedger, PostgresLedger], clock: FakeClock
+) -> None:
+    a, b = workers
+    key = b"\x0a" * 20
+    assert a.record_fee("chain-b", key, 2**70, tx_hash=b"\x01" * 32)
+    clock.advance(30)
+    # The worker that holds the key now (after a restart, or on another host) sees it, and a
+    # settle it replays for the same transaction does not count it twice.
+    assert not b.record_fee("chain-b", key, 2**70, tx_hash=b"\x01" * 32)
+    assert b.record_fee("chain-b", key, 5, tx_hash=b"\x02" * 32)
+    assert a.fees_since("chain-b", key, 0.0) == [(1_000.0, 2**70), (1_030.0, 5)]
+    assert b.fees_since("chain-b", key, 1_000.0) == [(1_030.0, 5)]
+
+
+def test_a_v3_ledger_gains_the_fees_table_and_keeps_everything(postgres_url: str) -> None:
+    with psycopg.connect(postgres_url, autocommit=True) as conn, conn.transaction():
+        conn.execute(
+            "CREATE TABLE ledger_schema (only_row BOOLEAN PRIMARY KEY DEFAULT TRUE"
+            " CHECK (only_row), version INTEGER NOT NULL)"
+        )
+        for statement in (s for migration in MIGRATIONS[:3] for s in migration):
+            conn.execute(statement)  # V1 to V3 exactly as released
+        conn.execute("INSERT INTO ledger_schema (version) VALUES (3)")
+        conn.execute(
+            "INSERT INTO route_pauses (route, reason, paused_at, paused_by)"
+            " VALUES ('chain-a->chain-b', 'r', 1, 'b')"
+        )
+
+    with Ledger.open(postgres_url, clock=FakeClock()) as led:
+        assert schema_version(postgres_url) == SCHEMA_VERSION == 4
+        assert led.paused_routes()["chain-a->chain-b"].reason == "r"
+        assert led.fees_since("chain-b", b"\x0a" * 20, 0.0) == []
+        assert led.record_fee("chain-b", b"\x0a" * 20, 2**255, tx_hash=b"\x01" * 32)
+        assert led.fees_since("chain-b", b"\x0a" * 20, 0.0) == [(1_000.0, 2**255)]
+
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        (kind,) = conn.execute(
+            "SELECT format_type(atttypid, atttypmod) FROM pg_attribute"
+            " WHERE attrelid = 'fees_paid'::regclass AND attname = 'fee'"
+        ).fetchone() or ("",)
+        assert kind == "numeric(78,0)", "exact, and room for any 256-bit amount"
+        with pytest.raises(psycopg.errors.CheckViolation, match="fees_paid_fee_check"):
+            conn.execute(
+                "INSERT INTO fees_paid (chain, tx_hash, signer, paid_at, fee)"
+                " VALUES ('chain-b', '\\x02', '\\x0a', 0, 0)"
+            )
+        indexes = {
+            name
+            for (name,) in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE tablename = 'fees_paid'"
+            )
+        }
+        assert {"fees_paid_by_signer", "fees_paid_by_age"} <= indexes

@@ -399,12 +399,13 @@ def test_a_v6_ledger_keeps_every_message_its_history_and_evidence_through_v7(
     with Ledger.open(path) as led:
         own = led._conn
         assert own is not None
-        assert own.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 7
+        assert own.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION >= 7
         # The migration turned foreign keys off for its rebuild, and back on after it.
         assert own.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         assert own.execute("PRAGMA foreign_key_check").fetchall() == []
         assert own.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        v7_indexes = _indexes(own)
+        # The tables of later migrations (V8's fees_paid) bring indexes of their own.
+        v7_indexes = {k: v for k, v in _indexes(own).items() if not k.startswith("fees_paid_")}
 
     assert _snapshot(path) == before
     # Every index as it was, but for retention's, which now counts orphaned as final.

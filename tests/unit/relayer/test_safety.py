@@ -82,6 +82,32 @@ def test_a_fee_window_ignores_what_cost_nothing() -> None:
     assert not window.exhausted()
 
 
+def test_a_restored_window_counts_each_fee_from_when_it_was_paid() -> None:
+    clock = Clock()  # monotonic: unrelated to the wall clock the ledger's times are on
+    window = FeeWindow(100, signer="0xabc", unit="wei", clock=clock)
+    wall_now = 1_700_000_000.0
+    # Paid 3000 s and 600 s ago, and one from before the hour that the window leaves out.
+    window.restore(
+        [(wall_now - 4000, 500), (wall_now - 3000, 60), (wall_now - 600, 50)], now=wall_now
+    )
+    assert window.spent() == 110
+    assert window.room_in() == pytest.approx(600), "the 60 leave the hour 600 s from now"
+    window.add(5)
+    clock.now += 600
+    assert window.spent() == 55
+    clock.now += 2400
+    assert window.spent() == 5, "the restored fees expired, the one paid here did not"
+
+
+def test_a_fee_stamped_ahead_of_the_clock_counts_as_paid_now() -> None:
+    clock = Clock()
+    window = FeeWindow(100, signer="0xabc", unit="wei", clock=clock)
+    # The key's previous holder ran on a host whose clock was ahead of this one's.
+    window.restore([(2_000.0 + 900, 100)], now=2_000.0)
+    assert window.exhausted()
+    assert window.room_in() == pytest.approx(3600), "no longer than a fee paid now"
+
+
 # --- the config --------------------------------------------------------------------------------
 
 ROUTE = 'routes."chain-a->chain-b"'

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from relayer.delivery import DeliveryWorker
+from relayer.errors import StoreError
 from relayer.metrics import RelayerMetrics
 from relayer.safety import FeeWindow, Safety
 from relayer.store import Ledger, State
 from tests.unit.relayer.test_delivery_batches import BatchSubmitter
 from tests.unit.relayer.test_delivery_recovery import SETTINGS, attested
 from tests.unit.relayer.test_safety import ROUTE, Clock, _config
+
+OURS = BatchSubmitter.signer_address
 
 
 class Log:
@@ -186,6 +191,169 @@ async def test_what_a_mined_transaction_cost_counts_against_the_budget(setups: A
     outcome = DeliveryOutcome(message_id=mid(0), delivered=True, tx_hash=b"\x01" * 32, fee=70)
     await s.worker._settle(pending, [outcome])  # type: ignore[arg-type]
     assert fees.spent() == 70
+
+
+class Restartable(NonceSubmitter):
+    """What ``DeliveryWorker.run`` needs besides: start, close, and receipts (none mined)."""
+
+    async def start(self) -> None:
+        pass
+
+    async def close(self) -> None:
+        pass
+
+    def decode_pending(self, raw: bytes) -> Any:
+        from tests.unit.relayer.test_delivery_recovery import FakePending  # noqa: PLC0415
+
+        return msgspec.msgpack.decode(raw, type=FakePending)
+
+    async def prepare(self, deliveries: Any) -> Any:
+        # Signed now: not due for a fee bump while the test runs.
+        return msgspec.structs.replace(await super().prepare(deliveries), signed_at=time.time())
+
+    async def outcome(self, pending: Any) -> None:
+        return None
+
+
+def _paid(s: Setup, fee: int, n: int) -> tuple[Any, list[Any]]:
+    """A transaction of ``s``'s key carrying message ``n``, recorded as submitted, and the
+    outcome of its receipt: mined, delivered, ``fee`` paid."""
+    from relayer.plugin import DeliveryOutcome  # noqa: PLC0415
+    from tests.unit.relayer.test_delivery_recovery import FakePending, mid  # noqa: PLC0415
+
+    ids = attested(s.ledger, range(n, n + 1))
+    pending = FakePending(nonce=n, tx_hash=bytes([n + 1]) * 32, message_ids=tuple(ids))
+    s.ledger.mark_submitted(
+        ids,
+        tx_hash=pending.tx_hash,
+        tx_nonce=n,
+        raw_tx=pending.encode(),
+        signer=s.submitter.signer_address,
+    )
+    return pending, [
+        DeliveryOutcome(message_id=mid(n), delivered=True, tx_hash=pending.tx_hash, fee=fee)
+    ]
+
+
+async def test_a_worker_restarted_after_spending_its_budget_sends_nothing_until_the_hour_has_room(
+    setups: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("relayer.delivery._BUDGET_RECHECK", 0.02)
+    before = setups(fees=FeeWindow(100, signer="0xabc", unit="wei"))
+    pending, outcomes = _paid(before, 100, 0)
+    await before.worker._settle(pending, outcomes)
+    assert before.worker._fees is not None and before.worker._fees.exhausted()
+    before.ledger.close()  # the process ends (or crashes: every fee is committed as paid)
+
+    # Started again on the same ledger, with the same key: a fresh window, a fresh clock.
+    clock = Clock()
+    fees = FeeWindow(100, signer="0xabc", unit="wei", clock=clock)
+    log = Log()
+    submitter = Restartable()
+    with Ledger.open(before.config.relayer.database) as ledger:
+        attested(ledger, range(1, 4))
+        worker = DeliveryWorker(
+            chain="chain-b",
+            submitter=submitter,  # type: ignore[arg-type]
+            ledger=ledger,
+            log=log,
+            settings=replace(SETTINGS, batch_size=10),
+            poll_interval=0.02,
+            fees=fees,
+        )
+        task = asyncio.create_task(worker.run())
+        try:
+            await _until(lambda: log.named("fee_budget.exhausted"))
+            (restored,) = log.named("fee_budget.restored")
+            assert (restored["spent"], restored["transactions"]) == (100, 1)
+            await asyncio.sleep(0.2)
+            assert submitter.sent == [], "the budget its predecessor spent is spent"
+            (logged,) = log.named("fee_budget.exhausted")
+            assert 3590 < logged["resumes_in_s"] <= 3600
+            clock.now += 3600
+            await _until(lambda: len({m for p in submitter.sent for m in p.message_ids}) == 3)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_a_settle_replayed_after_a_crash_counts_its_fee_once(setups: Any) -> None:
+    before = setups(fees=FeeWindow(1000, signer="0xabc", unit="wei"))
+    pending, outcomes = _paid(before, 70, 0)
+    # The fee was committed, then the process died before the messages settled.
+    assert await before.worker._record_fee(before.submitter.signer_address, 70, pending.tx_hash)
+    assert before.ledger.get(outcomes[0].message_id).state is State.SUBMITTED  # type: ignore[union-attr]
+
+    after = DeliveryWorker(
+        chain="chain-b",
+        submitter=before.submitter,  # type: ignore[arg-type]
+        ledger=before.ledger,
+        log=Log(),
+        settings=SETTINGS,
+        fees=(fees := FeeWindow(1000, signer="0xabc", unit="wei")),
+    )
+    await after._restore_fees(fees)
+    assert fees.spent() == 70
+    await after._settle(pending, outcomes)  # the receipt, read again after the restart
+    assert fees.spent() == 70
+    assert before.ledger.get(outcomes[0].message_id).state is State.DELIVERED  # type: ignore[union-attr]
+    assert [fee for _, fee in before.ledger.fees_since("chain-b", OURS, 0.0)] == [70]
+
+
+async def test_another_keys_spending_does_not_count_against_this_one(setups: Any) -> None:
+    s = setups(fees=(fees := FeeWindow(100, signer="0xabc", unit="wei")))
+    s.ledger.record_fee("chain-b", b"\x0b" * 20, 500, tx_hash=b"\x09" * 32)
+    s.ledger.record_fee("chain-c", OURS, 500, tx_hash=b"\x09" * 32)
+    await s.worker._restore_fees(fees)
+    assert fees.spent() == 0
+
+
+async def test_a_fee_the_ledger_refused_still_counts_in_memory(
+    setups: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = setups(fees=(fees := FeeWindow(100, signer="0xabc", unit="wei")))
+    pending, outcomes = _paid(s, 40, 0)
+
+    def refuse(*_: Any, **__: Any) -> bool:
+        raise StoreError("disk full")
+
+    monkeypatch.setattr(s.ledger, "record_fee", refuse)
+    await s.worker._settle(pending, outcomes)
+    assert fees.spent() == 40
+    (failed,) = s.log.named("fee.record_failed")
+    assert failed["fee"] == 40 and "disk full" in failed["error"]
+
+
+async def test_the_fee_of_a_stopped_workers_transaction_is_recorded_for_its_key(
+    setups: Any,
+) -> None:
+    from relayer.delivery import _TakenOver  # noqa: PLC0415
+    from relayer.plugin import DeliveryOutcome  # noqa: PLC0415
+    from tests.unit.relayer.test_delivery_recovery import FakePending, mid  # noqa: PLC0415
+
+    s = setups(fees=(fees := FeeWindow(100, signer="0xabc", unit="wei")))
+    ids = attested(s.ledger, range(1))
+    theirs = b"\x0b" * 20
+    pending = FakePending(nonce=0, tx_hash=b"\x07" * 32, message_ids=tuple(ids))
+    s.ledger.mark_submitted(
+        ids, tx_hash=pending.tx_hash, tx_nonce=0, raw_tx=pending.encode(), signer=theirs
+    )
+
+    async def mined(_: Any) -> list[DeliveryOutcome]:
+        return [DeliveryOutcome(message_id=mid(0), delivered=True, tx_hash=b"\x07" * 32, fee=30)]
+
+    s.submitter.outcome = mined
+    s.worker.taken_over[pending.tx_hash] = _TakenOver(
+        pending=pending,  # type: ignore[arg-type]
+        ids=tuple(ids),
+        until=0.0,
+        signer=theirs,
+    )
+    await s.worker._check_taken_over()
+    assert s.ledger.get(mid(0)).state is State.DELIVERED  # type: ignore[union-attr]
+    assert s.ledger.fees_since("chain-b", theirs, 0.0)[0][1] == 30, "for its next holder"
+    assert fees.spent() == 0, "not this worker's key"
 
 
 async def test_a_transaction_from_our_key_that_we_did_not_sign_pauses_routes_into_the_chain(
