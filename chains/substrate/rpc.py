@@ -49,12 +49,15 @@ from relayer.plugin import rpc_call
 
 __all__ = [
     "Block",
+    "ExtrinsicEvents",
+    "FeePaidEvent",
     "Header",
     "Inclusion",
     "PoolRefusal",
     "RemarkedEvent",
     "RpcError",
     "SubstrateRpc",
+    "extrinsic_events",
     "pool_refusal",
 ]
 
@@ -174,6 +177,60 @@ class RemarkedEvent:
     extrinsic_index: int
     sender: bytes
     remark_hash: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class FeePaidEvent:
+    """``TransactionPayment.TransactionFeePaid``: what an extrinsic's signer paid for it, in
+    the chain's smallest unit (``actual_fee`` includes ``tip``)."""
+
+    extrinsic_index: int
+    who: bytes
+    actual_fee: int
+    tip: int
+
+
+@dataclass(frozen=True, slots=True)
+class ExtrinsicEvents:
+    """The events of a block's extrinsics that the submitter reads."""
+
+    remarked: tuple[RemarkedEvent, ...]
+    #: empty on a runtime without the transaction payment pallet
+    fees_paid: tuple[FeePaidEvent, ...]
+
+
+def extrinsic_events(records: Sequence[Any]) -> ExtrinsicEvents:
+    """The ``System.Remarked`` and ``TransactionPayment.TransactionFeePaid`` events among
+    ``System.Events`` records as scalecodec decodes them (with the runtime's metadata)."""
+    remarked = []
+    fees_paid = []
+    for record in records:
+        # scalecodec renders the phase as its variant name and the index beside it; events
+        # of block initialization and finalization belong to no extrinsic.
+        if record["phase"] != "ApplyExtrinsic":
+            continue
+        event = record["event"]
+        index = int(record["extrinsic_idx"])
+        attributes = event["attributes"]
+        match event["module_id"], event["event_id"]:
+            case "System", "Remarked":
+                remarked.append(
+                    RemarkedEvent(
+                        extrinsic_index=index,
+                        sender=_account_bytes(attributes["sender"]),
+                        remark_hash=_unhex(attributes["hash"]),
+                    )
+                )
+            case "TransactionPayment", "TransactionFeePaid":
+                fees_paid.append(
+                    FeePaidEvent(
+                        extrinsic_index=index,
+                        who=_account_bytes(attributes["who"]),
+                        actual_fee=int(attributes["actual_fee"]),
+                        tip=int(attributes["tip"]),
+                    )
+                )
+    return ExtrinsicEvents(remarked=tuple(remarked), fees_paid=tuple(fees_paid))
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,38 +357,21 @@ class _Runtime:
         )
 
     def remarked_events(self, events_hex: str | None) -> list[RemarkedEvent]:
+        return list(self.extrinsic_events(events_hex).remarked)
+
+    def extrinsic_events(self, events_hex: str | None) -> ExtrinsicEvents:
         if events_hex is None:
-            return []
+            return ExtrinsicEvents(remarked=(), fees_paid=())
         # Clients share a decoded runtime (``_DECODED_RUNTIMES``), each decoding on its own
         # thread, and scalecodec fills its type registry lazily: one decode at a time.
         with self._decoding:
-            return self._remarked_events(events_hex)
-
-    def _remarked_events(self, events_hex: str) -> list[RemarkedEvent]:
-        records = self._config.create_scale_object(
-            f"scale_info::{self._events_type}",
-            data=ScaleBytes(events_hex),
-            metadata=self._metadata,
-        )
-        records.decode()
-        found = []
-        for record in records.value:
-            event = record["event"]
-            # scalecodec renders the phase as its variant name and the index beside it.
-            if (
-                event["module_id"] == "System"
-                and event["event_id"] == "Remarked"
-                and record["phase"] == "ApplyExtrinsic"
-            ):
-                attributes = event["attributes"]
-                found.append(
-                    RemarkedEvent(
-                        extrinsic_index=int(record["extrinsic_idx"]),
-                        sender=_account_bytes(attributes["sender"]),
-                        remark_hash=_unhex(attributes["hash"]),
-                    )
-                )
-        return found
+            records = self._config.create_scale_object(
+                f"scale_info::{self._events_type}",
+                data=ScaleBytes(events_hex),
+                metadata=self._metadata,
+            )
+            records.decode()
+            return extrinsic_events(records.value)
 
 
 def _keep_decoded(key: tuple[bytes, str, bytes], decoding: Future[_Runtime]) -> None:
@@ -608,6 +648,16 @@ class SubstrateRpc:
         events = await self.request("state_getStorage", [_SYSTEM_EVENTS_KEY, _hex(block_hash)])
         result: list[RemarkedEvent] = await self._offload(
             "System.Events", runtime.remarked_events, events
+        )
+        return result
+
+    async def extrinsic_events(self, block_hash: bytes) -> ExtrinsicEvents:
+        """The block's ``System.Remarked`` and ``TransactionPayment.TransactionFeePaid``
+        events, each with the extrinsic that emitted it; decoded as ``remarked_events`` is."""
+        runtime = await self.runtime()
+        events = await self.request("state_getStorage", [_SYSTEM_EVENTS_KEY, _hex(block_hash)])
+        result: ExtrinsicEvents = await self._offload(
+            "System.Events", runtime.extrinsic_events, events
         )
         return result
 

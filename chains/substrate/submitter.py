@@ -131,6 +131,9 @@ class _Included:
     block_hash: bytes
     #: blake2-256 of each remark a ``System.Remarked`` event of this extrinsic, from us, names
     remarked: frozenset[bytes]
+    #: ``TransactionFeePaid``'s ``actual_fee`` (tip included) of this extrinsic, paid by us;
+    #: None on a runtime without the transaction payment pallet
+    fee: int | None = None
 
 
 def _signer_of(extrinsic: bytes) -> bytes | None:
@@ -398,9 +401,15 @@ class SubstrateSubmitter:
             return
         # A remark counts only if the runtime emitted its event: a failed batch_all is in the
         # body too, with its fee paid and every remark in it undone.
+        events = await rpc.extrinsic_events(block_hash)
         emitted: dict[tuple[int, bytes], set[bytes]] = {}
-        for event in await rpc.remarked_events(block_hash):
+        for event in events.remarked:
             emitted.setdefault((event.extrinsic_index, event.sender), set()).add(event.remark_hash)
+        fees = {
+            paid.extrinsic_index: paid.actual_fee
+            for paid in events.fees_paid
+            if paid.who == self.signer.address
+        }
         for index, (signer, found) in deliveries.items():
             made = emitted.get((index, signer), set())
             for remark_hash, message_id in found:
@@ -411,6 +420,7 @@ class SubstrateSubmitter:
                 number=number,
                 block_hash=block_hash,
                 remarked=frozenset(emitted.get((index, self.signer.address), ())),
+                fee=fees.get(index),
             )
 
     # --- transactions --------------------------------------------------------------------------
@@ -557,7 +567,8 @@ class SubstrateSubmitter:
 
     async def outcome(self, pending: SignedDelivery) -> list[DeliveryOutcome] | None:
         """Per-message outcomes once one of the extrinsics signed at the nonce is in a
-        finalized block, else None."""
+        finalized block, else None. The first carries the extrinsic's fee (its
+        ``TransactionFeePaid`` event, tip included; None on a runtime that emits none)."""
         await self._call(self._scan)
         assert self._scanned is not None
         if pending.signed_after + 1 < self._scanned[0]:
@@ -567,7 +578,9 @@ class SubstrateSubmitter:
             if included is None:
                 continue
             outcomes = []
-            for message_id, remark in zip(pending.message_ids, pending.remarks, strict=True):
+            for position, (message_id, remark) in enumerate(
+                zip(pending.message_ids, pending.remarks, strict=True)
+            ):
                 delivered = blake2_256(remark) in included.remarked
                 outcomes.append(
                     DeliveryOutcome(
@@ -580,6 +593,8 @@ class SubstrateSubmitter:
                         if delivered
                         else f"extrinsic in block #{included.number} emitted no Remarked "
                         "event for this message (it failed on chain)",
+                        # Once per extrinsic, as the core counts it (a failed one paid too).
+                        fee=included.fee if position == 0 else None,
                     )
                 )
             return outcomes

@@ -126,6 +126,7 @@ async def test_a_batch_is_delivered_once_and_then_skipped_by_simulate(
     assert await submitter.simulate(batch) == [True] * len(batch)
     pending = await submitter.prepare(batch)
     assert pending.tx_hash == blake2_256(pending.extrinsic)
+    balance = await submitter.balance()
     sent = time.monotonic()
     assert await submitter.broadcast(pending) is BroadcastResult.ACCEPTED
     outcomes = await until(lambda: submitter.outcome(pending))
@@ -135,6 +136,12 @@ async def test_a_batch_is_delivered_once_and_then_skipped_by_simulate(
 
     assert [o.message_id for o in outcomes] == ids
     assert all(o.delivered and o.tx_hash == pending.tx_hash for o in outcomes)
+    # TransactionFeePaid's actual fee, on the first outcome only (the core counts it once per
+    # extrinsic): what the extrinsic took from the signer, nothing else having moved its funds.
+    fee = outcomes[0].fee
+    assert fee is not None and fee > 0
+    assert all(o.fee is None for o in outcomes[1:])
+    assert balance - await submitter.balance() == fee
     assert await submitter.delivered_flags(ids) == [True] * len(ids)
     assert await submitter.simulate(batch) == [False] * len(batch)
     assert await submitter.confirmations(pending.tx_hash) == 1

@@ -13,10 +13,15 @@ from chains.substrate.config import SubstrateChainConfig
 from chains.substrate.extrinsic import Extension, SigningContext
 from chains.substrate.keys import Sr25519Keypair
 from chains.substrate.rpc import (
+    Block,
+    ExtrinsicEvents,
+    FeePaidEvent,
     PermanentRpcError,
     PoolRefusal,
+    RemarkedEvent,
     RpcError,
     TransientRpcError,
+    extrinsic_events,
     pool_refusal,
 )
 from chains.substrate.submitter import (
@@ -29,7 +34,7 @@ from proofs.hashing import blake2_256
 from proofs.substrate.scale import ScaleReader
 from relayer.errors import PermanentChainError, TransientChainError
 from relayer.message import Message
-from relayer.plugin import BroadcastResult, Delivery, PendingTx, Submitter
+from relayer.plugin import BroadcastResult, Delivery, DeliveryOutcome, PendingTx, Submitter
 
 ALICE = Sr25519Keypair.from_uri("//Alice")
 CONTEXT = SigningContext(
@@ -238,3 +243,109 @@ def test_a_batch_needs_batch_all_in_the_runtime() -> None:
     context = dataclasses.replace(CONTEXT, batch_all=None)
     with pytest.raises(PermanentChainError, match="batch_size = 1"):
         sub._extrinsic(context, 0, [b"a", b"b"], 0)
+
+
+BOB = Sr25519Keypair.from_uri("//Bob")
+
+
+def _record(index: int | None, pallet: str, name: str, attributes: Any) -> dict[str, Any]:
+    """One ``System.Events`` record as scalecodec renders it (taken from a chopsticks block)."""
+    event = {"module_id": pallet, "event_id": name, "attributes": attributes}
+    phase = "Finalization" if index is None else "ApplyExtrinsic"
+    return {"phase": phase, "extrinsic_idx": index, "event": event, "topics": []}
+
+
+def test_remarked_and_fee_paid_events_are_read_per_extrinsic() -> None:
+    remark_hash = b"\x33" * 32
+    records = [
+        _record(1, "Balances", "Withdraw", {"who": "0x" + BOB.address.hex(), "amount": 9}),
+        _record(1, "TransactionPayment", "TransactionFeePaid",
+                {"who": "0x" + BOB.address.hex(), "actual_fee": 9, "tip": 0}),
+        _record(2, "System", "Remarked",
+                {"sender": "0x" + ALICE.address.hex(), "hash": "0x" + remark_hash.hex()}),
+        _record(2, "Utility", "BatchCompleted", None),
+        # scalecodec may render an account as SS58 instead of hex
+        _record(2, "TransactionPayment", "TransactionFeePaid",
+                {"who": ALICE.printable_address, "actual_fee": 1_370_086_692, "tip": 5}),
+        _record(None, "Balances", "Deposit", {"who": "0x" + ALICE.address.hex(), "amount": 1}),
+    ]  # fmt: skip
+    assert extrinsic_events(records) == ExtrinsicEvents(
+        remarked=(RemarkedEvent(extrinsic_index=2, sender=ALICE.address, remark_hash=remark_hash),),
+        fees_paid=(
+            FeePaidEvent(extrinsic_index=1, who=BOB.address, actual_fee=9, tip=0),
+            FeePaidEvent(extrinsic_index=2, who=ALICE.address, actual_fee=1_370_086_692, tip=5),
+        ),
+    )
+    assert extrinsic_events([]) == ExtrinsicEvents(remarked=(), fees_paid=())
+
+
+@dataclass
+class BlockRpc(FakeRpc):
+    """One finalized block (#12) holding ``extrinsics``, whose events are ``events``."""
+
+    extrinsics: tuple[bytes, ...] = ()
+    events: ExtrinsicEvents = field(
+        default_factory=lambda: ExtrinsicEvents(remarked=(), fees_paid=())
+    )
+
+    async def block_hash(self, number: int) -> bytes:
+        return number.to_bytes(32, "big")
+
+    async def block(self, block_hash: bytes) -> Block:
+        return Block(block_hash, None, self.extrinsics, None)  # type: ignore[arg-type]
+
+    async def extrinsic_events(self, block_hash: bytes) -> ExtrinsicEvents:
+        return self.events
+
+
+def _remarked(pending: SignedDelivery, index: int) -> tuple[RemarkedEvent, ...]:
+    return tuple(
+        RemarkedEvent(extrinsic_index=index, sender=ALICE.address, remark_hash=blake2_256(r))
+        for r in pending.remarks
+    )
+
+
+async def included_outcome(
+    pending: SignedDelivery, events: ExtrinsicEvents
+) -> list[DeliveryOutcome] | None:
+    """``outcome`` of ``pending`` found at index 1 of block #12 with ``events``."""
+    rpc = BlockRpc(extrinsics=(b"\x00", pending.extrinsic), events=events)
+    sub = submitter(rpc)
+
+    async def scanned(rpc: Any) -> int:
+        await sub._index_block(rpc, 12)
+        sub._scanned = (1, 12)
+        return 12
+
+    sub._scan = scanned  # type: ignore[method-assign]
+    return await sub.outcome(pending)
+
+
+async def test_the_fee_paid_for_our_extrinsic_is_on_its_first_outcome_only() -> None:
+    pending = signed(submitter(), count=3, tip=5)
+    events = ExtrinsicEvents(
+        remarked=_remarked(pending, 1),
+        fees_paid=(
+            # another extrinsic's, and another account's at ours: neither is what we paid
+            FeePaidEvent(extrinsic_index=0, who=ALICE.address, actual_fee=7, tip=0),
+            FeePaidEvent(extrinsic_index=1, who=BOB.address, actual_fee=8, tip=0),
+            FeePaidEvent(extrinsic_index=1, who=ALICE.address, actual_fee=1_000_005, tip=5),
+        ),
+    )
+    outcomes = await included_outcome(pending, events)
+    assert outcomes is not None
+    assert all(o.delivered and o.tx_hash == pending.tx_hash for o in outcomes)
+    assert [o.fee for o in outcomes] == [1_000_005, None, None]
+
+
+async def test_a_failed_extrinsic_reports_its_fee_and_a_runtime_without_payment_none() -> None:
+    pending = signed(submitter(), count=2)
+    paid = FeePaidEvent(extrinsic_index=1, who=ALICE.address, actual_fee=42, tip=0)
+    failed = await included_outcome(pending, ExtrinsicEvents(remarked=(), fees_paid=(paid,)))
+    assert failed is not None
+    assert [(o.delivered, o.fee) for o in failed] == [(False, 42), (False, None)]
+    free = await included_outcome(
+        pending, ExtrinsicEvents(remarked=_remarked(pending, 1), fees_paid=())
+    )
+    assert free is not None
+    assert [(o.delivered, o.fee) for o in free] == [(True, None), (True, None)]
