@@ -17,12 +17,13 @@ submissions.
 
 Run: ``.venv/bin/python bench/scale.py [--messages N] [--workers 1,2,3]`` (N in all, over the
 four routes; default 10,000, the issue's size; ``--messages 1000`` for a quick run).
-``--broker-queue 0`` lifts Mosquitto's per-client queue (1,000 QoS 1 messages by default: past
-it the broker drops notices to a subscriber that fell behind, and at 10,000 messages the
-workers' attestation subscription does). A deployment with no delivery for ``--stall-after``
-seconds (120) is reported as stalled, its figures over what was delivered. ``--trace`` runs the
-workers under ``bench/trace.py`` and prints where each block's attestations spent their time;
-``--keep`` keeps every deployment's work dir (logs, traces).
+The broker runs with max_queued_messages 100000, as docker/mosquitto.conf: past Mosquitto's
+default of 1,000 QoS 1 messages per client it drops notices to a subscriber that fell behind,
+and with single-message notices at 10,000 messages a worker did; ``--broker-queue N`` sets
+another limit (0: none, 1000: Mosquitto's default). A deployment with no delivery for
+``--stall-after`` seconds (120) is reported as stalled, its figures over what was delivered.
+``--trace`` runs the workers under ``bench/trace.py`` and prints where each block's
+attestations spent their time; ``--keep`` keeps every deployment's work dir (logs, traces).
 """
 
 from __future__ import annotations
@@ -333,7 +334,7 @@ def run(
     request_after: float | None = None,
 ) -> dict[str, Any]:
     """One deployment: ``workers`` None is the embedded default. ``broker_queue``: the
-    broker's ``max_queued_messages`` (None: mosquitto's default, 1000 per client)."""
+    broker's ``max_queued_messages`` (None: the test broker's, 100000)."""
     config_path = four_chain_config(work)
     broker = cluster = None
     try:
@@ -383,7 +384,7 @@ def main() -> None:
         "--broker-queue",
         type=int,
         default=None,
-        help="the broker's max_queued_messages (0: no limit; default: mosquitto's, 1000)",
+        help="the broker's max_queued_messages (0: no limit; default 100000, as docker/)",
     )
     parser.add_argument(
         "--stall-after",
@@ -429,7 +430,7 @@ def main() -> None:
         results.append(result)
         print(json.dumps(result), flush=True)
     base = results[0]
-    queue = "1000 (default)" if args.broker_queue is None else args.broker_queue
+    queue = "100000 (default)" if args.broker_queue is None else args.broker_queue
     print(
         f"\nscale-out, {base['messages']} messages over four routes "
         f"({', '.join(f'{o}->{d}' for o, d in ROUTES)}), committee finality, broker "

@@ -19,6 +19,7 @@ from relayer.bus.memory import MemoryBus
 from relayer.bus.mqtt import MqttBus, MqttSettings, MqttTls
 from relayer.bus.payloads import (
     MAX_PAYLOAD_BYTES,
+    AttestationBatchNotice,
     AttestationNotice,
     AttestationRequest,
     Notice,
@@ -31,6 +32,7 @@ from relayer.bus.topics import Topics
 
 __all__ = [
     "MAX_PAYLOAD_BYTES",
+    "AttestationBatchNotice",
     "AttestationNotice",
     "AttestationRequest",
     "BrokerRefusedError",

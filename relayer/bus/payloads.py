@@ -14,6 +14,7 @@ committee scheme recovers an attestation's signer and counts only committee memb
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Final, TypeAlias, TypeVar
 
 import msgspec
@@ -23,7 +24,9 @@ from relayer.checkpoints import Attestation
 from relayer.plugin import Observation
 
 __all__ = [
+    "MAX_BATCH_ENTRIES",
     "MAX_PAYLOAD_BYTES",
+    "AttestationBatchNotice",
     "AttestationNotice",
     "AttestationRequest",
     "Notice",
@@ -38,6 +41,11 @@ __all__ = [
 #: more than a few hundred. A larger observation is simply not announced: consumers find it in the
 #: ledger when they poll.
 MAX_PAYLOAD_BYTES: Final = 1024 * 1024
+
+#: The most entries an ``AttestationBatchNotice`` holds: about 107 bytes each on the wire, so a
+#: full batch is about 430 kB, well under ``MAX_PAYLOAD_BYTES``; a bigger block is published as
+#: several batches.
+MAX_BATCH_ENTRIES: Final = 4000
 
 _U32 = Annotated[int, msgspec.Meta(ge=0, lt=2**32)]
 # msgspec bounds integers within int64; no chain is near 2**63 blocks.
@@ -134,6 +142,58 @@ class AttestationNotice(
         )
 
 
+#: one attestation of a batch: (message_id, destination_domain, signature)
+_BatchEntry: TypeAlias = tuple[_Hash, _U32, _Signature]
+
+
+class AttestationBatchNotice(
+    msgspec.Struct, frozen=True, kw_only=True, tag_field="format", tag="bus.attestation_batch.v1"
+):
+    """An attester's signatures of messages of one origin block (wire format: do not rename or
+    retype fields). One notice per block and signer instead of one per message: a worker takes
+    a block's signatures in one payload. Each entry is checked on its own, exactly as an
+    ``AttestationNotice`` with the batch's origin, block and signer would be."""
+
+    origin_domain: _U32
+    origin_block_hash: _Hash
+    signer: _Address
+    entries: Annotated[list[_BatchEntry], msgspec.Meta(min_length=1, max_length=MAX_BATCH_ENTRIES)]
+
+    @classmethod
+    def from_attestations(cls, attestations: Sequence[Attestation]) -> list[AttestationBatchNotice]:
+        """The batches carrying ``attestations``: one per (origin, block, signer), split every
+        ``MAX_BATCH_ENTRIES`` entries."""
+        groups: dict[tuple[int, bytes, bytes], list[_BatchEntry]] = {}
+        for att in attestations:
+            groups.setdefault((att.origin_domain, att.origin_block_hash, att.signer), []).append(
+                (att.message_id, att.destination_domain, att.signature)
+            )
+        return [
+            cls(
+                origin_domain=domain,
+                origin_block_hash=block_hash,
+                signer=signer,
+                entries=entries[start : start + MAX_BATCH_ENTRIES],
+            )
+            for (domain, block_hash, signer), entries in groups.items()
+            for start in range(0, len(entries), MAX_BATCH_ENTRIES)
+        ]
+
+    def notices(self) -> list[AttestationNotice]:
+        """Each entry as the single notice it stands for (unchecked)."""
+        return [
+            AttestationNotice(
+                origin_domain=self.origin_domain,
+                destination_domain=destination_domain,
+                message_id=message_id,
+                origin_block_hash=self.origin_block_hash,
+                signer=self.signer,
+                signature=signature,
+            )
+            for message_id, destination_domain, signature in self.entries
+        ]
+
+
 class AttestationRequest(
     msgspec.Struct, frozen=True, kw_only=True, tag_field="format", tag="bus.attestation_request.v1"
 ):
@@ -146,12 +206,16 @@ class AttestationRequest(
     block_hash: _Hash
 
 
-Notice: TypeAlias = ObservationNotice | AttestationNotice | AttestationRequest
-NoticeT = TypeVar("NoticeT", ObservationNotice, AttestationNotice, AttestationRequest)
+Notice: TypeAlias = (
+    ObservationNotice | AttestationNotice | AttestationBatchNotice | AttestationRequest
+)
+NoticeT = TypeVar(
+    "NoticeT", ObservationNotice, AttestationNotice, AttestationBatchNotice, AttestationRequest
+)
 
 _FORMATS: Final = frozenset(
     str(kind.__struct_config__.tag)
-    for kind in (ObservationNotice, AttestationNotice, AttestationRequest)
+    for kind in (ObservationNotice, AttestationNotice, AttestationBatchNotice, AttestationRequest)
 )
 # The kind part of each format tag, for telling a newer version of ours from a stranger's format.
 _KIND_PREFIXES: Final = tuple(sorted({fmt.rpartition(".")[0] + "." for fmt in _FORMATS}))

@@ -1,5 +1,5 @@
-"""Where each notice goes: ``<prefix>/v1/<origin-domain>/observations``, ``.../attestations``
-and ``.../attestation-requests``.
+"""Where each notice goes: ``<prefix>/v1/<origin-domain>/observations``, ``.../attestations``,
+``.../attestation-batches`` and ``.../attestation-requests``.
 
 The ``v1`` level versions the scheme (the payloads carry their own version): a future layout
 lives beside this one on the same broker. The origin domain is a level of its own so that a
@@ -15,7 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-from relayer.bus.payloads import AttestationNotice, AttestationRequest, Notice, ObservationNotice
+from relayer.bus.payloads import (
+    AttestationBatchNotice,
+    AttestationNotice,
+    AttestationRequest,
+    Notice,
+    ObservationNotice,
+)
 
 __all__ = ["SCHEME_VERSION", "Topics", "check_group"]
 
@@ -25,6 +31,9 @@ SCHEME_VERSION: Final = "v1"
 _KIND_LEVEL: Final[dict[type[Notice], str]] = {
     ObservationNotice: "observations",
     AttestationNotice: "attestations",
+    # A level of its own, not "attestations": a subscription, and the check that a payload
+    # belongs on its topic (bus.inbox.admit), are per kind.
+    AttestationBatchNotice: "attestation-batches",
     AttestationRequest: "attestation-requests",
 }
 _LEVEL_KIND: Final = {level: kind for kind, level in _KIND_LEVEL.items()}

@@ -209,6 +209,9 @@ def _config(port: int, password_file: Path | None, log_path: Path, tls: BrokerTl
         f"listener {port} 127.0.0.1",
         f"allow_anonymous {'false' if password_file is not None else 'true'}",
         "persistence false",
+        # As docker/mosquitto.conf: past the default 1,000 queued messages per client,
+        # mosquitto silently drops notices for a connected subscriber that falls behind.
+        "max_queued_messages 100000",
         # A file, not stdout: mosquitto flushes its log file at each line, but its stdout (a
         # pipe or file here) only when the buffer fills, and wait_for_log reads it live.
         f"log_dest file {log_path}",

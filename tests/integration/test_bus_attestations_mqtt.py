@@ -22,6 +22,7 @@ from relayer.bus.attestations import (
     AttestationRequester,
     PublishingCheckpointStore,
 )
+from relayer.bus.payloads import AttestationBatchNotice
 from relayer.checkpoints import Attestation, DirectoryCheckpointStore
 from relayer.config import Config
 from tests.integration.mosquitto import MosquittoBroker, start_mosquitto
@@ -100,16 +101,23 @@ async def test_real_signatures_arrive_once_and_replays_and_forgeries_change_noth
                         await first.publish(notice(attestation))
                 await first.publish(notice(signed(config, STRANGER_KEY, 1, claimed_signer=member)))
                 await first.publish(notice(signed(config, STRANGER_KEY, 2)))
+                # The batches replayed too, and a batch with a forged entry beside a real one.
+                for key in keys:
+                    for batch in AttestationBatchNotice.from_attestations(blocks[key]):
+                        await second.publish(batch)
+                forged = signed(config, STRANGER_KEY, 3, claimed_signer=member)
+                for batch in AttestationBatchNotice.from_attestations([forged, blocks[keys[0]][0]]):
+                    await second.publish(batch)
             async with asyncio.timeout(10):
-                while collector.stats["duplicate"] < 10 * 2 * MESSAGES:
+                while collector.stats["duplicate"] < 10 * (4 * MESSAGES + 1):
                     await asyncio.sleep(0.02)
-                while collector.stats["wrong_signer"] + collector.stats["not_a_member"] < 20:
+                while collector.stats["wrong_signer"] + collector.stats["not_a_member"] < 30:
                     await asyncio.sleep(0.02)
             await collector.flush()
     expected = by_id([att for key in keys for att in blocks[key]])
     assert by_id(relayer_store.get_block(ORIGIN, BLOCK)) == expected
     assert collector.stats["stored"] == 2 * MESSAGES
-    assert (collector.stats["wrong_signer"], collector.stats["not_a_member"]) == (10, 10)
+    assert (collector.stats["wrong_signer"], collector.stats["not_a_member"]) == (20, 10)
 
 
 async def test_a_relayer_that_was_away_asks_and_gets_the_block_also_after_a_broker_restart(

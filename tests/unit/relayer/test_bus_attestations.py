@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from eth_account import Account
 
@@ -34,6 +35,8 @@ from relayer.bus.attestations import (
     PublishingCheckpointStore,
     blocks_short_of_quorum,
 )
+from relayer.bus.errors import PayloadError, PayloadTooLargeError
+from relayer.bus.payloads import MAX_BATCH_ENTRIES, MAX_PAYLOAD_BYTES, AttestationBatchNotice
 from relayer.checkpoints import Attestation, DirectoryCheckpointStore
 from relayer.config import Config, load_config
 from relayer.core import Core
@@ -288,6 +291,41 @@ async def test_a_block_short_of_a_quorum_is_asked_for_and_the_attesters_answer(
     assert sum(p.answered for p in publishers) >= 2
 
 
+async def test_nothing_is_asked_for_while_the_worker_is_still_taking_notices(
+    config: Config, stores: tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]
+) -> None:
+    _, relayer_store = stores
+    log = RecordingLog()
+    async with MemoryBus() as bus, bus.subscribe(AttestationRequest, origins=[ORIGIN]) as asked:
+        collector = AttestationCollector(bus, relayer_store, AttestationCheck(config), log)
+        assert collector.last_taken == float("-inf")
+        now = [0.0]
+        requester = AttestationRequester(
+            bus,
+            lambda _before: {(ORIGIN, BLOCK)},
+            log,
+            busy=lambda: now[0] - collector.last_taken < 2.0,
+            after=0,
+            every=30,
+        )
+        # A notice just taken: the worker is behind, not short of signatures.
+        collector.take(notice(signed(config, COMMITTEE_KEYS[0], 0)))
+        now[0] = collector.last_taken + 1.0
+        assert await requester.ask_once() == 0
+        assert requester.requests == 0 and not log.named("bus.attestations_requested")
+        # Quiet for longer than that: the block is asked for.
+        now[0] = collector.last_taken + 2.5
+        assert await requester.ask_once() == 1
+        async with asyncio.timeout(5):
+            assert await anext(asked) == AttestationRequest(origin_domain=ORIGIN, block_hash=BLOCK)
+
+
+async def test_a_requester_without_busy_is_never_busy() -> None:
+    async with MemoryBus() as bus:
+        requester = AttestationRequester(bus, lambda _before: {(ORIGIN, BLOCK)}, RecordingLog())
+        assert await requester.ask_once() == 1
+
+
 async def test_blocks_short_of_quorum_are_the_verified_messages_blocks(
     tmp_path: Path, config: Config
 ) -> None:
@@ -371,3 +409,123 @@ async def test_a_stopped_collector_stores_what_it_had_checked(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert len(relayer_store.get_block(ORIGIN, BLOCK)) == len(block)
+
+
+# --- batches: one notice per block and signer --------------------------------------------------
+
+
+def test_a_batch_round_trips_on_its_own_topic(config: Config) -> None:
+    block = [signed(config, COMMITTEE_KEYS[0], n) for n in range(3)]
+    (batch,) = AttestationBatchNotice.from_attestations(block)
+    assert Topics().for_notice(batch) == f"relayer/v1/{ORIGIN}/attestation-batches"
+    assert decode_notice(encode_notice(batch)) == batch
+    assert [n.to_attestation() for n in batch.notices()] == block
+
+
+def test_a_big_block_is_split_into_batches_that_fit_a_payload(config: Config) -> None:
+    one = signed(config, COMMITTEE_KEYS[0], 0)
+    many = [
+        Attestation(
+            signer=one.signer,
+            signature=one.signature,
+            origin_domain=ORIGIN,
+            message_id=n.to_bytes(32, "big"),
+            origin_block_hash=BLOCK,
+            destination_domain=DESTINATION,
+        )
+        for n in range(MAX_BATCH_ENTRIES + 1)
+    ]
+    batches = AttestationBatchNotice.from_attestations(many)
+    assert [len(b.entries) for b in batches] == [MAX_BATCH_ENTRIES, 1]
+    assert len(encode_notice(batches[0])) < MAX_PAYLOAD_BYTES // 2
+    # One entry past the cap is not a batch a reader takes.
+    too_many = msgspec.msgpack.encode(
+        {
+            "format": "bus.attestation_batch.v1",
+            "origin_domain": ORIGIN,
+            "origin_block_hash": BLOCK,
+            "signer": one.signer,
+            "entries": [[a.message_id, DESTINATION, a.signature] for a in many],
+        }
+    )
+    with pytest.raises(PayloadError) as raised:
+        decode_notice(too_many)
+    assert raised.value.reason == "invalid"
+    with pytest.raises(PayloadTooLargeError):
+        decode_notice(too_many, max_bytes=1000)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b"\xff\x00garbage",
+        msgspec.msgpack.encode({"format": "bus.attestation_batch.v1", "origin_domain": ORIGIN}),
+        msgspec.msgpack.encode(
+            {
+                "format": "bus.attestation_batch.v1",
+                "origin_domain": ORIGIN,
+                "origin_block_hash": BLOCK,
+                "signer": b"\x11" * 20,
+                "entries": [[b"\x01" * 32, DESTINATION, b"\x22" * 64]],  # a short signature
+            }
+        ),
+        msgspec.msgpack.encode(
+            {
+                "format": "bus.attestation_batch.v1",
+                "origin_domain": ORIGIN,
+                "origin_block_hash": BLOCK,
+                "signer": b"\x11" * 20,
+                "entries": [],
+            }
+        ),
+    ],
+)
+def test_a_malformed_batch_is_a_payload_error(payload: bytes) -> None:
+    with pytest.raises(PayloadError):
+        decode_notice(payload)
+
+
+async def test_a_batch_with_a_forged_entry_counts_its_real_ones_and_a_replay_nothing(
+    config: Config, stores: tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]
+) -> None:
+    _, relayer_store = stores
+    log = RecordingLog()
+    async with MemoryBus() as bus:
+        collector = AttestationCollector(bus, relayer_store, AttestationCheck(config), log)
+        real = [signed(config, COMMITTEE_KEYS[0], n) for n in range(4)]
+        forged = signed(config, STRANGER_KEY, 9, claimed_signer=real[0].signer)
+        (batch,) = AttestationBatchNotice.from_attestations([*real[:2], forged, *real[2:]])
+        await collector.take_batch(batch)
+        assert collector.stats["wrong_signer"] == 1 and collector.unstored == 4
+        assert await collector.flush() == 4
+        # The same batch again, and one entry of it as a single notice: nothing new.
+        await collector.take_batch(batch)
+        collector.take(notice(real[1]))
+        assert await collector.flush() == 0
+    assert collector.stats["duplicate"] == 5
+    assert collector.stats["wrong_signer"] == 2
+    assert len(log.named("bus.attestation_refused")) == 1
+    assert sorted(relayer_store.get_block(ORIGIN, BLOCK), key=lambda a: a.message_id) == real
+
+
+async def test_a_single_notice_of_the_previous_release_still_counts_beside_batches(
+    config: Config, stores: tuple[DirectoryCheckpointStore, DirectoryCheckpointStore]
+) -> None:
+    _, relayer_store = stores
+    woken = asyncio.Event()
+    async with MemoryBus() as bus:
+        collector = AttestationCollector(
+            bus, relayer_store, AttestationCheck(config), RecordingLog(), on_stored=woken.set
+        )
+        async with running(collector.run()):
+            await collector.wait_subscribed(5)
+            old = signed(config, COMMITTEE_KEYS[1], 0)
+            await bus.publish(notice(old))
+            new = [signed(config, COMMITTEE_KEYS[0], n) for n in range(3)]
+            for batch in AttestationBatchNotice.from_attestations(new):
+                await bus.publish(batch)
+            async with asyncio.timeout(5):
+                while len(relayer_store.get_block(ORIGIN, BLOCK)) < 4:
+                    await asyncio.sleep(0.01)
+            await asyncio.wait_for(woken.wait(), 5)
+    assert collector.stats["stored"] == 4
