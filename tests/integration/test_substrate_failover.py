@@ -22,17 +22,20 @@ from chains.substrate.keys import Sr25519Keypair
 from chains.substrate.submitter import SubstrateSubmitter
 from relayer.delivery import DeliveryWorker
 from relayer.errors import TransientChainError
-from relayer.message import Message
 from relayer.plugin import BroadcastResult, Delivery, DeliverySettings
-from relayer.store import Ledger, ObservedRow, State
+from relayer.store import Ledger, State
 from tests.integration.chopsticks import running_chopsticks
 from tests.integration.substrate_proxy import WsRpcProxy
-from tests.integration.test_substrate_submitter import delivery_counts, until
+from tests.integration.test_substrate_submitter import (
+    attested_ledger,
+    deliveries,
+    delivery_counts,
+    until,
+)
 
 pytestmark = pytest.mark.slow
 
 CHAIN = "xrly-substrate-failover"
-ORIGIN, DESTINATION = 1000, 3000
 
 
 @pytest.fixture(scope="module")
@@ -56,43 +59,6 @@ def submitter(*urls: str) -> SubstrateSubmitter:
     return SubstrateSubmitter(
         chain_name=CHAIN, config=config, signer=Sr25519Keypair.from_uri("//Alice")
     )
-
-
-_nonces = iter(range(1, 1_000_000))
-
-
-def deliveries(count: int) -> list[Delivery]:
-    out = []
-    for _ in range(count):
-        message = Message(
-            next(_nonces), ORIGIN, b"\x11" * 32, DESTINATION, b"\x22" * 32, b"failover delivery"
-        )
-        out.append(Delivery(message.id, message.encode(), b"\x01" * 32, ()))
-    return out
-
-
-def attested_ledger(path: Path, batch: list[Delivery]) -> Ledger:
-    ledger = Ledger.open(path)
-    ids = [d.message_id for d in batch]
-    ledger.record_observed_many(
-        [
-            ObservedRow(
-                id=d.message_id,
-                origin_chain="origin",
-                destination_chain=CHAIN,
-                route=f"origin->{CHAIN}",
-                nonce=n,
-                message=d.message,
-                block_number=1,
-                block_hash=d.origin_block_hash,
-                evidence=b"",
-            )
-            for n, d in enumerate(batch)
-        ]
-    )
-    ledger.transition_many(ids, State.VERIFIED, expect=State.OBSERVED)
-    ledger.transition_many(ids, State.ATTESTED, expect=State.VERIFIED)
-    return ledger
 
 
 class _Log:
@@ -122,7 +88,7 @@ async def worker_run(
     ledgers: list[Ledger] = []
 
     def run(sub: SubstrateSubmitter, batch: list[Delivery], log: _Log) -> Ledger:
-        ledger = attested_ledger(tmp_path / f"ledger{len(ledgers)}.db", batch)
+        ledger = attested_ledger(tmp_path / f"ledger{len(ledgers)}.db", batch, CHAIN)
         ledgers.append(ledger)
         worker = DeliveryWorker(
             chain=CHAIN,

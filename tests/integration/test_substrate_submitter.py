@@ -67,6 +67,31 @@ def deliveries(count: int) -> list[Delivery]:
     return out
 
 
+def attested_ledger(path: Path, batch: list[Delivery], chain: str) -> Ledger:
+    """A ledger holding ``batch`` attested for delivery to ``chain``."""
+    ledger = Ledger.open(path)
+    ids = [d.message_id for d in batch]
+    ledger.record_observed_many(
+        [
+            ObservedRow(
+                id=d.message_id,
+                origin_chain="origin",
+                destination_chain=chain,
+                route=f"origin->{chain}",
+                nonce=n,
+                message=d.message,
+                block_number=1,
+                block_hash=d.origin_block_hash,
+                evidence=b"",
+            )
+            for n, d in enumerate(batch)
+        ]
+    )
+    ledger.transition_many(ids, State.VERIFIED, expect=State.OBSERVED)
+    ledger.transition_many(ids, State.ATTESTED, expect=State.VERIFIED)
+    return ledger
+
+
 @pytest.fixture
 async def submitter(chopsticks: ChopsticksNode) -> AsyncIterator[SubstrateSubmitter]:
     sub = SubstrateSubmitter(
@@ -273,25 +298,7 @@ async def test_the_delivery_worker_takes_attested_messages_to_delivered(
 ) -> None:
     batch = deliveries(25)
     ids = [d.message_id for d in batch]
-    ledger = Ledger.open(tmp_path / "ledger.db")
-    ledger.record_observed_many(
-        [
-            ObservedRow(
-                id=d.message_id,
-                origin_chain="origin",
-                destination_chain=CHAIN,
-                route=f"origin->{CHAIN}",
-                nonce=n,
-                message=d.message,
-                block_number=1,
-                block_hash=d.origin_block_hash,
-                evidence=b"",
-            )
-            for n, d in enumerate(batch)
-        ]
-    )
-    ledger.transition_many(ids, State.VERIFIED, expect=State.OBSERVED)
-    ledger.transition_many(ids, State.ATTESTED, expect=State.VERIFIED)
+    ledger = attested_ledger(tmp_path / "ledger.db", batch, CHAIN)
     sub = SubstrateSubmitter(
         chain_name=CHAIN,
         config=config(chopsticks.ws_url),
