@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from functools import cache, partial
+from functools import cache
 from typing import Any, Protocol, TypeVar
 
 from proofs import QuorumError
@@ -23,7 +23,7 @@ from relayer.message import Message, MessageFormatError
 from relayer.metrics import RelayerMetrics
 from relayer.plugin import ChainPlugin, Observation, load_plugin
 from relayer.safety import Safety
-from relayer.store import Ledger, MessageRecord, ObservedRow, State, new_owner
+from relayer.store import Ledger, MessageRecord, ObservedRow, State, from_loop, new_owner
 
 __all__ = ["Core"]
 
@@ -182,13 +182,14 @@ class Core:
         # One transaction: the rows go in with their verdicts (VERIFIED or REJECTED) at once. A
         # refused observation of a message the ledger already holds is only logged: evidence
         # that fails to verify must never overwrite evidence that did (a forged "reorg").
-        reasons = [reason for _, reason in verdicts]
-        if self.ledger.shared:
-            # A round trip to the database server: off the loop, so that the other chains'
-            # watchers and the bus keep running meanwhile (SQLite's local commit stays inline).
-            changed = await asyncio.to_thread(self.ledger.record_observed_many, rows, reasons)
-        else:
-            changed = self.ledger.record_observed_many(rows, reasons)
+        # Off the loop on a database server, so that the other chains' watchers and the bus
+        # keep running meanwhile.
+        changed = await from_loop(
+            self.ledger,
+            self.ledger.record_observed_many,
+            rows,
+            [reason for _, reason in verdicts],
+        )
         if changed and verified_ok:
             self.verified_event.set()
         await self._verdicts(rows, verdicts, refused, failed)
@@ -315,14 +316,14 @@ class Core:
         ]
         if not candidates:
             return
-        postpone = partial(
+        postponed = await from_loop(
+            self.ledger,
             self.ledger.postpone,
             [record.id for record in candidates],
             delay=_STALLED_RECHECK,
             state=State.VERIFIED,
             unchanged_for=_STALLED_AFTER,
         )
-        postponed = await asyncio.to_thread(postpone) if self.ledger.shared else postpone()
         if postponed:
             self.log.warning(
                 "attestations.stalled",

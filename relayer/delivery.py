@@ -56,6 +56,7 @@ from relayer.store import (
     SignerHold,
     State,
     SubmittedTx,
+    from_loop,
     new_owner,
 )
 
@@ -171,12 +172,8 @@ class DeliveryWorker:
         self._hold: SignerHold | None = None
 
     async def _db(self, call: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
-        """A ledger call: in a worker thread when the ledger is a server's (a network round
-        trip must not stall the loop), directly on SQLite (a local commit, and the embedded
-        default's speed depends on not paying a thread hop for each)."""
-        if self._shared:
-            return await asyncio.to_thread(call, *args, **kwargs)
-        return call(*args, **kwargs)
+        """A ledger call, off the loop on a shared ledger (``relayer.store.from_loop``)."""
+        return await from_loop(self.ledger, call, *args, **kwargs)
 
     async def run(self) -> None:
         try:

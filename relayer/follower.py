@@ -26,7 +26,7 @@ from relayer.health import HEALTH
 from relayer.metrics import RelayerMetrics
 from relayer.plugin import ChainReader, Observation, ObservationSink, load_plugin
 from relayer.retry import backoff_delay, describe_error
-from relayer.store import Cursor, Ledger
+from relayer.store import Cursor, Ledger, from_loop
 
 if TYPE_CHECKING:
     from relayer.config import ChainConfig
@@ -299,10 +299,7 @@ def orphan_on_reorg(ledger: Ledger, log: Any) -> ReorgHook:
             f" (chain.reorg_beyond_finality: the block at the follower's cursor was"
             f" 0x{old_hash.hex()}, is {now} now)"
         )
-        if ledger.shared:
-            ids = await asyncio.to_thread(ledger.orphan_above, chain, fork, reason=reason)
-        else:
-            ids = ledger.orphan_above(chain, fork, reason=reason)
+        ids = await from_loop(ledger, ledger.orphan_above, chain, fork, reason=reason)
         if ids:
             log.warning(
                 "message.orphaned",

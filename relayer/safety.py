@@ -20,13 +20,14 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from relayer.errors import StoreError
 from relayer.message import Message, MessageFormatError
+from relayer.store import from_loop
 
 if TYPE_CHECKING:
     from relayer.config import Config
@@ -319,7 +320,9 @@ class Safety:
         whether it was paused now (False: it was already)."""
         self._pausing.add(route)
         try:
-            done = await self._ledger(self.ledger.pause_route, route, reason=reason, by=self.by)
+            done = await from_loop(
+                self.ledger, self.ledger.pause_route, route, reason=reason, by=self.by
+            )
         except StoreError as exc:
             # The ledger refused: nothing is paused, and the next failure tries again.
             self.log.error("route.pause_failed", route=route, reason=reason, error=str(exc))
@@ -341,7 +344,9 @@ class Safety:
         """Read the paused routes from the ledger (a pause or resume of another process's is
         logged here once)."""
         try:
-            found = dict(await self._ledger(self.ledger.paused_routes))
+            found: dict[str, PauseView] = dict(
+                await from_loop(self.ledger, self.ledger.paused_routes)
+            )
         except StoreError as exc:
             self.log.warning("route.pauses_unreadable", error=str(exc))
             return
@@ -390,9 +395,7 @@ class Safety:
         (each takes a token) and those held back (counted in ``relayer_rate_limited``)."""
         if not self._buckets:
             return list(records), []
-        wanted: dict[str, int] = {}
-        for record in records:
-            wanted[record.route] = wanted.get(record.route, 0) + 1
+        wanted = Counter(record.route for record in records)
         granted = {
             route: (bucket.take(wanted[route]) if route in wanted else 0)
             for route, bucket in self._buckets.items()
@@ -408,7 +411,7 @@ class Safety:
                 admitted.append(record)
             else:
                 held.append(record)
-        for route, count in _count(r.route for r in held).items():
+        for route, count in Counter(r.route for r in held).items():
             self.metrics.rate_limited.labels(route).inc(count)
         return admitted, held
 
@@ -440,11 +443,6 @@ class Safety:
 
     # --- helpers -------------------------------------------------------------------------------
 
-    async def _ledger(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        if self.ledger.shared:  # a network round trip: off the loop
-            return await asyncio.to_thread(call, *args, **kwargs)
-        return call(*args, **kwargs)
-
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
@@ -454,10 +452,3 @@ class Safety:
 def _origin_key(chain: str) -> str:
     # Streak keys: routes for verification failures, "chain->*" for an origin's read failures.
     return f"{chain}->*"
-
-
-def _count(items: Iterable[str]) -> Mapping[str, int]:
-    out: dict[str, int] = {}
-    for item in items:
-        out[item] = out.get(item, 0) + 1
-    return out

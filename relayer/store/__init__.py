@@ -26,6 +26,7 @@ from relayer.store.ledger import (
     SignerTakenError,
     State,
     SubmittedTx,
+    from_loop,
     new_owner,
 )
 
@@ -49,5 +50,6 @@ __all__ = [
     "SignerTakenError",
     "State",
     "SubmittedTx",
+    "from_loop",
     "new_owner",
 ]

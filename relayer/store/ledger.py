@@ -13,6 +13,7 @@ from one thread at a time, so callers may use it from the event loop or from a w
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import math
 import os
@@ -27,7 +28,7 @@ from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType, TracebackType
-from typing import Any, ClassVar, Protocol, Self
+from typing import Any, ClassVar, ParamSpec, Protocol, Self, TypeVar
 
 from relayer.errors import StoreError
 from relayer.store.dialect import SQLITE, Dialect, is_postgres_url
@@ -51,6 +52,7 @@ __all__ = [
     "SignerHold",
     "SignerTakenError",
     "State",
+    "from_loop",
     "new_owner",
 ]
 
@@ -90,6 +92,22 @@ class _NoHold:
 
     def release(self) -> None:
         pass
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+async def from_loop(
+    ledger: Ledger, call: Callable[_P, _R], /, *args: _P.args, **kwargs: _P.kwargs
+) -> _R:
+    """``call(*args, **kwargs)``, a method of ``ledger``, made from the event loop: in a worker
+    thread when the ledger is a database server's (a network round trip must not stall the
+    loop), directly on SQLite (a local commit, and the embedded default's speed depends on not
+    paying a thread hop for each)."""
+    if ledger.shared:
+        return await asyncio.to_thread(call, *args, **kwargs)
+    return call(*args, **kwargs)
 
 
 def new_owner(role: str = "worker") -> str:
